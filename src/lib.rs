@@ -1,0 +1,23 @@
+//! jellyfin-sso-proxy: the HTTPS front door of a Jellyfin server, adding single sign-on.
+//!
+//! The map of the crate, in the order a request meets it:
+//!
+//! - [`config`]: `proxy.yaml` + `JSP_*` environment → validated [`config::Config`].
+//! - [`tls`]: certificates (loaded, self-signed on first run, reloaded on change).
+//! - [`server`]: listeners, TLS accept, HTTP/1.1 + HTTP/2, limits, graceful shutdown.
+//! - [`router`]: per request, `/sso/*` → [`sso`], everything else → [`proxy`]; access log.
+//! - [`proxy`]: streaming forwarding to Jellyfin, websockets, header rules.
+//! - [`sso`]: the SSO plugin's HTTP API.
+//! - [`error`]: error enums and the single error → response mapping; [`pages`]: HTML pages.
+//! - [`body`]: the streaming body type; [`logging`]: log setup.
+
+pub mod body;
+pub mod config;
+pub mod error;
+pub mod logging;
+pub mod pages;
+pub mod proxy;
+pub mod router;
+pub mod server;
+pub mod sso;
+pub mod tls;

@@ -1,0 +1,150 @@
+//! The `jellyfin-sso-proxy` command: read the config, set up logging and TLS, then serve.
+//!
+//! The whole shape: [`Config`] is loaded and validated once; [`App`] holds the pooled
+//! Jellyfin client and the SSO state; [`server::run`] accepts TLS connections and hands each
+//! request to the router, which forwards to Jellyfin or answers `/sso/*`. SIGHUP reloads the
+//! certificate; SIGTERM/SIGINT stop accepting and let in-flight requests finish.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio_rustls::TlsAcceptor;
+
+use jellyfin_sso_proxy::config::{Config, ConfigError};
+use jellyfin_sso_proxy::router::App;
+use jellyfin_sso_proxy::tls::{self, CertStore};
+use jellyfin_sso_proxy::{logging, server};
+
+/// HTTPS reverse proxy that puts OpenID Connect and SAML single sign-on in front of Jellyfin.
+///
+/// It forwards everything to Jellyfin unchanged except /sso/*, where it serves the SSO plugin's
+/// API. Configure it in proxy.yaml; any setting can be overridden by an environment variable
+/// JSP_<SECTION>__<KEY>, e.g. JSP_JELLYFIN__URL=http://jellyfin:8096.
+#[derive(Parser)]
+#[command(version, about, long_about)]
+struct Cli {
+    /// Path of the configuration file [default: ./proxy.yaml]
+    #[arg(long, short, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy (the default when no command is given)
+    Run,
+    /// Validate the configuration and TLS files, list every problem, and exit (non-zero on problems)
+    CheckConfig,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let explicit = cli.config.is_some();
+    let path = cli.config.unwrap_or_else(|| PathBuf::from("proxy.yaml"));
+    let config = match Config::load(&path, explicit) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            if matches!(e, ConfigError::Invalid(_)) {
+                eprintln!("(run `jellyfin-sso-proxy check-config` after fixing to verify)");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command.unwrap_or(Command::Run) {
+        Command::CheckConfig => check_config(&config, &path),
+        Command::Run => {
+            logging::init(&config.log);
+            let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+            match runtime.block_on(run(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn check_config(config: &Config, path: &std::path::Path) -> ExitCode {
+    let (cert, key) = (&config.tls.cert, &config.tls.key);
+    let tls_problem = match (cert.exists(), key.exists()) {
+        (false, false) => None,
+        (true, true) => tls::load_pair(cert, key).err().map(|e| e.to_string()),
+        _ => Some(format!("tls: give both {} and {}, or neither to have a self-signed pair generated", cert.display(), key.display())),
+    };
+    match tls_problem {
+        Some(p) => {
+            eprintln!("error: 1 problem in the configuration:\n  - {p}");
+            ExitCode::from(2)
+        }
+        None => {
+            println!("{}: configuration OK", path.display());
+            if !cert.exists() {
+                println!("note: no certificate yet; a self-signed one for localhost will be generated at {}", cert.display());
+            }
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let config = Arc::new(config);
+    let (certs, generated) = CertStore::open(&config.tls).context("TLS certificate")?;
+    if generated {
+        tracing::warn!(cert = %config.tls.cert.display(), "no certificate configured: generated a self-signed one for localhost; browsers will warn until you install a real one");
+    }
+    let acceptor = TlsAcceptor::from(certs.server_config());
+    let app = Arc::new(App::new(config.clone()));
+
+    let listener = server::bind(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
+    tracing::info!(listen = %config.listen, public_url = %config.public_url.as_str(), jellyfin = %config.jellyfin.url, "serving");
+    if config.jellyfin.api_key.is_none() {
+        tracing::warn!("jellyfin.api_key is not set: traffic is forwarded, but nobody can sign in through SSO");
+    }
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    if let Some(addr) = config.http_redirect_listen {
+        let l = server::bind(addr).with_context(|| format!("cannot listen on {addr} (http_redirect_listen)"))?;
+        tokio::spawn(server::run_redirect(l, config.public_url.clone(), stopped(stop_rx.clone())));
+    }
+    tokio::spawn(watch_certificates(certs, config.tls.reload_interval));
+    tokio::spawn(async move {
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+        }
+        let _ = stop_tx.send(true);
+    });
+    server::run(listener, app, acceptor, stopped(stop_rx)).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Reload the certificate on SIGHUP, and whenever the files change on disk.
+async fn watch_certificates(certs: Arc<CertStore>, every: std::time::Duration) {
+    let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
+    let mut tick = tokio::time::interval(every);
+    loop {
+        let forced = tokio::select! {
+            _ = hup.recv() => true,
+            _ = tick.tick() => false,
+        };
+        match certs.reload(forced) {
+            Ok(true) => tracing::info!("TLS certificate reloaded"),
+            Ok(false) => {}
+            Err(e) => tracing::error!(error = %e, "TLS certificate reload failed; still serving the previous one"),
+        }
+    }
+}

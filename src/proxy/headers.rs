@@ -1,0 +1,187 @@
+//! Header rules for forwarding, as small pure functions: hop-by-hop removal, the
+//! `X-Forwarded-*` set, the original `Host`, and redaction of secrets for the access log.
+
+use std::net::IpAddr;
+
+use http::header::{HeaderName, HeaderValue, CONNECTION, HOST, UPGRADE};
+use http::{HeaderMap, Uri};
+
+/// Headers that describe one connection and must not be forwarded (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Does this request ask for a protocol upgrade (`Connection: upgrade` plus `Upgrade: …`)?
+pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
+    headers.contains_key(UPGRADE) && connection_tokens(headers).any(|t| t.eq_ignore_ascii_case("upgrade"))
+}
+
+fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+/// Remove hop-by-hop headers, including every header named in `Connection`. When `upgrade`
+/// is true the `Upgrade` header is kept and `Connection: upgrade` is put back, which is how
+/// a websocket handshake crosses a proxy.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    let named: Vec<HeaderName> = connection_tokens(headers).filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok()).collect();
+    let upgrade_value = if upgrade { headers.get(UPGRADE).cloned() } else { None };
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+    if let Some(v) = upgrade_value {
+        headers.insert(UPGRADE, v);
+        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
+/// The host the client asked for: `Host` (HTTP/1.1) or the URI authority (HTTP/2).
+pub fn original_host(headers: &HeaderMap, uri: &Uri) -> Option<HeaderValue> {
+    headers.get(HOST).cloned().or_else(|| uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()))
+}
+
+/// Set `X-Forwarded-For/Proto/Host`. A chain from a trusted peer (another proxy in front of
+/// us) is extended; from anyone else it is replaced, so a client cannot forge its address.
+pub fn set_forwarded(headers: &mut HeaderMap, peer: IpAddr, peer_trusted: bool, host: Option<&HeaderValue>) {
+    let existing_xff = headers.get_all(&X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>().join(", ");
+    let xff = if peer_trusted && !existing_xff.is_empty() { format!("{existing_xff}, {peer}") } else { peer.to_string() };
+    headers.insert(X_FORWARDED_FOR.clone(), HeaderValue::from_str(&xff).expect("ip addresses and commas are valid header text"));
+    if !(peer_trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
+        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("https"));
+    }
+    if !(peer_trusted && headers.contains_key(&X_FORWARDED_HOST)) {
+        match host {
+            Some(h) => {
+                headers.insert(X_FORWARDED_HOST.clone(), h.clone());
+            }
+            None => {
+                headers.remove(&X_FORWARDED_HOST);
+            }
+        }
+    }
+}
+
+/// The path and query for the access log, with secret query values (`api_key`, `ApiKey`,
+/// `token`, `code`, `state`, ...) replaced by `REDACTED`.
+pub fn redacted_path(uri: &Uri) -> String {
+    const SECRET_PARAMS: [&str; 7] = ["api_key", "apikey", "token", "access_token", "code", "state", "secret"];
+    let path = uri.path();
+    let Some(query) = uri.query() else { return path.to_string() };
+    let parts: Vec<String> = query
+        .split('&')
+        .map(|pair| {
+            let (k, _) = pair.split_once('=').unwrap_or((pair, ""));
+            let key = percent_decode_lower(k);
+            if SECRET_PARAMS.iter().any(|s| key == *s) {
+                format!("{k}=REDACTED")
+            } else {
+                pair.to_string()
+            }
+        })
+        .collect();
+    format!("{path}?{}", parts.join("&"))
+}
+
+fn percent_decode_lower(s: &str) -> String {
+    url::form_urlencoded::parse(format!("{s}=").as_bytes()).next().map(|(k, _)| k.to_ascii_lowercase()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn strips_standard_and_connection_named_headers() {
+        let mut h = map(&[
+            ("connection", "keep-alive, X-Secret-Hop"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret-hop", "1"),
+            ("te", "trailers"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("proxy-authorization", "Basic x"),
+            ("accept", "*/*"),
+        ]);
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("accept"));
+    }
+
+    #[test]
+    fn upgrade_survives_when_asked() {
+        let mut h = map(&[("connection", "Upgrade"), ("upgrade", "websocket"), ("sec-websocket-key", "abc")]);
+        assert!(is_upgrade_request(&h));
+        strip_hop_by_hop(&mut h, true);
+        assert_eq!(h["upgrade"], "websocket");
+        assert_eq!(h["connection"], "upgrade");
+        assert_eq!(h["sec-websocket-key"], "abc");
+    }
+
+    #[test]
+    fn upgrade_needs_both_headers() {
+        assert!(!is_upgrade_request(&map(&[("upgrade", "websocket")])));
+        assert!(!is_upgrade_request(&map(&[("connection", "upgrade")])));
+    }
+
+    #[test]
+    fn forwarded_chain_replaced_for_untrusted_peer() {
+        let mut h = map(&[("x-forwarded-for", "6.6.6.6"), ("x-forwarded-proto", "http"), ("x-forwarded-host", "evil")]);
+        let host = HeaderValue::from_static("media.example.com");
+        set_forwarded(&mut h, "10.0.0.7".parse().unwrap(), false, Some(&host));
+        assert_eq!(h["x-forwarded-for"], "10.0.0.7");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "media.example.com");
+    }
+
+    #[test]
+    fn forwarded_chain_extended_for_trusted_peer() {
+        let mut h = map(&[("x-forwarded-for", "1.2.3.4"), ("x-forwarded-for", "5.6.7.8"), ("x-forwarded-proto", "https")]);
+        set_forwarded(&mut h, "127.0.0.1".parse().unwrap(), true, None);
+        assert_eq!(h["x-forwarded-for"], "1.2.3.4, 5.6.7.8, 127.0.0.1");
+    }
+
+    #[test]
+    fn host_from_header_or_authority() {
+        let uri: Uri = "https://media.example.com:8443/web/".parse().unwrap();
+        assert_eq!(original_host(&HeaderMap::new(), &uri).unwrap(), "media.example.com:8443");
+        let h = map(&[("host", "a.example")]);
+        assert_eq!(original_host(&h, &uri).unwrap(), "a.example");
+    }
+
+    #[test]
+    fn secrets_in_query_are_redacted() {
+        let uri: Uri = "/Videos/1/stream?api_key=abc&Static=true&ApiKey=def&a%70i_key=ghi&code=123".parse().unwrap();
+        assert_eq!(redacted_path(&uri), "/Videos/1/stream?api_key=REDACTED&Static=true&ApiKey=REDACTED&a%70i_key=REDACTED&code=REDACTED");
+        let plain: Uri = "/web/index.html".parse().unwrap();
+        assert_eq!(redacted_path(&plain), "/web/index.html");
+    }
+}

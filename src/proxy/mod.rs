@@ -1,0 +1,151 @@
+//! Forwarding to Jellyfin: everything that is not under `/sso/` goes through [`Upstream::forward`].
+//!
+//! Bodies stream both ways through hyper (`Incoming` in, `Incoming` out), so a 1 GiB video
+//! or upload never sits in memory; Range requests, chunked bodies and HTTP/2 clients pass
+//! to Jellyfin's HTTP/1.1 unchanged. A websocket handshake (`/socket`) is forwarded with its
+//! `Upgrade` headers; when Jellyfin answers 101 both sides are upgraded and bytes are copied
+//! until either side closes. Header rules live in [`headers`].
+
+pub mod headers;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::header::{HeaderValue, HOST};
+use http::{Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use url::Url;
+
+use crate::body::{stream, Body};
+use crate::error::ProxyError;
+
+/// The pooled HTTP client to Jellyfin and the rules for using it.
+#[derive(Clone)]
+pub struct Upstream {
+    client: Client<HttpsConnector<HttpConnector>, Incoming>,
+    scheme: http::uri::Scheme,
+    authority: http::uri::Authority,
+    display: String,
+    header_timeout: Duration,
+}
+
+impl Upstream {
+    pub fn new(url: &Url, connect_timeout: Duration, header_timeout: Duration) -> Upstream {
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(connect_timeout));
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_webpki_roots()
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(256)
+            .build(https);
+        let uri: Uri = url.as_str().parse().expect("a validated URL is a valid URI");
+        Upstream {
+            client,
+            scheme: uri.scheme().cloned().unwrap_or(http::uri::Scheme::HTTP),
+            authority: uri.authority().cloned().expect("validated URL has a host"),
+            display: url.origin().ascii_serialization(),
+            header_timeout,
+        }
+    }
+
+    /// Forward one request from `peer` to Jellyfin and return its response, streaming.
+    pub async fn forward(&self, mut req: Request<Incoming>, peer: SocketAddr, peer_trusted: bool) -> Result<Response<Body>, ProxyError> {
+        let upgrade = req.version() == Version::HTTP_11 && headers::is_upgrade_request(req.headers());
+        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+
+        let (mut parts, body) = req.into_parts();
+        let host = headers::original_host(&parts.headers, &parts.uri);
+        headers::strip_hop_by_hop(&mut parts.headers, upgrade);
+        headers::set_forwarded(&mut parts.headers, peer.ip(), peer_trusted, host.as_ref());
+        if let Some(h) = host {
+            parts.headers.insert(HOST, h);
+        }
+        let path_and_query = parts.uri.path_and_query().cloned().unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+        parts.uri = Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(path_and_query)
+            .build()
+            .map_err(|e| ProxyError::BadRequest(e.to_string()))?;
+        parts.version = Version::HTTP_11;
+        let up_req = Request::from_parts(parts, body);
+
+        let resp = match tokio::time::timeout(self.header_timeout, self.client.request(up_req)).await {
+            Err(_) => return Err(ProxyError::Timeout { upstream: self.display.clone(), timeout: self.header_timeout }),
+            Ok(Err(source)) if source.is_connect() => return Err(ProxyError::Unreachable { upstream: self.display.clone(), source }),
+            Ok(Err(source)) => return Err(ProxyError::Upstream { upstream: self.display.clone(), source }),
+            Ok(Ok(r)) => r,
+        };
+
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            if let Some(client_upgrade) = client_upgrade {
+                return Ok(self.splice_upgrade(resp, client_upgrade));
+            }
+        }
+        let (mut parts, body) = resp.into_parts();
+        headers::strip_hop_by_hop(&mut parts.headers, false);
+        Ok(Response::from_parts(parts, stream(body)))
+    }
+
+    /// Answer 101 to the client and copy bytes between the two upgraded connections.
+    fn splice_upgrade(&self, mut resp: Response<Incoming>, client_upgrade: hyper::upgrade::OnUpgrade) -> Response<Body> {
+        let upstream_upgrade = hyper::upgrade::on(&mut resp);
+        tokio::spawn(async move {
+            match tokio::try_join!(client_upgrade, upstream_upgrade) {
+                Ok((client, upstream)) => {
+                    let mut client = TokioIo::new(client);
+                    let mut upstream = TokioIo::new(upstream);
+                    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+                        tracing::debug!(error = %e, "upgraded connection ended");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "protocol upgrade failed"),
+            }
+        });
+        let (mut parts, _) = resp.into_parts();
+        headers::strip_hop_by_hop(&mut parts.headers, true);
+        if !parts.headers.contains_key(http::header::UPGRADE) {
+            parts.headers.insert(http::header::UPGRADE, HeaderValue::from_static("websocket"));
+        }
+        Response::from_parts(parts, crate::body::empty())
+    }
+
+    /// A quick GET of Jellyfin's public info, for the health endpoint.
+    pub async fn probe(&self, timeout: Duration) -> Result<StatusCode, String> {
+        let uri = Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query("/System/Info/Public")
+            .build()
+            .map_err(|e| e.to_string())?;
+        // The pooled client is typed for streamed request bodies, so probe with a one-off client.
+        let client: Client<_, http_body_util::Empty<bytes::Bytes>> = Client::builder(TokioExecutor::new()).build(self.client_connector());
+        match tokio::time::timeout(timeout, client.get(uri)).await {
+            Err(_) => Err(format!("no answer within {timeout:?}")),
+            Ok(Err(e)) => Err(crate::error::error_chain(&e)),
+            Ok(Ok(r)) => Ok(r.status()),
+        }
+    }
+
+    fn client_connector(&self) -> HttpsConnector<HttpConnector> {
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(Duration::from_secs(2)));
+        http.enforce_http(false);
+        hyper_rustls::HttpsConnectorBuilder::new().with_webpki_roots().https_or_http().enable_http1().wrap_connector(http)
+    }
+
+    pub fn display(&self) -> &str {
+        &self.display
+    }
+}

@@ -1,0 +1,71 @@
+//! The one service every connection runs: `/sso/*` goes to the SSO endpoints, everything
+//! else is forwarded to Jellyfin. It also writes the access log line, one per request,
+//! with secrets redacted and the error reason attached when there was one.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+
+use crate::body::Body;
+use crate::config::Config;
+use crate::error::{self, ErrorNote};
+use crate::proxy::{headers::redacted_path, Upstream};
+use crate::sso::Sso;
+
+/// Everything a request may need, shared by all connections.
+pub struct App {
+    pub config: Arc<Config>,
+    pub upstream: Upstream,
+    pub sso: Sso,
+}
+
+impl App {
+    pub fn new(config: Arc<Config>) -> App {
+        let upstream = Upstream::new(&config.jellyfin.url, config.limits.upstream_connect_timeout, config.limits.upstream_header_timeout);
+        let sso = Sso::new(config.clone(), upstream.clone());
+        App { config, upstream, sso }
+    }
+
+    fn peer_trusted(&self, peer: &SocketAddr) -> bool {
+        self.config.trusted_proxies.iter().any(|n| n.contains(&peer.ip()))
+    }
+
+    /// Is `path` under `{base}/sso/`?
+    fn is_sso(&self, path: &str) -> bool {
+        let base = self.config.public_url.base_path();
+        path.strip_prefix(base).is_some_and(|rest| rest == "/sso" || rest.starts_with("/sso/"))
+    }
+}
+
+/// Handle one request from `peer`. Never fails: errors become responses here.
+pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Result<Response<Body>, Infallible> {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let version = req.version();
+    let path = redacted_path(req.uri());
+
+    let resp = if app.is_sso(req.uri().path()) {
+        app.sso.handle(req).await
+    } else {
+        let headers = req.headers().clone();
+        let trusted = app.peer_trusted(&peer);
+        match app.upstream.forward(req, peer, trusted).await {
+            Ok(r) => r,
+            Err(e) => error::respond(&e, &headers),
+        }
+    };
+
+    let status = resp.status().as_u16();
+    let ms = start.elapsed().as_secs_f64() * 1000.0;
+    match resp.extensions().get::<ErrorNote>() {
+        Some(ErrorNote(reason)) => {
+            tracing::warn!(target: "access", %peer, %method, path, ?version, status, ms, error = %reason, "request failed")
+        }
+        None => tracing::info!(target: "access", %peer, %method, path, ?version, status, ms, "request"),
+    }
+    Ok(resp)
+}

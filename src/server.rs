@@ -1,0 +1,255 @@
+//! Listeners and connections: TLS accept with a handshake timeout, a cap on concurrent
+//! connections, HTTP/1.1 and HTTP/2 (with upgrades) through hyper-util's auto builder, an
+//! idle watchdog, and graceful shutdown.
+//!
+//! [`run`] takes an already bound listener and a shutdown future, so tests bind port 0 and
+//! stop the server cleanly. On shutdown it stops accepting, asks every connection to finish
+//! its in-flight requests, and waits up to the grace period before dropping the rest.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::{Response, StatusCode};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
+
+use crate::body::{empty, Body};
+use crate::config::{Limits, PublicUrl};
+use crate::router::{self, App};
+
+/// Serve HTTPS on `listener` until `shutdown` completes, then drain within the grace period.
+pub async fn run(listener: TcpListener, app: Arc<App>, tls: TlsAcceptor, shutdown: impl Future<Output = ()>) {
+    let limits = app.config.limits.clone();
+    let builder = http_builder(&limits);
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut conns = JoinSet::new();
+    tokio::pin!(shutdown);
+
+    loop {
+        let permit = tokio::select! {
+            _ = &mut shutdown => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+            p = permits.clone().acquire_owned() => p.expect("semaphore never closed"),
+        };
+        let (tcp, peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = tcp.set_nodelay(true);
+        let (app, tls, builder, stop_rx, limits) = (app.clone(), tls.clone(), builder.clone(), stop_rx.clone(), limits.clone());
+        conns.spawn(async move {
+            let _permit = permit;
+            let stream = match tokio::time::timeout(limits.tls_handshake_timeout, tls.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+            };
+            let svc = service_fn(move |req| router::handle(app.clone(), req, peer));
+            serve_connection(builder, stream, svc, stop_rx, limits.idle_timeout).await;
+        });
+    }
+
+    drop(listener);
+    let open = conns.len();
+    tracing::info!(open, grace = ?limits.shutdown_grace, "shutting down: no new connections, finishing in-flight requests");
+    let _ = stop_tx.send(true);
+    let drained = tokio::time::timeout(limits.shutdown_grace, async { while conns.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        tracing::warn!(left = conns.len(), "grace period over: closing remaining connections");
+        conns.shutdown().await;
+    }
+}
+
+fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .keep_alive(true);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(250)
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    b
+}
+
+/// Drive one connection; on shutdown or after `idle` without any bytes moving, ask it to
+/// close gracefully (in-flight requests still complete).
+async fn serve_connection<I, S>(builder: auto::Builder<TokioExecutor>, io: I, svc: S, mut stop: watch::Receiver<bool>, idle: Duration)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<http::Request<hyper::body::Incoming>, Response = Response<Body>, Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let io = IdleIo::new(io);
+    let activity = io.activity.clone();
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
+    tokio::pin!(conn);
+    let mut closing = false;
+    let mut tick = tokio::time::interval((idle / 4).max(Duration::from_millis(100)));
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "connection ended with error");
+                }
+                return;
+            }
+            _ = stop.changed(), if !closing => {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            _ = tick.tick(), if !closing => {
+                if activity.idle_for() >= idle {
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+}
+
+/// Serve the optional plain-HTTP listener: every request gets 308 to the same path on
+/// `public_url`'s origin (never to a host taken from the request).
+pub async fn run_redirect(listener: TcpListener, public: PublicUrl, shutdown: impl Future<Output = ()>) {
+    let origin = Arc::new(public.origin());
+    let builder = hyper::server::conn::http1::Builder::new();
+    let mut conns = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        let tcp = tokio::select! {
+            _ = &mut shutdown => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+            r = listener.accept() => match r { Ok((t, _)) => t, Err(_) => continue },
+        };
+        let origin = origin.clone();
+        let builder = builder.clone();
+        conns.spawn(async move {
+            let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                let origin = origin.clone();
+                async move {
+                    let pq = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+                    let location = format!("{origin}{pq}");
+                    let mut r = Response::new(empty());
+                    *r.status_mut() = StatusCode::PERMANENT_REDIRECT;
+                    if let Ok(v) = http::HeaderValue::from_str(&location) {
+                        r.headers_mut().insert(http::header::LOCATION, v);
+                    }
+                    Ok::<_, std::convert::Infallible>(r)
+                }
+            });
+            let _ = tokio::time::timeout(Duration::from_secs(60), builder.serve_connection(TokioIo::new(tcp), svc)).await;
+        });
+    }
+    conns.shutdown().await;
+}
+
+/// Records when bytes last moved on a connection.
+#[derive(Clone)]
+struct Activity {
+    epoch: Instant,
+    last_ms: Arc<AtomicU64>,
+}
+
+impl Activity {
+    fn touch(&self) {
+        self.last_ms.store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+    fn idle_for(&self) -> Duration {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        Duration::from_millis(now.saturating_sub(self.last_ms.load(Ordering::Relaxed)))
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// An IO wrapper that notes activity on every read and write.
+    struct IdleIo<I> {
+        #[pin]
+        inner: I,
+        activity: Activity,
+    }
+}
+
+impl<I> IdleIo<I> {
+    fn new(inner: I) -> Self {
+        IdleIo { inner, activity: Activity { epoch: Instant::now(), last_ms: Arc::new(AtomicU64::new(0)) } }
+    }
+}
+
+impl<I: AsyncRead> AsyncRead for IdleIo<I> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.project();
+        let before = buf.filled().len();
+        let r = this.inner.poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.activity.touch();
+        }
+        r
+    }
+}
+
+impl<I: AsyncWrite> AsyncWrite for IdleIo<I> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        let this = self.project();
+        let r = this.inner.poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            this.activity.touch();
+        }
+        r
+    }
+    fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[std::io::IoSlice<'_>]) -> Poll<std::io::Result<usize>> {
+        let this = self.project();
+        let r = this.inner.poll_write_vectored(cx, bufs);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            this.activity.touch();
+        }
+        r
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.project().inner.poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.project().inner.poll_shutdown(cx)
+    }
+}
+
+/// Bind a listener with SO_REUSEADDR, as servers do, so a restart does not wait on TIME_WAIT.
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
