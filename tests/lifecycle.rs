@@ -1,0 +1,83 @@
+//! The proxy binary as an operator runs it: first-run certificate, reload on SIGHUP without
+//! dropping open connections, graceful SIGTERM, and the plain-HTTP redirect listener.
+
+mod support;
+
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use support::jellyfin_double::{DoubleOptions, JellyfinDouble};
+use support::{http1_client, tls_client, ProxyProcess};
+
+async fn h1_get(sender: &mut hyper::client::conn::http1::SendRequest<Empty<bytes::Bytes>>, path: &str) -> u16 {
+    let req = http::Request::get(path).header("host", "localhost").body(Empty::new()).unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    let status = resp.status().as_u16();
+    resp.into_body().collect().await.unwrap();
+    status
+}
+
+#[tokio::test]
+async fn generated_certificate_is_served_and_reloaded_on_sighup_keeping_open_connections() {
+    let jf = JellyfinDouble::start(DoubleOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = ProxyProcess::start(dir.path(), &jf.url(), "").await;
+    assert!(dir.path().join("certs/cert.pem").exists() && dir.path().join("certs/key.pem").exists());
+    assert!(proxy.log_contains("self-signed"), "first run warns about the generated certificate");
+
+    // An open keep-alive connection with the first certificate.
+    let tls = tls_client::connect(proxy.addr, b"http/1.1").await;
+    let first = tls_client::peer_leaf(&tls);
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.unwrap();
+    tokio::spawn(conn);
+    assert_eq!(h1_get(&mut sender, "/System/Info/Public").await, 200);
+
+    // Replace the files with a new pair and send SIGHUP.
+    let pair = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    std::fs::write(dir.path().join("certs/key.pem"), pair.key_pair.serialize_pem()).unwrap();
+    std::fs::write(dir.path().join("certs/cert.pem"), pair.cert.pem()).unwrap();
+    proxy.signal("HUP");
+    let mut second = first.clone();
+    for _ in 0..50 {
+        let tls = tls_client::connect(proxy.addr, b"http/1.1").await;
+        second = tls_client::peer_leaf(&tls);
+        if second != first {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_ne!(second, first, "new connections get the new certificate");
+    assert_eq!(second, pair.cert.der().to_vec());
+    // The old connection still works.
+    assert_eq!(h1_get(&mut sender, "/System/Info/Public").await, 200);
+}
+
+#[tokio::test]
+async fn sigterm_lets_the_in_flight_request_finish() {
+    let jf = JellyfinDouble::start(DoubleOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut proxy = ProxyProcess::start(dir.path(), &jf.url(), "").await;
+    jf.set_latency(Duration::from_millis(1500));
+    let url = proxy.url("/System/Info/Public");
+    let in_flight = tokio::spawn(async move { http1_client().get(url).send().await.map(|r| r.status().as_u16()) });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    proxy.signal("TERM");
+    let status = in_flight.await.unwrap().expect("request completed despite SIGTERM");
+    assert_eq!(status, 200);
+    let exit = tokio::time::timeout(Duration::from_secs(10), proxy.child.wait()).await.expect("proxy exits").unwrap();
+    assert!(exit.success(), "{exit:?}");
+    // And it no longer accepts.
+    assert!(tokio::net::TcpStream::connect(proxy.addr).await.is_err());
+}
+
+#[tokio::test]
+async fn http_redirect_listener_answers_308_to_public_url() {
+    let jf = JellyfinDouble::start(DoubleOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    let proxy = ProxyProcess::start(dir.path(), &jf.url(), &format!("http_redirect_listen: 127.0.0.1:{port}\n")).await;
+    let resp = http1_client().get(format!("http://127.0.0.1:{port}/web/index.html?x=1")).header("Host", "evil.example").send().await.unwrap();
+    assert_eq!(resp.status(), 308);
+    assert_eq!(resp.headers()["location"], proxy.url("/web/index.html?x=1").as_str());
+}

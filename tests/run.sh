@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: installs what the tests need, then runs them.
+# Used by README.md and by .ci/run. Safe to run again: installs are skipped when present.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v xmlsec1  >/dev/null 2>&1 || need_apt+=(xmlsec1)
+command -v node     >/dev/null 2>&1 || need_apt+=(nodejs npm)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "tests/run.sh: installing ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+# The real OpenID Provider and the browser driver (versions pinned by the lockfile).
+if [ -f tests/idp/package-lock.json ] && [ ! -d tests/idp/node_modules ]; then
+  (cd tests/idp && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+cargo test --all-targets "$@"

@@ -1,0 +1,164 @@
+//! Shared helpers for the integration tests: the Jellyfin test double, IdP launchers, a
+//! proxy started in-process on port 0, the proxy binary started as a process (for signals),
+//! and TLS clients that accept the test certificates.
+#![allow(dead_code)]
+
+pub mod jellyfin_double;
+pub mod tls_client;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use figment::providers::Env;
+use jellyfin_sso_proxy::config::Config;
+use jellyfin_sso_proxy::router::App;
+use jellyfin_sso_proxy::server;
+use jellyfin_sso_proxy::tls::CertStore;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::oneshot;
+
+/// A proxy running inside the test process.
+pub struct TestProxy {
+    pub addr: SocketAddr,
+    pub app: Arc<App>,
+    pub dir: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestProxy {
+    /// Start a proxy in front of `jellyfin_url`, with `extra_yaml` appended to a minimal config
+    /// (it may add sections like `limits:`; top-level keys only once).
+    pub async fn start(jellyfin_url: &str, extra_yaml: &str) -> TestProxy {
+        let dir = tempfile::tempdir().unwrap();
+        let listener = server::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let yaml = format!(
+            "listen: {addr}\npublic_url: https://127.0.0.1:{port}\njellyfin:\n  url: {jellyfin_url}\nlog:\n  level: warn\n{extra_yaml}",
+            port = addr.port()
+        );
+        let config = Config::from_parts(Some(&yaml), "test.yaml", dir.path(), Env::prefixed("JSP_TEST_UNUSED_"))
+            .unwrap_or_else(|e| panic!("test config invalid: {e}\n{yaml}"));
+        jellyfin_sso_proxy::logging::init(&config.log);
+        let config = Arc::new(config);
+        let (certs, _) = CertStore::open(&config.tls).unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(certs.server_config());
+        let app = Arc::new(App::new(config));
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(server::run(listener, app.clone(), acceptor, async {
+            let _ = rx.await;
+        }));
+        TestProxy { addr, app, dir, stop: Some(tx), task: Some(task) }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("https://127.0.0.1:{}{}", self.addr.port(), path)
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+}
+
+/// An HTTP/1.1-only client that trusts any certificate (the proxy's is self-signed).
+pub fn http1_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .http1_only()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// An HTTP/2 client (ALPN h2) that trusts any certificate.
+pub fn http2_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .http2_prior_knowledge()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// The proxy binary, started as a process so tests can send it signals.
+pub struct ProxyProcess {
+    pub child: tokio::process::Child,
+    pub addr: SocketAddr,
+    pub dir: PathBuf,
+    pub stderr_lines: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+/// A free loopback port (bound then released; the small race is acceptable in tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl ProxyProcess {
+    /// Write `proxy.yaml` (listen/public_url/log are added) into `dir` and start the binary;
+    /// returns once it logs that it is serving.
+    pub async fn start(dir: &Path, jellyfin_url: &str, extra_yaml: &str) -> ProxyProcess {
+        let port = free_port();
+        let yaml = format!(
+            "listen: 127.0.0.1:{port}\npublic_url: https://127.0.0.1:{port}\njellyfin:\n  url: {jellyfin_url}\nlog:\n  level: info\n{extra_yaml}"
+        );
+        std::fs::write(dir.join("proxy.yaml"), yaml).unwrap();
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_jellyfin-sso-proxy"))
+            .arg("--config")
+            .arg(dir.join("proxy.yaml"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut reader = BufReader::new(child.stderr.take().unwrap()).lines();
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let sink = lines.clone();
+        tokio::spawn(async move {
+            let mut ready = Some(ready_tx);
+            while let Ok(Some(line)) = reader.next_line().await {
+                if line.contains("serving") {
+                    if let Some(tx) = ready.take() {
+                        let _ = tx.send(());
+                    }
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        tokio::time::timeout(Duration::from_secs(20), ready_rx)
+            .await
+            .unwrap_or_else(|_| panic!("proxy did not start: {:?}", lines.lock().unwrap()))
+            .ok();
+        ProxyProcess { child, addr: format!("127.0.0.1:{port}").parse().unwrap(), dir: dir.to_path_buf(), stderr_lines: lines }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("https://127.0.0.1:{}{}", self.addr.port(), path)
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let pid = self.child.id().expect("running").to_string();
+        let ok = std::process::Command::new("kill").args(["-s", sig, &pid]).status().unwrap().success();
+        assert!(ok, "kill -s {sig} failed");
+    }
+
+    pub fn log_contains(&self, needle: &str) -> bool {
+        self.stderr_lines.lock().unwrap().iter().any(|l| l.contains(needle))
+    }
+}
+
+/// SHA-256 of bytes, as hex.
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(data);
+    format!("{:x}", h.finalize())
+}
