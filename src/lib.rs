@@ -7,6 +7,7 @@
 //! - [`server`]: listeners, TLS accept, HTTP/1.1 + HTTP/2, limits, graceful shutdown.
 //! - [`router`]: per request, `/sso/*` → [`sso`], everything else → [`proxy`]; access log.
 //! - [`proxy`]: streaming forwarding to Jellyfin, websockets, header rules.
+//! - [`jellyfin`]: typed client for Jellyfin's REST API, including Quick Connect token minting.
 //! - [`sso`]: the SSO plugin's HTTP API.
 //! - [`error`]: error enums and the single error → response mapping; [`pages`]: HTML pages.
 //! - [`body`]: the streaming body type; [`logging`]: log setup.
@@ -14,6 +15,7 @@
 pub mod body;
 pub mod config;
 pub mod error;
+pub mod jellyfin;
 pub mod logging;
 pub mod pages;
 pub mod proxy;
