@@ -9,6 +9,7 @@
 
 pub mod field;
 pub mod locate;
+pub mod provider;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -22,6 +23,7 @@ use serde::Deserialize;
 use url::Url;
 
 use field::{Field, Problem, Problems, Unknown};
+use provider::{OidProvider, RawOidProvider};
 use locate::LineMap;
 
 /// Prefix of environment overrides; `__` separates nesting levels (`JSP_JELLYFIN__URL`).
@@ -64,6 +66,26 @@ pub struct Config {
     pub jellyfin: JellyfinConfig,
     pub limits: Limits,
     pub log: LogConfig,
+    pub sso: SsoConfig,
+    /// OpenID Connect providers from the file, by name.
+    pub oid_providers: Vec<OidProvider>,
+}
+
+/// Limits of the sign-in machinery.
+#[derive(Debug, Clone)]
+pub struct SsoConfig {
+    /// How long a started login may take before its state expires.
+    pub flow_ttl: Duration,
+    /// Logins in progress at once; above it, new logins get 503.
+    pub max_pending_flows: usize,
+    /// Lifetime of the proxy's own session cookie (token injection for the browser).
+    pub session_ttl: Duration,
+}
+
+impl Default for SsoConfig {
+    fn default() -> Self {
+        SsoConfig { flow_ttl: Duration::from_secs(600), max_pending_flows: 10_000, session_ttl: Duration::from_secs(30 * 24 * 3600) }
+    }
 }
 
 /// The external address of the proxy, used for every URL it builds.
@@ -186,12 +208,35 @@ struct RawConfig {
     jellyfin: Field<RawJellyfin>,
     limits: Field<RawLimits>,
     log: Field<RawLog>,
+    sso: Field<RawSso>,
+    providers: Field<RawProviders>,
     #[serde(flatten)]
     unknown: Unknown,
 }
 const TOP_KEYS: &[&str] = &[
-    "listen", "public_url", "http_redirect_listen", "trusted_proxies", "state_dir", "tls", "jellyfin", "limits", "log",
+    "listen", "public_url", "http_redirect_listen", "trusted_proxies", "state_dir", "tls", "jellyfin", "limits", "log", "sso",
+    "providers",
 ];
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawSso {
+    flow_ttl: Field<String>,
+    max_pending_flows: Field<usize>,
+    session_ttl: Field<String>,
+    #[serde(flatten)]
+    unknown: Unknown,
+}
+const SSO_KEYS: &[&str] = &["flow_ttl", "max_pending_flows", "session_ttl"];
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawProviders {
+    oid: Field<std::collections::BTreeMap<String, RawOidProvider>>,
+    #[serde(flatten)]
+    unknown: Unknown,
+}
+const PROVIDER_KEYS: &[&str] = &["oid"];
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
@@ -439,6 +484,31 @@ fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Problem>> {
         _ => Err("must be `human` or `json`"),
     });
 
+    let rs = section(&mut p, "sso", raw.sso);
+    p.unknown("sso", &rs.unknown, SSO_KEYS);
+    let d = SsoConfig::default();
+    let sso = SsoConfig {
+        flow_ttl: duration(&mut p, "sso.flow_ttl", rs.flow_ttl, d.flow_ttl),
+        max_pending_flows: p.take("sso.max_pending_flows", rs.max_pending_flows, d.max_pending_flows),
+        session_ttl: duration(&mut p, "sso.session_ttl", rs.session_ttl, d.session_ttl),
+    };
+    if sso.flow_ttl < Duration::from_secs(30) || sso.flow_ttl > Duration::from_secs(3600) {
+        p.push("sso.flow_ttl", "must be between 30s and 1h");
+    }
+    if sso.max_pending_flows == 0 {
+        p.push("sso.max_pending_flows", "must be at least 1");
+    }
+
+    let rp = section(&mut p, "providers", raw.providers);
+    p.unknown("providers", &rp.unknown, PROVIDER_KEYS);
+    let mut oid_providers = Vec::new();
+    for (name, raw) in p.take("providers.oid", rp.oid, Default::default()) {
+        let prefix = format!("providers.oid.{name}");
+        if let Some(provider) = raw.validate(&name, &prefix, base_dir, &mut p) {
+            oid_providers.push(provider);
+        }
+    }
+
     if !p.is_empty() {
         return Err(p.into_vec());
     }
@@ -452,6 +522,8 @@ fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Problem>> {
         jellyfin,
         limits,
         log: LogConfig { level, format },
+        sso,
+        oid_providers,
     })
 }
 
@@ -506,6 +578,33 @@ mod tests {
         assert_eq!(k.expose(), "s3cret");
         assert!(!format!("{k:?}").contains("s3cret"));
         assert!(k.ct_eq(b"s3cret") && !k.ct_eq(b"s3cre"));
+    }
+
+    #[test]
+    fn oid_provider_in_plugin_shape() {
+        let text = "providers:\n  oid:\n    test_resource:\n      oidEndpoint: https://id.example.com\n      oidClientId: jf\n      oidSecret: s\n      roleClaim: groups\n      oidScopes: [groups]\n      roles: [media]\n";
+        let c = load(text).unwrap();
+        let p = &c.oid_providers[0];
+        assert_eq!(p.name, "test_resource");
+        assert_eq!(p.role_claim, "groups");
+        assert_eq!(p.scopes, ["groups"]);
+        assert_eq!(p.grants.roles, ["media"]);
+        assert_eq!(p.subject_claim, "sub");
+        assert_eq!(p.token_auth_method, provider::TokenAuthMethod::ClientSecretBasic);
+        assert!(p.enabled);
+    }
+
+    #[test]
+    fn oid_provider_problems_are_all_reported() {
+        let text = "providers:\n  oid:\n    bad name:\n      oidEndpoint: http://id.example.com\n      roleclaim: groups\n      enableAllFolders: maybe\n";
+        let Err(ConfigError::Invalid(ps)) = load(text) else { panic!() };
+        let paths: Vec<_> = ps.iter().map(|p| p.path.as_str()).collect();
+        for want in ["providers.oid.bad name", "providers.oid.bad name.roleclaim", "providers.oid.bad name.oidEndpoint", "providers.oid.bad name.oidClientId", "providers.oid.bad name.enableAllFolders"] {
+            assert!(paths.contains(&want), "{want} missing from {paths:?}");
+        }
+        let roleclaim = ps.iter().find(|p| p.path.ends_with("roleclaim")).unwrap();
+        assert!(roleclaim.message.contains("did you mean `roleClaim`"), "{}", roleclaim.message);
+        assert_eq!(roleclaim.location.as_deref(), Some("proxy.yaml line 5"));
     }
 
     #[test]
