@@ -3,7 +3,9 @@
 //! For now this is the health endpoint; the OIDC and SAML flows, the admin API and the
 //! completion page are added as their own modules beside it.
 
+pub mod error;
 pub mod flows;
+pub mod oidc;
 pub mod identity;
 
 use std::sync::Arc;

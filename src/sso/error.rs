@@ -1,0 +1,89 @@
+//! Errors of the `/sso/` endpoints: one enum, each case with its status and the sentence a
+//! person is shown. Rendering happens in `crate::error::respond`, like every other error.
+
+use http::StatusCode;
+
+use crate::error::HttpError;
+use crate::jellyfin::JellyfinError;
+use crate::sso::flows::TakeError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SsoError {
+    #[error("no enabled provider named {0}")]
+    UnknownProvider(String),
+    #[error("too many logins in progress ({0} pending)")]
+    Busy(usize),
+    #[error("login state refused: {0}")]
+    State(#[from] TakeError),
+    #[error("the login state is missing from the callback")]
+    MissingState,
+    #[error("identity provider {provider} is unreachable or broken: {detail}")]
+    IdpUnavailable { provider: String, detail: String },
+    #[error("identity provider {provider} answered error={error}")]
+    IdpRefused { provider: String, error: String, description: Option<String> },
+    #[error("identity provider {provider} sent an invalid ID token: {detail}")]
+    InvalidToken { provider: String, detail: String },
+    #[error("{username} has no permitted role at provider {provider}")]
+    NotAllowed { provider: String, username: String },
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("Jellyfin user {0} is an administrator and was not adopted by name (set adoptExistingAdmins: true on the provider, or link the account)")]
+    AdminNotAdopted(String),
+    #[error("single sign-on needs jellyfin.api_key in proxy.yaml")]
+    NoApiKey,
+    #[error(transparent)]
+    Jellyfin(#[from] JellyfinError),
+}
+
+impl HttpError for SsoError {
+    fn status(&self) -> StatusCode {
+        match self {
+            SsoError::UnknownProvider(_) => StatusCode::NOT_FOUND,
+            SsoError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            SsoError::State(_) | SsoError::MissingState | SsoError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            SsoError::IdpUnavailable { .. } => StatusCode::BAD_GATEWAY,
+            SsoError::IdpRefused { .. } | SsoError::InvalidToken { .. } | SsoError::NotAllowed { .. } => StatusCode::UNAUTHORIZED,
+            SsoError::AdminNotAdopted(_) => StatusCode::FORBIDDEN,
+            SsoError::NoApiKey => StatusCode::SERVICE_UNAVAILABLE,
+            SsoError::Jellyfin(e) => e.status(),
+        }
+    }
+    fn title(&self) -> &'static str {
+        match self {
+            SsoError::UnknownProvider(_) => "Unknown sign-in provider",
+            SsoError::Busy(_) => "Too many sign-ins at once",
+            SsoError::State(_) | SsoError::MissingState => "This sign-in link has expired",
+            SsoError::IdpUnavailable { .. } => "The identity provider is not reachable",
+            SsoError::IdpRefused { .. } => "Sign-in was not completed",
+            SsoError::InvalidToken { .. } => "Sign-in could not be verified",
+            SsoError::NotAllowed { .. } => "Not allowed on this server",
+            SsoError::BadRequest(_) => "Bad request",
+            SsoError::AdminNotAdopted(_) => "Account needs linking",
+            SsoError::NoApiKey => "Single sign-on is not set up",
+            SsoError::Jellyfin(e) => e.title(),
+        }
+    }
+    fn public_message(&self) -> String {
+        match self {
+            SsoError::UnknownProvider(p) => format!("There is no sign-in provider called \u{201c}{p}\u{201d} on this server."),
+            SsoError::Busy(_) => "The server is handling too many sign-ins right now. Try again in a minute.".into(),
+            SsoError::State(_) | SsoError::MissingState => {
+                "This sign-in was started in another browser tab or window, was already used, or took too long. Start again from the sign-in page.".into()
+            }
+            SsoError::IdpUnavailable { .. } => "The identity provider did not answer properly. Try again in a minute.".into(),
+            SsoError::IdpRefused { error, description, .. } => match (error.as_str(), description) {
+                ("access_denied", _) => "Sign-in was cancelled or refused at the identity provider.".into(),
+                (e, Some(d)) => format!("The identity provider reported {e}: {d}"),
+                (e, None) => format!("The identity provider reported {e}."),
+            },
+            SsoError::InvalidToken { .. } => "The answer from the identity provider could not be verified, so you were not signed in.".into(),
+            SsoError::NotAllowed { .. } => "Your account is not allowed on this server. Ask its administrator for access.".into(),
+            SsoError::BadRequest(m) => m.clone(),
+            SsoError::AdminNotAdopted(_) => {
+                "An administrator account with your name already exists. For safety it is not taken over automatically; ask the administrator to link it.".into()
+            }
+            SsoError::NoApiKey => "The administrator has not given the proxy a Jellyfin API key yet.".into(),
+            SsoError::Jellyfin(e) => e.public_message(),
+        }
+    }
+}

@@ -1,0 +1,420 @@
+//! One OpenID Connect provider at run time: discovery (cached, refreshed), the authorization
+//! request (PKCE S256, nonce, state; pushed when the provider offers PAR), and the callback
+//! (code exchange, ID token verification, userinfo), built on the `openidconnect` crate.
+//!
+//! The relaxing switches relax only what they name: `disableHttps` allows an http issuer and
+//! endpoints, `doNotValidateEndpoints` allows endpoints on another origin than the issuer,
+//! `doNotValidateIssuerName` skips the issuer comparison (discovery document and ID token).
+//! ID tokens must be signed with an allow-listed asymmetric algorithm (never `none` or HMAC);
+//! an unknown `kid` triggers one JWKS refetch (rate-limited) so key rotation works.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use openidconnect::core::{
+    CoreAuthDisplay, CoreAuthPrompt, CoreClaimName, CoreClaimType, CoreClientAuthMethod, CoreErrorResponseType, CoreGenderClaim,
+    CoreGrantType, CoreJsonWebKey, CoreJweContentEncryptionAlgorithm, CoreJweKeyManagementAlgorithm, CoreJwsSigningAlgorithm,
+    CoreResponseMode, CoreResponseType, CoreRevocableToken, CoreRevocationErrorResponse, CoreSubjectIdentifierType,
+    CoreTokenIntrospectionResponse, CoreTokenType,
+};
+use openidconnect::{
+    AdditionalClaims, AdditionalProviderMetadata, AuthType, AuthenticationFlow, AuthorizationCode, Client, ClientId, ClientSecret,
+    CsrfToken, EmptyExtraTokenFields, EndpointMaybeSet, EndpointNotSet, EndpointSet, IdTokenFields, JsonWebKeySet, Nonce,
+    OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, ProviderMetadata, RedirectUrl, Scope, StandardErrorResponse,
+    StandardTokenResponse, TokenResponse,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::RwLock;
+use url::Url;
+
+use crate::config::provider::{OidProvider, TokenAuthMethod};
+
+/// How long a discovery document and its keys are used before they are fetched again.
+const DISCOVERY_TTL: Duration = Duration::from_secs(3600);
+/// At most one JWKS refetch for an unknown key id in this interval.
+const JWKS_REFETCH_MIN_INTERVAL: Duration = Duration::from_secs(10);
+/// Accepted ID token clock skew.
+const SKEW: Duration = Duration::from_secs(120);
+
+/// Provider metadata we read beyond the core: pushed authorization requests (RFC 9126).
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct ParMetadata {
+    #[serde(default)]
+    pub pushed_authorization_request_endpoint: Option<String>,
+    #[serde(default)]
+    pub require_pushed_authorization_requests: Option<bool>,
+}
+impl AdditionalProviderMetadata for ParMetadata {}
+
+/// Every claim, kept as JSON.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct AllClaims {
+    #[serde(flatten)]
+    pub map: serde_json::Map<String, Value>,
+}
+impl AdditionalClaims for AllClaims {}
+
+type Metadata = ProviderMetadata<
+    ParMetadata,
+    CoreAuthDisplay,
+    CoreClientAuthMethod,
+    CoreClaimName,
+    CoreClaimType,
+    CoreGrantType,
+    CoreJweContentEncryptionAlgorithm,
+    CoreJweKeyManagementAlgorithm,
+    CoreJsonWebKey,
+    CoreResponseMode,
+    CoreResponseType,
+    CoreSubjectIdentifierType,
+>;
+type TokenResp = StandardTokenResponse<
+    IdTokenFields<AllClaims, EmptyExtraTokenFields, CoreGenderClaim, CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm>,
+    CoreTokenType,
+>;
+type OidcClient = Client<
+    AllClaims,
+    CoreAuthDisplay,
+    CoreGenderClaim,
+    CoreJweContentEncryptionAlgorithm,
+    CoreJsonWebKey,
+    CoreAuthPrompt,
+    StandardErrorResponse<CoreErrorResponseType>,
+    TokenResp,
+    CoreTokenIntrospectionResponse,
+    CoreRevocableToken,
+    CoreRevocationErrorResponse,
+    EndpointSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointMaybeSet,
+    EndpointMaybeSet,
+>;
+
+/// ID token signature algorithms we accept: asymmetric only.
+const ALLOWED_ALGS: [CoreJwsSigningAlgorithm; 9] = [
+    CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
+    CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha384,
+    CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha512,
+    CoreJwsSigningAlgorithm::RsaSsaPssSha256,
+    CoreJwsSigningAlgorithm::RsaSsaPssSha384,
+    CoreJwsSigningAlgorithm::RsaSsaPssSha512,
+    CoreJwsSigningAlgorithm::EcdsaP256Sha256,
+    CoreJwsSigningAlgorithm::EcdsaP384Sha384,
+    CoreJwsSigningAlgorithm::EdDsa,
+];
+
+/// Why talking to the identity provider failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OidcError {
+    #[error("discovery failed: {0}")]
+    Discovery(String),
+    #[error("pushed authorization request failed: {0}")]
+    Par(String),
+    #[error("code exchange failed: {0}")]
+    Exchange(String),
+    #[error("{0}")]
+    InvalidToken(String),
+    #[error("userinfo failed: {0}")]
+    Userinfo(String),
+}
+
+struct Discovered {
+    meta: Metadata,
+    par_endpoint: Option<Url>,
+    fetched: Instant,
+}
+
+/// What the browser's flow must remember between start and callback.
+#[derive(Debug, Clone)]
+pub struct AuthRequest {
+    pub pkce_verifier: String,
+    pub nonce: String,
+}
+
+/// A configured OIDC provider with its cached discovery.
+pub struct OidcProvider {
+    pub config: OidProvider,
+    redirect_uri: RedirectUrl,
+    http: reqwest::Client,
+    discovered: RwLock<Option<Arc<Discovered>>>,
+    last_jwks_refetch: std::sync::Mutex<Option<Instant>>,
+}
+
+fn short(e: impl std::fmt::Display) -> String {
+    let s = e.to_string();
+    s.chars().take(300).collect()
+}
+
+impl OidcProvider {
+    pub fn new(config: OidProvider, redirect_uri: &str, http: reqwest::Client) -> OidcProvider {
+        OidcProvider {
+            config,
+            redirect_uri: RedirectUrl::new(redirect_uri.to_string()).expect("public_url joins are valid URLs"),
+            http,
+            discovered: RwLock::new(None),
+            last_jwks_refetch: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The cached discovery, fetched again when older than an hour. If a refresh fails, the
+    /// previous document keeps serving.
+    async fn discovery(&self, force: bool) -> Result<Arc<Discovered>, OidcError> {
+        if !force {
+            if let Some(d) = self.discovered.read().await.as_ref() {
+                if d.fetched.elapsed() < DISCOVERY_TTL {
+                    return Ok(d.clone());
+                }
+            }
+        }
+        let mut slot = self.discovered.write().await;
+        if !force {
+            if let Some(d) = slot.as_ref() {
+                if d.fetched.elapsed() < DISCOVERY_TTL {
+                    return Ok(d.clone());
+                }
+            }
+        }
+        match self.fetch_discovery().await {
+            Ok(d) => {
+                let d = Arc::new(d);
+                *slot = Some(d.clone());
+                Ok(d)
+            }
+            Err(e) => match slot.as_ref() {
+                Some(stale) => {
+                    tracing::warn!(provider = %self.config.name, error = %e, "discovery refresh failed; using the previous document");
+                    Ok(stale.clone())
+                }
+                None => Err(e),
+            },
+        }
+    }
+
+    async fn fetch_discovery(&self) -> Result<Discovered, OidcError> {
+        let issuer = self.config.issuer.as_str().trim_end_matches('/');
+        let url = format!("{issuer}/.well-known/openid-configuration");
+        let resp = self.http.get(&url).send().await.map_err(|e| OidcError::Discovery(format!("{url}: {}", short(e))))?;
+        if !resp.status().is_success() {
+            return Err(OidcError::Discovery(format!("{url} answered {}", resp.status())));
+        }
+        let bytes = resp.bytes().await.map_err(|e| OidcError::Discovery(short(e)))?;
+        let mut meta: Metadata = serde_json::from_slice(&bytes).map_err(|e| OidcError::Discovery(format!("not a discovery document: {}", short(e))))?;
+        if !self.config.do_not_validate_issuer_name && meta.issuer().as_str().trim_end_matches('/') != issuer {
+            return Err(OidcError::Discovery(format!(
+                "the document names issuer {} but oidEndpoint is {issuer} (set doNotValidateIssuerName only if this is expected)",
+                meta.issuer().as_str()
+            )));
+        }
+        let mut endpoints = vec![meta.authorization_endpoint().url().clone(), meta.jwks_uri().url().clone()];
+        endpoints.extend(meta.token_endpoint().map(|u| u.url().clone()));
+        endpoints.extend(meta.userinfo_endpoint().map(|u| u.url().clone()));
+        let par_endpoint = match &meta.additional_metadata().pushed_authorization_request_endpoint {
+            Some(s) => Some(Url::parse(s).map_err(|e| OidcError::Discovery(format!("bad PAR endpoint: {e}")))?),
+            None => None,
+        };
+        endpoints.extend(par_endpoint.clone());
+        self.check_endpoints(&endpoints)?;
+        if meta.token_endpoint().is_none() {
+            return Err(OidcError::Discovery("the provider has no token endpoint".into()));
+        }
+        let jwks = JsonWebKeySet::fetch_async(meta.jwks_uri(), &self.http).await.map_err(|e| OidcError::Discovery(format!("keys: {}", short(e))))?;
+        meta = meta.set_jwks(jwks);
+        Ok(Discovered { meta, par_endpoint, fetched: Instant::now() })
+    }
+
+    fn check_endpoints(&self, endpoints: &[Url]) -> Result<(), OidcError> {
+        let issuer_origin = self.config.issuer.origin();
+        for e in endpoints {
+            if e.scheme() != "https" && !self.config.disable_https {
+                return Err(OidcError::Discovery(format!("endpoint {e} is not https (disableHttps allows it)")));
+            }
+            if !self.config.do_not_validate_endpoints && e.origin() != issuer_origin {
+                return Err(OidcError::Discovery(format!(
+                    "endpoint {e} is not on the issuer's origin {} (doNotValidateEndpoints allows it)",
+                    issuer_origin.ascii_serialization()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn client(&self, d: &Discovered) -> OidcClient {
+        let secret = match self.config.token_auth_method {
+            TokenAuthMethod::None => None,
+            _ => self.config.client_secret.as_ref().map(|s| ClientSecret::new(s.expose().to_string())),
+        };
+        let auth_type = match self.config.token_auth_method {
+            TokenAuthMethod::ClientSecretBasic => AuthType::BasicAuth,
+            _ => AuthType::RequestBody,
+        };
+        OidcClient::from_provider_metadata(d.meta.clone(), ClientId::new(self.config.client_id.clone()), secret)
+            .set_redirect_uri(self.redirect_uri.clone())
+            .set_auth_type(auth_type)
+    }
+
+    /// Build the URL to send the browser to, for the flow whose id is `state`.
+    pub async fn authorization_url(&self, state: &str) -> Result<(Url, AuthRequest), OidcError> {
+        let d = self.discovery(false).await?;
+        let client = self.client(&d);
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let state_owned = state.to_string();
+        let mut req = client
+            .authorize_url(AuthenticationFlow::<CoreResponseType>::AuthorizationCode, move || CsrfToken::new(state_owned), Nonce::new_random)
+            .set_pkce_challenge(challenge);
+        for s in &self.config.scopes {
+            req = req.add_scope(Scope::new(s.clone()));
+        }
+        let (url, _, nonce) = req.url();
+        let auth = AuthRequest { pkce_verifier: verifier.secret().clone(), nonce: nonce.secret().clone() };
+
+        let use_par = d.par_endpoint.is_some() && !self.config.disable_pushed_authorization;
+        if !use_par {
+            return Ok((url, auth));
+        }
+        let par = d.par_endpoint.clone().expect("checked");
+        let mut form: Vec<(String, String)> = url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+        let mut builder = self.http.post(par.clone());
+        match (self.config.token_auth_method, &self.config.client_secret) {
+            (TokenAuthMethod::ClientSecretBasic, Some(secret)) => {
+                // RFC 6749 §2.3.1: form-encode id and secret before Basic.
+                let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+                builder = builder.basic_auth(enc(&self.config.client_id), Some(enc(secret.expose())));
+                form.retain(|(k, _)| k != "client_secret");
+            }
+            (TokenAuthMethod::ClientSecretPost, Some(secret)) => form.push(("client_secret".into(), secret.expose().to_string())),
+            _ => {}
+        }
+        let resp = builder.form(&form).send().await.map_err(|e| OidcError::Par(short(e)))?;
+        let status = resp.status();
+        let body: Value = resp.json().await.map_err(|e| OidcError::Par(format!("{status}: {}", short(e))))?;
+        let request_uri = body.get("request_uri").and_then(Value::as_str).ok_or_else(|| OidcError::Par(format!("{status}: {}", short(&body))))?;
+        let mut redirect = d.meta.authorization_endpoint().url().clone();
+        redirect.query_pairs_mut().append_pair("client_id", &self.config.client_id).append_pair("request_uri", request_uri);
+        Ok((redirect, auth))
+    }
+
+    /// Exchange the code, verify the ID token, fetch userinfo; return the merged claims.
+    pub async fn finish(&self, code: &str, auth: &AuthRequest) -> Result<Value, OidcError> {
+        let d = self.discovery(false).await?;
+        let client = self.client(&d);
+        let token: TokenResp = client
+            .exchange_code(AuthorizationCode::new(code.to_string()))
+            .map_err(|e| OidcError::Exchange(short(e)))?
+            .set_pkce_verifier(PkceCodeVerifier::new(auth.pkce_verifier.clone()))
+            .request_async(&self.http)
+            .await
+            .map_err(|e| OidcError::Exchange(short(openidconnect_error_chain(&e))))?;
+        let id_token = token.id_token().ok_or_else(|| OidcError::InvalidToken("the token response has no id_token".into()))?;
+        let nonce = Nonce::new(auth.nonce.clone());
+
+        let claims = match self.verify(&client, id_token, &nonce) {
+            Err(e) if is_unknown_key(&e) && self.may_refetch_keys() => {
+                tracing::info!(provider = %self.config.name, "ID token signed with an unknown key: fetching the provider's keys again");
+                let d = self.discovery(true).await?;
+                let client = self.client(&d);
+                self.verify(&client, id_token, &nonce).map_err(|e| OidcError::InvalidToken(short(e)))?
+            }
+            r => r.map_err(|e| OidcError::InvalidToken(short(e)))?,
+        };
+        let subject = claims.get("sub").and_then(Value::as_str).unwrap_or_default().to_string();
+
+        if self.config.do_not_load_profile {
+            return Ok(claims);
+        }
+        let d = self.discovery(false).await?;
+        let client = self.client(&d);
+        let Ok(request) = client.user_info(token.access_token().clone(), Some(openidconnect::SubjectIdentifier::new(subject))) else {
+            return Ok(claims); // no userinfo endpoint
+        };
+        let info: openidconnect::UserInfoClaims<AllClaims, CoreGenderClaim> = request
+            .require_signed_response(false)
+            .request_async(&self.http)
+            .await
+            .map_err(|e| OidcError::Userinfo(short(openidconnect_error_chain(&e))))?;
+        let info = serde_json::to_value(&info).map_err(|e| OidcError::Userinfo(short(e)))?;
+        Ok(merge_claims(claims, info))
+    }
+
+    /// Verify signature, iss, aud, azp, exp, iat, nonce; return the token's own claims.
+    fn verify(&self, client: &OidcClient, id_token: &openidconnect::IdToken<AllClaims, CoreGenderClaim, CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm>, nonce: &Nonce) -> Result<Value, openidconnect::ClaimsVerificationError> {
+        let verifier = client
+            .id_token_verifier()
+            .set_allowed_algs(ALLOWED_ALGS)
+            .require_issuer_match(!self.config.do_not_validate_issuer_name)
+            .set_issue_time_verifier_fn(|iat| {
+                let now = chrono_now();
+                if iat.timestamp() > now + SKEW.as_secs() as i64 {
+                    Err("issued in the future".into())
+                } else if iat.timestamp() < now - 24 * 3600 {
+                    Err("issued more than a day ago".into())
+                } else {
+                    Ok(())
+                }
+            });
+        id_token.claims(&verifier, nonce)?;
+        // Verified: read the exact claims from the payload.
+        let jwt = id_token.to_string();
+        let payload = jwt.split('.').nth(1).unwrap_or_default();
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload.trim_end_matches('='))
+            .map_err(|e| openidconnect::ClaimsVerificationError::Other(e.to_string()))?;
+        serde_json::from_slice(&bytes).map_err(|e| openidconnect::ClaimsVerificationError::Other(e.to_string()))
+    }
+
+    fn may_refetch_keys(&self) -> bool {
+        let mut last = self.last_jwks_refetch.lock().expect("lock");
+        if last.is_some_and(|t| t.elapsed() < JWKS_REFETCH_MIN_INTERVAL) {
+            return false;
+        }
+        *last = Some(Instant::now());
+        true
+    }
+
+    /// Fetch discovery now (used at start-up to report problems early).
+    pub async fn warm_up(&self) -> Result<(), OidcError> {
+        self.discovery(false).await.map(|_| ())
+    }
+}
+
+fn chrono_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+fn is_unknown_key(e: &openidconnect::ClaimsVerificationError) -> bool {
+    matches!(e, openidconnect::ClaimsVerificationError::SignatureVerification(openidconnect::SignatureVerificationError::NoMatchingKey))
+}
+
+fn openidconnect_error_chain(e: &dyn std::error::Error) -> String {
+    crate::error::error_chain(e)
+}
+
+/// Userinfo fills in what the ID token lacks; on a conflict the signed ID token wins.
+pub fn merge_claims(id_token: Value, userinfo: Value) -> Value {
+    let mut merged = match userinfo {
+        Value::Object(m) => m,
+        _ => serde_json::Map::new(),
+    };
+    if let Value::Object(id) = id_token {
+        for (k, v) in id {
+            merged.insert(k, v);
+        }
+    }
+    Value::Object(merged)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn merge_prefers_id_token_and_keeps_userinfo_extras() {
+        let m = merge_claims(json!({"sub": "1", "preferred_username": "a"}), json!({"sub": "1", "preferred_username": "b", "realm_access": {"roles": ["x"]}}));
+        assert_eq!(m["preferred_username"], "a");
+        assert_eq!(m["realm_access"]["roles"][0], "x");
+    }
+}
