@@ -21,5 +21,6 @@ pub mod pages;
 pub mod proxy;
 pub mod router;
 pub mod server;
+pub mod store;
 pub mod sso;
 pub mod tls;

@@ -102,7 +102,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
         tracing::warn!(cert = %config.tls.cert.display(), "no certificate configured: generated a self-signed one for localhost; browsers will warn until you install a real one");
     }
     let acceptor = TlsAcceptor::from(certs.server_config());
-    let app = Arc::new(App::new(config.clone()));
+    let app = Arc::new(App::new(config.clone()).context("state directory")?);
+    check_jellyfin(&app).await?;
 
     let listener = server::bind(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
     tracing::info!(listen = %config.listen, public_url = %config.public_url.as_str(), jellyfin = %config.jellyfin.url, "serving");
@@ -129,6 +130,27 @@ async fn run(config: Config) -> anyhow::Result<()> {
     });
     server::run(listener, app, acceptor, stopped(stop_rx)).await;
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// Report Jellyfin and the identity providers at start-up. Jellyfin being down is only a
+/// warning (it may start after us); a Jellyfin that is too old, rejects the API key, or has
+/// Quick Connect off is an error, because no login could ever work.
+async fn check_jellyfin(app: &App) -> anyhow::Result<()> {
+    use jellyfin_sso_proxy::jellyfin::JellyfinError;
+    match app.sso.login.jellyfin.check_ready().await {
+        Ok(info) => tracing::info!(server = %info.server_name, version = %info.version, id = %info.id, "Jellyfin is ready"),
+        Err(e @ JellyfinError::Unreachable { .. }) => tracing::warn!(error = %e, "Jellyfin is not reachable yet; requests will get 502 until it is"),
+        Err(e) => return Err(anyhow::anyhow!(e)),
+    }
+    for p in app.sso.oidc_providers() {
+        for r in p.config.relaxations() {
+            tracing::warn!(provider = %p.config.name, "security check relaxed: {r}");
+        }
+        if let Err(e) = p.warm_up().await {
+            tracing::warn!(provider = %p.config.name, error = %e, "identity provider not ready; logins will retry discovery");
+        }
+    }
     Ok(())
 }
 

@@ -15,19 +15,24 @@ use crate::config::Config;
 use crate::error::{self, ErrorNote};
 use crate::proxy::{headers::redacted_path, Upstream};
 use crate::sso::Sso;
+use crate::store::{Store, StoreError};
 
 /// Everything a request may need, shared by all connections.
 pub struct App {
     pub config: Arc<Config>,
     pub upstream: Upstream,
-    pub sso: Sso,
+    pub sso: Arc<Sso>,
 }
 
 impl App {
-    pub fn new(config: Arc<Config>) -> App {
+    /// Build the shared state: upstream pool, persisted state, SSO machinery. Must be called
+    /// inside a tokio runtime (it starts the sweeper of expired logins and sessions).
+    pub fn new(config: Arc<Config>) -> Result<App, StoreError> {
         let upstream = Upstream::new(&config.jellyfin.url, config.limits.upstream_connect_timeout, config.limits.upstream_header_timeout);
-        let sso = Sso::new(config.clone(), upstream.clone());
-        App { config, upstream, sso }
+        let store = Arc::new(Store::open(&config.state_dir)?);
+        let sso = Arc::new(Sso::new(config.clone(), upstream.clone(), store));
+        tokio::spawn(sso.clone().sweep_forever());
+        Ok(App { config, upstream, sso })
     }
 
     fn peer_trusted(&self, peer: &SocketAddr) -> bool {
@@ -42,7 +47,7 @@ impl App {
 }
 
 /// Handle one request from `peer`. Never fails: errors become responses here.
-pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Result<Response<Body>, Infallible> {
+pub async fn handle(app: Arc<App>, mut req: Request<Incoming>, peer: SocketAddr) -> Result<Response<Body>, Infallible> {
     let start = Instant::now();
     let method = req.method().clone();
     let version = req.version();
@@ -53,6 +58,8 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
     } else {
         let headers = req.headers().clone();
         let trusted = app.peer_trusted(&peer);
+        let (method, uri) = (req.method().clone(), req.uri().clone());
+        app.sso.sessions.inject(&method, req.headers_mut(), &uri);
         match app.upstream.forward(req, peer, trusted).await {
             Ok(r) => r,
             Err(e) => error::respond(&e, &headers),

@@ -9,6 +9,8 @@ use crate::sso::flows::TakeError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SsoError {
+    #[error("no such /sso/ endpoint")]
+    NotFound,
     #[error("no enabled provider named {0}")]
     UnknownProvider(String),
     #[error("too many logins in progress ({0} pending)")]
@@ -29,6 +31,8 @@ pub enum SsoError {
     BadRequest(String),
     #[error("Jellyfin user {0} is an administrator and was not adopted by name (set adoptExistingAdmins: true on the provider, or link the account)")]
     AdminNotAdopted(String),
+    #[error("Jellyfin user {0} is already linked to another identity of this provider")]
+    LinkedElsewhere(String),
     #[error("single sign-on needs jellyfin.api_key in proxy.yaml")]
     NoApiKey,
     #[error(transparent)]
@@ -38,18 +42,19 @@ pub enum SsoError {
 impl HttpError for SsoError {
     fn status(&self) -> StatusCode {
         match self {
-            SsoError::UnknownProvider(_) => StatusCode::NOT_FOUND,
+            SsoError::UnknownProvider(_) | SsoError::NotFound => StatusCode::NOT_FOUND,
             SsoError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             SsoError::State(_) | SsoError::MissingState | SsoError::BadRequest(_) => StatusCode::BAD_REQUEST,
             SsoError::IdpUnavailable { .. } => StatusCode::BAD_GATEWAY,
             SsoError::IdpRefused { .. } | SsoError::InvalidToken { .. } | SsoError::NotAllowed { .. } => StatusCode::UNAUTHORIZED,
-            SsoError::AdminNotAdopted(_) => StatusCode::FORBIDDEN,
+            SsoError::AdminNotAdopted(_) | SsoError::LinkedElsewhere(_) => StatusCode::FORBIDDEN,
             SsoError::NoApiKey => StatusCode::SERVICE_UNAVAILABLE,
             SsoError::Jellyfin(e) => e.status(),
         }
     }
     fn title(&self) -> &'static str {
         match self {
+            SsoError::NotFound => "Not found",
             SsoError::UnknownProvider(_) => "Unknown sign-in provider",
             SsoError::Busy(_) => "Too many sign-ins at once",
             SsoError::State(_) | SsoError::MissingState => "This sign-in link has expired",
@@ -58,13 +63,14 @@ impl HttpError for SsoError {
             SsoError::InvalidToken { .. } => "Sign-in could not be verified",
             SsoError::NotAllowed { .. } => "Not allowed on this server",
             SsoError::BadRequest(_) => "Bad request",
-            SsoError::AdminNotAdopted(_) => "Account needs linking",
+            SsoError::AdminNotAdopted(_) | SsoError::LinkedElsewhere(_) => "Account needs linking",
             SsoError::NoApiKey => "Single sign-on is not set up",
             SsoError::Jellyfin(e) => e.title(),
         }
     }
     fn public_message(&self) -> String {
         match self {
+            SsoError::NotFound => "There is nothing at this address.".into(),
             SsoError::UnknownProvider(p) => format!("There is no sign-in provider called \u{201c}{p}\u{201d} on this server."),
             SsoError::Busy(_) => "The server is handling too many sign-ins right now. Try again in a minute.".into(),
             SsoError::State(_) | SsoError::MissingState => {
@@ -81,6 +87,9 @@ impl HttpError for SsoError {
             SsoError::BadRequest(m) => m.clone(),
             SsoError::AdminNotAdopted(_) => {
                 "An administrator account with your name already exists. For safety it is not taken over automatically; ask the administrator to link it.".into()
+            }
+            SsoError::LinkedElsewhere(_) => {
+                "A Jellyfin account with your name is already linked to a different sign-in. Ask the administrator to sort out the link.".into()
             }
             SsoError::NoApiKey => "The administrator has not given the proxy a Jellyfin API key yet.".into(),
             SsoError::Jellyfin(e) => e.public_message(),

@@ -1,47 +1,258 @@
 //! The `/sso/` endpoints: the SSO plugin's HTTP API, served by the proxy.
 //!
-//! For now this is the health endpoint; the OIDC and SAML flows, the admin API and the
-//! completion page are added as their own modules beside it.
+//! Routing is by path segments, matched without regard to case as ASP.NET did for the
+//! plugin. Each handler returns `Result<Response, SsoError>`; errors are rendered in one
+//! place ([`crate::error::respond`]). The login flow:
+//!
+//! - `GET /sso/OID/start/{p}`: new flow (state, nonce, PKCE) in [`flows`], bound to the
+//!   browser by the `__Host-jsp-flow` cookie → redirect to the provider ([`oidc`]).
+//! - `GET /sso/OID/redirect/{p}`: take the flow once, check the cookie, verify the login,
+//!   build the [`identity::Identity`], apply the role gate → [`complete`] page with a one-time
+//!   handle (itself a flow entry bound to the same cookie).
+//! - `POST /sso/OID/Auth/{p}`: take the handle, [`login`] signs the identity in to Jellyfin
+//!   for the posted device → `AuthenticationResult` JSON, plus the proxy session cookie.
 
+pub mod complete;
 pub mod error;
 pub mod flows;
-pub mod oidc;
 pub mod identity;
+pub mod login;
+pub mod oidc;
+pub mod session;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
-use http::{Method, Request, Response, StatusCode};
+use bytes::Bytes;
+use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, LOCATION, SET_COOKIE};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
+use serde::Deserialize;
 
-use crate::body::{full, Body};
+use crate::body::{empty, full, Body};
 use crate::config::Config;
-use crate::pages;
+use crate::error::respond;
+use crate::jellyfin::{DeviceInfo, Jellyfin};
 use crate::proxy::Upstream;
+use crate::store::Store;
+use error::SsoError;
+use flows::{looks_like_token, random_token, FlowStore};
+use identity::{Grants, Identity, Protocol};
+use login::Login;
+use oidc::{AuthRequest, OidcProvider};
+use session::{cookie, Sessions};
+
+pub const FLOW_COOKIE: &str = "__Host-jsp-flow";
+/// How long the completion page has to call `Auth`.
+const COMPLETION_TTL: Duration = Duration::from_secs(120);
+/// Largest JSON body accepted by the `/sso/` POST endpoints.
+const MAX_JSON_BODY: usize = 16 * 1024;
+
+/// A login between start and callback.
+pub struct PendingFlow {
+    pub protocol: Protocol,
+    pub provider: String,
+    pub linking: bool,
+    pub oidc: Option<AuthRequest>,
+}
+
+/// A verified identity waiting for the completion page's `Auth` call.
+pub struct PendingCompletion {
+    pub identity: Identity,
+    pub grants: Grants,
+    pub linking: bool,
+}
 
 pub struct Sso {
     config: Arc<Config>,
     upstream: Upstream,
+    pub login: Login,
+    oidc: RwLock<HashMap<String, Arc<OidcProvider>>>,
+    pub flows: FlowStore<PendingFlow>,
+    completions: FlowStore<PendingCompletion>,
+    pub sessions: Sessions,
+}
+
+/// An HTTP client for identity providers: no redirects followed, bounded time.
+pub fn idp_http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(15))
+        .user_agent(concat!("jellyfin-sso-proxy/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .expect("reqwest client")
 }
 
 impl Sso {
-    pub fn new(config: Arc<Config>, upstream: Upstream) -> Sso {
-        Sso { config, upstream }
+    pub fn new(config: Arc<Config>, upstream: Upstream, store: Arc<Store>) -> Sso {
+        let jellyfin = Jellyfin::new(
+            &config.jellyfin.url,
+            config.jellyfin.api_key.clone(),
+            config.limits.upstream_connect_timeout,
+            config.limits.upstream_header_timeout,
+        );
+        let http = idp_http_client();
+        let mut oidc = HashMap::new();
+        for p in &config.oid_providers {
+            let redirect = config.public_url.join(&format!("/sso/OID/redirect/{}", p.name));
+            oidc.insert(p.name.clone(), Arc::new(OidcProvider::new(p.clone(), &redirect, http.clone())));
+        }
+        Sso {
+            login: Login::new(jellyfin, store, http),
+            oidc: RwLock::new(oidc),
+            flows: FlowStore::new(config.sso.flow_ttl, config.sso.max_pending_flows),
+            completions: FlowStore::new(COMPLETION_TTL, config.sso.max_pending_flows),
+            sessions: Sessions::new(config.sso.session_ttl),
+            config,
+            upstream,
+        }
+    }
+
+    /// Sweep expired flows, handles and sessions, forever.
+    pub async fn sweep_forever(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(Duration::from_secs(30));
+        loop {
+            tick.tick().await;
+            self.flows.sweep();
+            self.completions.sweep();
+            self.sessions.sweep();
+        }
+    }
+
+    pub fn oidc_providers(&self) -> Vec<Arc<OidcProvider>> {
+        self.oidc.read().expect("providers lock").values().cloned().collect()
+    }
+
+    fn oidc_provider(&self, name: &str) -> Result<Arc<OidcProvider>, SsoError> {
+        self.oidc
+            .read()
+            .expect("providers lock")
+            .get(name)
+            .filter(|p| p.config.enabled)
+            .cloned()
+            .ok_or_else(|| SsoError::UnknownProvider(name.to_string()))
     }
 
     pub async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
-        let path = req.uri().path().strip_prefix(self.config.public_url.base_path()).unwrap_or("");
-        let rest = path.strip_prefix("/sso").unwrap_or("");
-        match (req.method(), rest) {
-            (&Method::GET | &Method::HEAD, "/health") => self.health().await,
-            _ => pages::error_response(
-                StatusCode::NOT_FOUND,
-                "Not found",
-                "There is nothing at this address.",
-                pages::wants_json(req.headers()),
-            ),
+        let headers = req.headers().clone();
+        match self.route(req).await {
+            Ok(r) => r,
+            Err(e) => respond(&e, &headers),
         }
+    }
+
+    async fn route(&self, req: Request<Incoming>) -> Result<Response<Body>, SsoError> {
+        let path = req.uri().path().strip_prefix(self.config.public_url.base_path()).unwrap_or("").to_string();
+        let segs: Vec<&str> = path.trim_start_matches("/sso").trim_matches('/').split('/').collect();
+        let lower: Vec<String> = segs.iter().map(|s| s.to_ascii_lowercase()).collect();
+        let l: Vec<&str> = lower.iter().map(String::as_str).collect();
+        let method = req.method().clone();
+        match (&method, l.as_slice()) {
+            (&Method::GET | &Method::HEAD, ["health"]) => Ok(self.health().await),
+            (&Method::GET, ["oid", "start" | "p", _]) => self.oidc_start(segs[2], &req).await,
+            (&Method::GET, ["oid", "redirect" | "r", _]) => self.oidc_redirect(segs[2], &req).await,
+            (&Method::POST, ["oid", "auth", _]) => self.auth(Protocol::Oid, segs[2].to_string(), req).await,
+            _ => Err(SsoError::NotFound),
+        }
+    }
+
+    /// `GET /sso/OID/start/{p}[?isLinking=true]`.
+    async fn oidc_start(&self, name: &str, req: &Request<Incoming>) -> Result<Response<Body>, SsoError> {
+        let provider = self.oidc_provider(name)?;
+        let linking = query_flag(req, "isLinking");
+        let (browser, new_cookie) = match cookie(req.headers(), FLOW_COOKIE).filter(|c| looks_like_token(c)) {
+            Some(c) => (c.to_string(), false),
+            None => (random_token(), true),
+        };
+        let auth = AuthRequest::new_random();
+        let pending = PendingFlow { protocol: Protocol::Oid, provider: name.to_string(), linking, oidc: Some(auth.clone()) };
+        let state = self.flows.insert(&browser, pending).map_err(|_| SsoError::Busy(self.flows.len()))?;
+        let url = match provider.authorization_url(&state, &auth).await {
+            Ok(u) => u,
+            Err(e) => {
+                let _ = self.flows.take(&state, Some(&browser));
+                return Err(SsoError::IdpUnavailable { provider: name.to_string(), detail: e.to_string() });
+            }
+        };
+        let mut r = redirect(url.as_str());
+        if new_cookie {
+            let v = format!("{FLOW_COOKIE}={browser}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={}", self.config.sso.flow_ttl.as_secs());
+            r.headers_mut().insert(SET_COOKIE, HeaderValue::from_str(&v).expect("token is header-safe"));
+        }
+        Ok(r)
+    }
+
+    /// `GET /sso/OID/redirect/{p}?code&state` (or `error`).
+    async fn oidc_redirect(&self, name: &str, req: &Request<Incoming>) -> Result<Response<Body>, SsoError> {
+        let provider = self.oidc_provider(name)?;
+        let q: HashMap<String, String> =
+            url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()).into_owned().collect();
+        let state = q.get("state").ok_or(SsoError::MissingState)?;
+        let browser = cookie(req.headers(), FLOW_COOKIE);
+        let flow = self.flows.take(state, browser)?;
+        if flow.protocol != Protocol::Oid || flow.provider != name {
+            return Err(SsoError::BadRequest("this sign-in was started for another provider".into()));
+        }
+        if let Some(error) = q.get("error") {
+            return Err(SsoError::IdpRefused { provider: name.into(), error: error.clone(), description: q.get("error_description").cloned() });
+        }
+        if let Some(iss) = q.get("iss") {
+            if !provider.config.do_not_validate_issuer_name && iss.trim_end_matches('/') != provider.issuer().trim_end_matches('/') {
+                return Err(SsoError::InvalidToken { provider: name.into(), detail: format!("callback iss {iss} is not the issuer") });
+            }
+        }
+        let code = q.get("code").ok_or_else(|| SsoError::BadRequest("the callback has no code".into()))?;
+        let auth = flow.oidc.as_ref().ok_or(SsoError::MissingState)?;
+        let claims = provider.finish(code, auth).await.map_err(|e| match e {
+            oidc::OidcError::InvalidToken(detail) => SsoError::InvalidToken { provider: name.into(), detail },
+            other => SsoError::IdpUnavailable { provider: name.into(), detail: other.to_string() },
+        })?;
+        let identity = oidc_identity(&provider, &claims)?;
+        let grants = identity::decide(&identity.roles, &provider.config.grants);
+        if !grants.allowed {
+            return Err(SsoError::NotAllowed { provider: name.into(), username: identity.username });
+        }
+        self.completion_page("OID", name, identity, grants, flow.linking, browser.unwrap_or_default()).await
+    }
+
+    async fn completion_page(&self, mode: &str, provider: &str, identity: Identity, grants: Grants, linking: bool, browser: &str) -> Result<Response<Body>, SsoError> {
+        let handle = self.completions.insert(browser, PendingCompletion { identity, grants, linking }).map_err(|_| SsoError::Busy(self.completions.len()))?;
+        let info = self.login.server_info().await.ok();
+        let (server_name, version) = info.map(|i| (i.server_name, i.version)).unwrap_or_else(|| ("Jellyfin".into(), "10.10.0".into()));
+        Ok(complete::page(&complete::Completion {
+            mode,
+            provider,
+            handle: &handle,
+            server_url: &self.config.public_url.join(""),
+            base_path: self.config.public_url.base_path(),
+            server_name: &server_name,
+            app_version: &version,
+            linking,
+        }))
+    }
+
+    /// `POST /sso/{mode}/Auth/{p}` with `{deviceId, deviceName, appName, appVersion, data}`.
+    async fn auth(&self, protocol: Protocol, name: String, req: Request<Incoming>) -> Result<Response<Body>, SsoError> {
+        let rules = match protocol {
+            Protocol::Oid => self.oidc_provider(&name)?.config.grants.clone(),
+            Protocol::Saml => return Err(SsoError::NotFound),
+        };
+        let browser = cookie(req.headers(), FLOW_COOKIE).map(str::to_string);
+        let body: AuthBody = read_json(req).await?;
+        let pending = self.completions.take(&body.data, browser.as_deref())?;
+        if pending.identity.provider != name || pending.identity.protocol != protocol {
+            return Err(SsoError::BadRequest("this sign-in belongs to another provider".into()));
+        }
+        let device = body.device()?;
+        let result = self.login.sign_in(&pending.identity, &rules, &pending.grants, &device).await?;
+        let json = serde_json::to_vec(&result).expect("AuthenticationResult serializes");
+        let mut r = json_response(StatusCode::OK, json);
+        let cookie = self.sessions.create(&result.access_token);
+        r.headers_mut().insert(SET_COOKIE, HeaderValue::from_str(&cookie).expect("cookie is header-safe"));
+        Ok(r)
     }
 
     /// `GET /sso/health`: 200 when the proxy is up and Jellyfin answers, 503 otherwise.
@@ -58,10 +269,97 @@ impl Sso {
             "jellyfinUrl": self.upstream.display(),
             "detail": detail,
         });
-        let mut r = Response::new(full(body.to_string()));
-        *r.status_mut() = if jellyfin_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-        r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        r.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        r
+        let status = if jellyfin_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+        json_response(status, body.to_string().into_bytes())
     }
+}
+
+/// Build the identity from verified OIDC claims.
+fn oidc_identity(provider: &OidcProvider, claims: &serde_json::Value) -> Result<Identity, SsoError> {
+    let cfg = &provider.config;
+    let invalid = |detail: String| SsoError::InvalidToken { provider: cfg.name.clone(), detail };
+    let subject = identity::string_claim(claims, &cfg.subject_claim).ok_or_else(|| invalid(format!("no `{}` claim to link the account by", cfg.subject_claim)))?;
+    let username = cfg
+        .username_claim
+        .as_deref()
+        .and_then(|c| identity::string_claim(claims, c))
+        .or_else(|| identity::string_claim(claims, "preferred_username"))
+        .or_else(|| identity::string_claim(claims, "sub"))
+        .and_then(|u| identity::clean_username(&u))
+        .ok_or_else(|| invalid("no usable username claim".into()))?;
+    Ok(Identity {
+        protocol: Protocol::Oid,
+        provider: cfg.name.clone(),
+        subject,
+        username,
+        roles: identity::roles_at(claims, &cfg.role_claim),
+        avatar_url: cfg.avatar_url_format.as_deref().and_then(|f| identity::avatar_url(f, claims)),
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AuthBody {
+    device_id: String,
+    #[serde(default)]
+    device_name: String,
+    #[serde(default)]
+    app_name: String,
+    #[serde(default)]
+    app_version: String,
+    data: String,
+}
+
+impl AuthBody {
+    fn device(&self) -> Result<DeviceInfo, SsoError> {
+        let clean = |s: &str, field: &str, default: &str| -> Result<String, SsoError> {
+            let s = s.trim();
+            let s = if s.is_empty() { default } else { s };
+            if s.is_empty() || s.len() > 256 || s.chars().any(char::is_control) {
+                return Err(SsoError::BadRequest(format!("field `{field}` is missing or malformed")));
+            }
+            Ok(s.to_string())
+        };
+        Ok(DeviceInfo {
+            device_id: clean(&self.device_id, "deviceId", "")?,
+            device: clean(&self.device_name, "deviceName", "Web Browser")?,
+            client: clean(&self.app_name, "appName", "Jellyfin Web")?,
+            version: clean(&self.app_version, "appVersion", "0.0.0")?,
+        })
+    }
+}
+
+async fn read_json<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Result<T, SsoError> {
+    let bytes: Bytes = Limited::new(req.into_body(), MAX_JSON_BODY)
+        .collect()
+        .await
+        .map_err(|_| SsoError::BadRequest(format!("the request body is larger than {MAX_JSON_BODY} bytes or broken")))?
+        .to_bytes();
+    serde_json::from_slice(&bytes).map_err(|e| SsoError::BadRequest(format!("malformed JSON body: {e}")))
+}
+
+fn query_flag(req: &Request<Incoming>, name: &str) -> bool {
+    url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+        .any(|(k, v)| k.eq_ignore_ascii_case(name) && v.eq_ignore_ascii_case("true"))
+}
+
+fn redirect(location: &str) -> Response<Body> {
+    let mut r = Response::new(empty());
+    *r.status_mut() = StatusCode::FOUND;
+    r.headers_mut().insert(LOCATION, HeaderValue::from_str(location).expect("URL is header-safe"));
+    r.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+pub fn json_response(status: StatusCode, body: Vec<u8>) -> Response<Body> {
+    let mut r = Response::new(full(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// Does the client prefer JSON? (Re-exported for handlers that answer both ways.)
+pub fn wants_json(headers: &HeaderMap) -> bool {
+    crate::pages::wants_json(headers)
 }

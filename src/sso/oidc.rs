@@ -135,6 +135,13 @@ pub struct AuthRequest {
     pub nonce: String,
 }
 
+impl AuthRequest {
+    /// A fresh PKCE verifier (32 random bytes) and nonce.
+    pub fn new_random() -> AuthRequest {
+        AuthRequest { pkce_verifier: PkceCodeVerifier::new(crate::sso::flows::random_token()).secret().clone(), nonce: crate::sso::flows::random_token() }
+    }
+}
+
 /// A configured OIDC provider with its cached discovery.
 pub struct OidcProvider {
     pub config: OidProvider,
@@ -257,23 +264,23 @@ impl OidcProvider {
     }
 
     /// Build the URL to send the browser to, for the flow whose id is `state`.
-    pub async fn authorization_url(&self, state: &str) -> Result<(Url, AuthRequest), OidcError> {
+    pub async fn authorization_url(&self, state: &str, auth: &AuthRequest) -> Result<Url, OidcError> {
         let d = self.discovery(false).await?;
         let client = self.client(&d);
-        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let challenge = PkceCodeChallenge::from_code_verifier_sha256(&PkceCodeVerifier::new(auth.pkce_verifier.clone()));
         let state_owned = state.to_string();
+        let nonce_owned = auth.nonce.clone();
         let mut req = client
-            .authorize_url(AuthenticationFlow::<CoreResponseType>::AuthorizationCode, move || CsrfToken::new(state_owned), Nonce::new_random)
+            .authorize_url(AuthenticationFlow::<CoreResponseType>::AuthorizationCode, move || CsrfToken::new(state_owned), move || Nonce::new(nonce_owned))
             .set_pkce_challenge(challenge);
         for s in &self.config.scopes {
             req = req.add_scope(Scope::new(s.clone()));
         }
-        let (url, _, nonce) = req.url();
-        let auth = AuthRequest { pkce_verifier: verifier.secret().clone(), nonce: nonce.secret().clone() };
+        let (url, _, _) = req.url();
 
         let use_par = d.par_endpoint.is_some() && !self.config.disable_pushed_authorization;
         if !use_par {
-            return Ok((url, auth));
+            return Ok(url);
         }
         let par = d.par_endpoint.clone().expect("checked");
         let mut form: Vec<(String, String)> = url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
@@ -294,7 +301,7 @@ impl OidcProvider {
         let request_uri = body.get("request_uri").and_then(Value::as_str).ok_or_else(|| OidcError::Par(format!("{status}: {}", short(&body))))?;
         let mut redirect = d.meta.authorization_endpoint().url().clone();
         redirect.query_pairs_mut().append_pair("client_id", &self.config.client_id).append_pair("request_uri", request_uri);
-        Ok((redirect, auth))
+        Ok(redirect)
     }
 
     /// Exchange the code, verify the ID token, fetch userinfo; return the merged claims.
@@ -372,6 +379,11 @@ impl OidcProvider {
         }
         *last = Some(Instant::now());
         true
+    }
+
+    /// The issuer as configured (for the RFC 9207 `iss` check on the callback).
+    pub fn issuer(&self) -> &str {
+        self.config.issuer.as_str()
     }
 
     /// Fetch discovery now (used at start-up to report problems early).

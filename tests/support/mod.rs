@@ -33,11 +33,21 @@ impl TestProxy {
     /// Start a proxy in front of `jellyfin_url`, with `extra_yaml` appended to a minimal config
     /// (it may add sections like `limits:`; top-level keys only once).
     pub async fn start(jellyfin_url: &str, extra_yaml: &str) -> TestProxy {
+        Self::start_config(&format!("jellyfin:\n  url: {jellyfin_url}\n{extra_yaml}")).await
+    }
+
+    /// A proxy with an admin API key for the double, ready to sign people in.
+    pub async fn start_sso(jellyfin_url: &str, api_key: &str, extra_yaml: &str) -> TestProxy {
+        Self::start_config(&format!("jellyfin:\n  url: {jellyfin_url}\n  api_key: {api_key}\n{extra_yaml}")).await
+    }
+
+    /// Start with `extra_yaml` added to `listen`, `public_url`, `log` and `state_dir`.
+    pub async fn start_config(extra_yaml: &str) -> TestProxy {
         let dir = tempfile::tempdir().unwrap();
         let listener = server::bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = listener.local_addr().unwrap();
         let yaml = format!(
-            "listen: {addr}\npublic_url: https://127.0.0.1:{port}\njellyfin:\n  url: {jellyfin_url}\nlog:\n  level: warn\n{extra_yaml}",
+            "listen: {addr}\npublic_url: https://127.0.0.1:{port}\nstate_dir: data\nlog:\n  level: warn\n{extra_yaml}",
             port = addr.port()
         );
         let config = Config::from_parts(Some(&yaml), "test.yaml", dir.path(), Env::prefixed("JSP_TEST_UNUSED_"))
@@ -46,7 +56,7 @@ impl TestProxy {
         let config = Arc::new(config);
         let (certs, _) = CertStore::open(&config.tls).unwrap();
         let acceptor = tokio_rustls::TlsAcceptor::from(certs.server_config());
-        let app = Arc::new(App::new(config));
+        let app = Arc::new(App::new(config).unwrap());
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(server::run(listener, app.clone(), acceptor, async {
             let _ = rx.await;
