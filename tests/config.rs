@@ -86,3 +86,33 @@ fn yaml_syntax_error_names_the_line() {
     assert!(!ok);
     assert!(out.contains("line"), "{out}");
 }
+
+/// Every `yaml` block of docs/providers/*.md is a valid proxy configuration (secret files are
+/// provided as the examples name them, in a temporary directory).
+#[test]
+fn provider_docs_examples_are_valid() {
+    let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/providers");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&docs).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for block in text.split("```yaml\n").skip(1) {
+            let yaml = block.split("```").next().unwrap();
+            let d = tempfile::tempdir().unwrap();
+            // Point /run/secrets/... at files in the temp dir.
+            let mut yaml = yaml.to_string();
+            for line in yaml.clone().lines() {
+                if let Some(p) = line.split("oidSecretFile:").nth(1) {
+                    let p = p.split('#').next().unwrap().trim();
+                    let name = p.rsplit('/').next().unwrap();
+                    std::fs::write(d.path().join(name), "s3cret\n").unwrap();
+                    yaml = yaml.replace(p, name);
+                }
+            }
+            let (ok, out) = check(d.path(), &yaml, &[]);
+            assert!(ok, "{}: {out}\n{yaml}", path.display());
+            checked += 1;
+        }
+    }
+    assert!(checked >= 3, "found only {checked} examples");
+}
