@@ -113,7 +113,15 @@ fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), StoreErr
     let path = dir.join(name);
     let tmp = dir.join(format!(".{name}.tmp"));
     let err = |source| StoreError::Write { path: path.clone(), source };
-    let mut f = std::fs::File::create(&tmp).map_err(err)?;
+    // The state holds provider secrets: owner-only.
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(&tmp).map_err(err)?;
     f.write_all(bytes).map_err(err)?;
     f.sync_all().map_err(err)?;
     drop(f);

@@ -261,3 +261,68 @@ impl OidProvider {
         v
     }
 }
+
+/// Validate a provider given as the plugin's JSON (the admin API's `Add` body), with exactly
+/// the rules used for `proxy.yaml`.
+pub fn oid_from_json(name: &str, json: &serde_json::Value, base_dir: &Path) -> Result<OidProvider, Vec<super::field::Problem>> {
+    use figment::providers::Serialized;
+    let mut p = Problems::default();
+    if !json.is_object() {
+        p.push(name, "the provider must be a JSON object");
+        return Err(p.into_vec());
+    }
+    let raw: RawOidProvider = match figment::Figment::from(Serialized::defaults(json)).extract() {
+        Ok(r) => r,
+        Err(e) => {
+            p.push(name, e.kind.to_string());
+            return Err(p.into_vec());
+        }
+    };
+    match raw.validate(name, "", base_dir, &mut p) {
+        Some(provider) if p.is_empty() => Ok(provider),
+        _ => Err(p.into_vec()),
+    }
+}
+
+/// Marker returned instead of secrets by the admin API's `Get`.
+pub const REDACTED: &str = "********";
+
+impl OidProvider {
+    /// The plugin's JSON shape, with the secret redacted.
+    pub fn to_plugin_json(&self) -> serde_json::Value {
+        let g = &self.grants;
+        serde_json::json!({
+            "oidEndpoint": self.issuer.as_str(),
+            "oidClientId": self.client_id,
+            "oidSecret": self.client_secret.as_ref().map(|_| REDACTED),
+            "enabled": self.enabled,
+            "enableAuthorization": g.enable_authorization,
+            "enableAllFolders": g.enable_all_folders,
+            "enabledFolders": g.enabled_folders,
+            "adminRoles": g.admin_roles,
+            "roles": g.roles,
+            "roleClaim": self.role_claim,
+            "oidScopes": self.scopes,
+            "defaultUsernameClaim": self.username_claim.clone().unwrap_or_default(),
+            "avatarUrlFormat": self.avatar_url_format.clone().unwrap_or_default(),
+            "enableFolderRoles": g.enable_folder_roles,
+            "folderRoleMapping": g.folder_role_mapping,
+            "enableLiveTvRoles": g.enable_live_tv_roles,
+            "enableLiveTv": g.enable_live_tv,
+            "enableLiveTvManagement": g.enable_live_tv_management,
+            "liveTvRoles": g.live_tv_roles,
+            "liveTvManagementRoles": g.live_tv_management_roles,
+            "disableHttps": self.disable_https,
+            "disablePushedAuthorization": self.disable_pushed_authorization,
+            "doNotValidateEndpoints": self.do_not_validate_endpoints,
+            "doNotValidateIssuerName": self.do_not_validate_issuer_name,
+            "doNotLoadProfile": self.do_not_load_profile,
+            "schemeOverride": "",
+            "portOverride": null,
+            "defaultProvider": g.default_provider.clone().unwrap_or_default(),
+            "tokenEndpointAuthMethod": self.token_auth_method.as_str(),
+            "subjectClaim": self.subject_claim,
+            "adoptExistingAdmins": g.adopt_existing_admins,
+        })
+    }
+}

@@ -60,6 +60,38 @@ pub fn mediabrowser_header(params: &[(&str, &str)]) -> String {
     format!("MediaBrowser {}", parts.join(", "))
 }
 
+/// Parse the parameters of a `MediaBrowser`/`Emby` authorization header, as Jellyfin's
+/// `AuthorizationContext` does: `Key="value"` pairs separated by commas, values percent-decoded.
+pub fn parse_mediabrowser_header(value: &str) -> Option<Vec<(String, String)>> {
+    let (scheme, rest) = value.trim().split_once(' ')?;
+    if !(scheme.eq_ignore_ascii_case("MediaBrowser") || scheme.eq_ignore_ascii_case("Emby")) {
+        return None;
+    }
+    let mut out = Vec::new();
+    let mut in_quotes = false;
+    let mut start = 0;
+    let bytes = rest.as_bytes();
+    let mut push = |part: &str| {
+        if let Some((k, v)) = part.split_once('=') {
+            let v = v.trim().trim_matches('"');
+            let decoded = url::form_urlencoded::parse(format!("v={v}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default();
+            out.push((k.trim().to_string(), decoded));
+        }
+    };
+    for (i, b) in bytes.iter().enumerate() {
+        match b {
+            b'"' => in_quotes = !in_quotes,
+            b',' if !in_quotes => {
+                push(&rest[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    push(&rest[start..]);
+    Some(out)
+}
+
 /// The Jellyfin REST client. Cheap to clone (the connection pool is shared).
 #[derive(Clone)]
 pub struct Jellyfin {
@@ -435,6 +467,13 @@ mod tests {
         assert_eq!(refusal_message("\"There must be at least one user in the system with administrative access.\"", StatusCode::BAD_REQUEST), "There must be at least one user in the system with administrative access.");
         assert_eq!(refusal_message("{\"title\":\"Bad\",\"detail\":\"Missing field\"}", StatusCode::BAD_REQUEST), "Missing field");
         assert_eq!(refusal_message("", StatusCode::FORBIDDEN), "Forbidden");
+    }
+
+    #[test]
+    fn parses_mediabrowser_headers() {
+        let p = parse_mediabrowser_header("MediaBrowser Client=\"Jellyfin Web\", Device=\"Bob%27s, Phone\", Token=\"abc\"").unwrap();
+        assert_eq!(p, vec![("Client".into(), "Jellyfin Web".into()), ("Device".into(), "Bob's, Phone".into()), ("Token".into(), "abc".into())]);
+        assert!(parse_mediabrowser_header("Bearer abc").is_none());
     }
 
     #[test]

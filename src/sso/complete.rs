@@ -54,7 +54,7 @@ const SCRIPT: &str = r#"
     var mine = (creds.Servers || []).filter(function (s) { return s.AccessToken && s.UserId; })[0];
     if (!mine) { fail('Sign in to Jellyfin first, then link your account.'); return; }
     headers['Authorization'] = 'MediaBrowser Token="' + mine.AccessToken + '"';
-    body.linkUserId = mine.UserId;
+    cfg.authUrl = cfg.linkUrl + encodeURIComponent(mine.UserId);
   }
   fetch(cfg.authUrl, { method: 'POST', credentials: 'same-origin', headers: headers, body: JSON.stringify(body) })
     .then(function (r) { return r.json().then(function (j) { return { ok: r.ok, j: j }; }); })
@@ -87,6 +87,7 @@ pub fn page(c: &Completion<'_>) -> Response<Body> {
     let data = serde_json::json!({
         "handle": c.handle,
         "authUrl": format!("{}/sso/{}/Auth/{}", c.base_path, c.mode, c.provider),
+        "linkUrl": format!("{}/sso/{}/Link/{}/", c.base_path, c.mode, c.provider),
         "serverUrl": c.server_url.trim_end_matches('/'),
         "serverName": c.server_name,
         "appVersion": c.app_version,

@@ -11,6 +11,14 @@ use crate::sso::flows::TakeError;
 pub enum SsoError {
     #[error("no such /sso/ endpoint")]
     NotFound,
+    #[error("missing or invalid credentials")]
+    Unauthorized,
+    #[error("caller may not {0}")]
+    Forbidden(&'static str),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    NotFoundWhat(String),
     #[error("no enabled provider named {0}")]
     UnknownProvider(String),
     #[error("too many logins in progress ({0} pending)")]
@@ -42,7 +50,10 @@ pub enum SsoError {
 impl HttpError for SsoError {
     fn status(&self) -> StatusCode {
         match self {
-            SsoError::UnknownProvider(_) | SsoError::NotFound => StatusCode::NOT_FOUND,
+            SsoError::UnknownProvider(_) | SsoError::NotFound | SsoError::NotFoundWhat(_) => StatusCode::NOT_FOUND,
+            SsoError::Unauthorized => StatusCode::UNAUTHORIZED,
+            SsoError::Forbidden(_) => StatusCode::FORBIDDEN,
+            SsoError::Conflict(_) => StatusCode::CONFLICT,
             SsoError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             SsoError::State(_) | SsoError::MissingState | SsoError::BadRequest(_) => StatusCode::BAD_REQUEST,
             SsoError::IdpUnavailable { .. } => StatusCode::BAD_GATEWAY,
@@ -54,7 +65,10 @@ impl HttpError for SsoError {
     }
     fn title(&self) -> &'static str {
         match self {
-            SsoError::NotFound => "Not found",
+            SsoError::NotFound | SsoError::NotFoundWhat(_) => "Not found",
+            SsoError::Unauthorized => "Unauthorized",
+            SsoError::Forbidden(_) => "Forbidden",
+            SsoError::Conflict(_) => "Conflict",
             SsoError::UnknownProvider(_) => "Unknown sign-in provider",
             SsoError::Busy(_) => "Too many sign-ins at once",
             SsoError::State(_) | SsoError::MissingState => "This sign-in link has expired",
@@ -71,6 +85,9 @@ impl HttpError for SsoError {
     fn public_message(&self) -> String {
         match self {
             SsoError::NotFound => "There is nothing at this address.".into(),
+            SsoError::NotFoundWhat(m) | SsoError::Conflict(m) => m.clone(),
+            SsoError::Unauthorized => "Missing or invalid credentials: send a Jellyfin API key or access token in Authorization: MediaBrowser Token=\"...\".".into(),
+            SsoError::Forbidden(what) => format!("You may not {what}."),
             SsoError::UnknownProvider(p) => format!("There is no sign-in provider called \u{201c}{p}\u{201d} on this server."),
             SsoError::Busy(_) => "The server is handling too many sign-ins right now. Try again in a minute.".into(),
             SsoError::State(_) | SsoError::MissingState => {

@@ -12,6 +12,7 @@
 //! - `POST /sso/OID/Auth/{p}`: take the handle, [`login`] signs the identity in to Jellyfin
 //!   for the posted device → `AuthenticationResult` JSON, plus the proxy session cookie.
 
+pub mod admin;
 pub mod complete;
 pub mod error;
 pub mod flows;
@@ -73,6 +74,8 @@ pub struct Sso {
     pub flows: FlowStore<PendingFlow>,
     completions: FlowStore<PendingCompletion>,
     pub sessions: Sessions,
+    callers: admin::CallerCache,
+    idp_http: reqwest::Client,
 }
 
 /// An HTTP client for identity providers: no redirects followed, bounded time.
@@ -100,15 +103,34 @@ impl Sso {
             let redirect = config.public_url.join(&format!("/sso/OID/redirect/{}", p.name));
             oidc.insert(p.name.clone(), Arc::new(OidcProvider::new(p.clone(), &redirect, http.clone())));
         }
-        Sso {
-            login: Login::new(jellyfin, store, http),
+        let api_defined = store.read().oid_providers.clone();
+        let sso = Sso {
+            login: Login::new(jellyfin, store, http.clone()),
             oidc: RwLock::new(oidc),
             flows: FlowStore::new(config.sso.flow_ttl, config.sso.max_pending_flows),
             completions: FlowStore::new(COMPLETION_TTL, config.sso.max_pending_flows),
             sessions: Sessions::new(config.sso.session_ttl),
+            callers: admin::CallerCache::default(),
+            idp_http: http,
             config,
             upstream,
+        };
+        // Providers added through the admin API, validated again as they are loaded.
+        for (name, json) in api_defined {
+            if sso.config.oid_providers.iter().any(|p| p.name == name) {
+                tracing::warn!(provider = %name, "provider in the state directory is shadowed by proxy.yaml");
+                continue;
+            }
+            match crate::config::provider::oid_from_json(&name, &json, &sso.config.state_dir) {
+                Ok(p) => sso.install_oid(p),
+                Err(problems) => {
+                    for p in problems {
+                        tracing::error!(provider = %name, "stored provider is invalid and stays disabled: {p}");
+                    }
+                }
+            }
         }
+        sso
     }
 
     /// Sweep expired flows, handles and sessions, forever.
@@ -155,7 +177,10 @@ impl Sso {
             (&Method::GET, ["oid", "start" | "p", _]) => self.oidc_start(segs[2], &req).await,
             (&Method::GET, ["oid", "redirect" | "r", _]) => self.oidc_redirect(segs[2], &req).await,
             (&Method::POST, ["oid", "auth", _]) => self.auth(Protocol::Oid, segs[2].to_string(), req).await,
-            _ => Err(SsoError::NotFound),
+            _ => match self.admin_route(&segs, req).await {
+                Some(r) => r,
+                None => Err(SsoError::NotFound),
+            },
         }
     }
 
@@ -243,8 +268,8 @@ impl Sso {
         let browser = cookie(req.headers(), FLOW_COOKIE).map(str::to_string);
         let body: AuthBody = read_json(req).await?;
         let pending = self.completions.take(&body.data, browser.as_deref())?;
-        if pending.identity.provider != name || pending.identity.protocol != protocol {
-            return Err(SsoError::BadRequest("this sign-in belongs to another provider".into()));
+        if pending.identity.provider != name || pending.identity.protocol != protocol || pending.linking {
+            return Err(SsoError::BadRequest("this sign-in belongs to another provider or is a linking flow".into()));
         }
         let device = body.device()?;
         let result = self.login.sign_in(&pending.identity, &rules, &pending.grants, &device).await?;
@@ -299,7 +324,7 @@ fn oidc_identity(provider: &OidcProvider, claims: &serde_json::Value) -> Result<
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct AuthBody {
+pub(crate) struct AuthBody {
     device_id: String,
     #[serde(default)]
     device_name: String,
@@ -307,7 +332,7 @@ struct AuthBody {
     app_name: String,
     #[serde(default)]
     app_version: String,
-    data: String,
+    pub(crate) data: String,
 }
 
 impl AuthBody {
@@ -329,7 +354,7 @@ impl AuthBody {
     }
 }
 
-async fn read_json<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Result<T, SsoError> {
+pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Result<T, SsoError> {
     let bytes: Bytes = Limited::new(req.into_body(), MAX_JSON_BODY)
         .collect()
         .await
