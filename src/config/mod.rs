@@ -492,8 +492,8 @@ fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Problem>> {
         max_pending_flows: p.take("sso.max_pending_flows", rs.max_pending_flows, d.max_pending_flows),
         session_ttl: duration(&mut p, "sso.session_ttl", rs.session_ttl, d.session_ttl),
     };
-    if sso.flow_ttl < Duration::from_secs(30) || sso.flow_ttl > Duration::from_secs(3600) {
-        p.push("sso.flow_ttl", "must be between 30s and 1h");
+    if sso.flow_ttl < Duration::from_secs(1) || sso.flow_ttl > Duration::from_secs(3600) {
+        p.push("sso.flow_ttl", "must be between 1s and 1h");
     }
     if sso.max_pending_flows == 0 {
         p.push("sso.max_pending_flows", "must be at least 1");

@@ -3,7 +3,10 @@
 //! and TLS clients that accept the test certificates.
 #![allow(dead_code)]
 
+pub mod browser;
+pub mod hostile_op;
 pub mod jellyfin_double;
+pub mod oidc_provider;
 pub mod tls_client;
 
 use std::net::SocketAddr;
@@ -43,8 +46,17 @@ impl TestProxy {
 
     /// Start with `extra_yaml` added to `listen`, `public_url`, `log` and `state_dir`.
     pub async fn start_config(extra_yaml: &str) -> TestProxy {
-        let dir = tempfile::tempdir().unwrap();
-        let listener = server::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        Self::start_on(Self::reserve(), tempfile::tempdir().unwrap(), extra_yaml).await
+    }
+
+    /// A listener on a free port, for tests that must know the proxy's address before it
+    /// starts (to register redirect URIs at an identity provider).
+    pub fn reserve() -> tokio::net::TcpListener {
+        server::bind("127.0.0.1:0".parse().unwrap()).unwrap()
+    }
+
+    /// Start on `listener` with state in `dir` (reuse a dir to test restarts).
+    pub async fn start_on(listener: tokio::net::TcpListener, dir: tempfile::TempDir, extra_yaml: &str) -> TestProxy {
         let addr = listener.local_addr().unwrap();
         let yaml = format!(
             "listen: {addr}\npublic_url: https://127.0.0.1:{port}\nstate_dir: data\nlog:\n  level: warn\n{extra_yaml}",
