@@ -41,7 +41,10 @@ fn accounts() -> Vec<OpAccount> {
 
 /// Start the double, the OP (with one client for provider `name`) and the proxy.
 async fn setup(name: &str, auth_method: &str, par: bool, require_par: bool, provider_yaml: &str, sso_yaml: &str) -> Setup {
-    let jf = JellyfinDouble::start(DoubleOptions::default()).await;
+    setup_with(JellyfinDouble::start(DoubleOptions::default()).await, name, auth_method, par, require_par, provider_yaml, sso_yaml).await
+}
+
+async fn setup_with(jf: JellyfinDouble, name: &str, auth_method: &str, par: bool, require_par: bool, provider_yaml: &str, sso_yaml: &str) -> Setup {
     let listener = TestProxy::reserve();
     let port = listener.local_addr().unwrap().port();
     let op = OpenIdProvider::start(&OpConfig {
@@ -119,28 +122,16 @@ async fn admin_role_becomes_jellyfin_admin_and_token_is_minted_for_the_device() 
 
 #[tokio::test]
 async fn plain_user_gets_exactly_the_mapped_folders() {
-    let s = setup("test", "client_secret_post", false, false, "", "").await;
-    let f1 = s.jf.add_media_folder("Movies");
-    let f2 = s.jf.add_media_folder("Kids");
-    let _f3 = s.jf.add_media_folder("Private");
-    drop(s.proxy);
-    // Restart the proxy with a folder mapping that names the double's folder ids.
-    let listener = TestProxy::reserve();
-    let port = listener.local_addr().unwrap().port();
-    let _ = port;
-    let s2 = setup(
-        "test",
-        "client_secret_post",
-        false,
-        false,
-        &format!("      roleClaim: groups\n      oidScopes: [groups]\n      enableAuthorization: true\n      enableFolderRoles: true\n      folderRoleMapping:\n        - role: jellyfin-users\n          folders: [{f1}]\n        - role: kids\n          folders: [{f2}]\n        - role: other\n          folders: [nope]\n"),
-        "",
-    )
-    .await;
-    let _ = (s.jf, s.op);
-    let _ = s2.jf.add_media_folder("unused");
-    login(&s2, "test", "alice", "dev-a").await.unwrap_or_else(|p| panic!("{} {}", p.status, p.body));
-    let policy = &s2.jf.user_by_name("alice").unwrap()["Policy"];
+    let jf = JellyfinDouble::start(DoubleOptions::default()).await;
+    let f1 = jf.add_media_folder("Movies");
+    let f2 = jf.add_media_folder("Kids");
+    let _f3 = jf.add_media_folder("Private");
+    let mapping = format!(
+        "      roleClaim: groups\n      oidScopes: [groups]\n      enableAuthorization: true\n      enableFolderRoles: true\n      folderRoleMapping:\n        - role: jellyfin-users\n          folders: [{f1}]\n        - role: kids\n          folders: [{f2}]\n        - role: other\n          folders: [nope]\n"
+    );
+    let s = setup_with(jf, "test", "client_secret_post", false, false, &mapping, "").await;
+    login(&s, "test", "alice", "dev-a").await.unwrap_or_else(|p| panic!("{} {}", p.status, p.body));
+    let policy = &s.jf.user_by_name("alice").unwrap()["Policy"];
     assert_eq!(policy["EnableAllFolders"], false);
     let mut folders: Vec<String> = policy["EnabledFolders"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
     folders.sort();
