@@ -23,7 +23,7 @@ use serde::Deserialize;
 use url::Url;
 
 use field::{Field, Problem, Problems, Unknown};
-use provider::{OidProvider, RawOidProvider};
+use provider::{OidProvider, RawOidProvider, RawSamlProvider, SamlProvider};
 use locate::LineMap;
 
 /// Prefix of environment overrides; `__` separates nesting levels (`JSP_JELLYFIN__URL`).
@@ -67,8 +67,10 @@ pub struct Config {
     pub limits: Limits,
     pub log: LogConfig,
     pub sso: SsoConfig,
-    /// OpenID Connect providers from the file, by name.
+    /// OpenID Connect providers from the file.
     pub oid_providers: Vec<OidProvider>,
+    /// SAML providers from the file.
+    pub saml_providers: Vec<SamlProvider>,
 }
 
 /// Limits of the sign-in machinery.
@@ -233,10 +235,11 @@ const SSO_KEYS: &[&str] = &["flow_ttl", "max_pending_flows", "session_ttl"];
 #[serde(default)]
 struct RawProviders {
     oid: Field<std::collections::BTreeMap<String, RawOidProvider>>,
+    saml: Field<std::collections::BTreeMap<String, RawSamlProvider>>,
     #[serde(flatten)]
     unknown: Unknown,
 }
-const PROVIDER_KEYS: &[&str] = &["oid"];
+const PROVIDER_KEYS: &[&str] = &["oid", "saml"];
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
@@ -509,6 +512,14 @@ fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Problem>> {
         }
     }
 
+    let mut saml_providers = Vec::new();
+    for (name, raw) in p.take("providers.saml", rp.saml, Default::default()) {
+        let prefix = format!("providers.saml.{name}");
+        if let Some(provider) = raw.validate(&name, &prefix, &mut p) {
+            saml_providers.push(provider);
+        }
+    }
+
     if !p.is_empty() {
         return Err(p.into_vec());
     }
@@ -524,6 +535,7 @@ fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Problem>> {
         log: LogConfig { level, format },
         sso,
         oid_providers,
+        saml_providers,
     })
 }
 

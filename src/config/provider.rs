@@ -97,22 +97,10 @@ pub struct RawOidProvider {
     #[serde(alias = "oidsecretfile", alias = "oidSecret_file")]
     oid_secret_file: Field<std::path::PathBuf>,
     enabled: Field<bool>,
-    enable_authorization: Field<bool>,
-    enable_all_folders: Field<bool>,
-    enabled_folders: Field<Vec<String>>,
-    admin_roles: Field<Vec<String>>,
-    roles: Field<Vec<String>>,
     role_claim: Field<String>,
     oid_scopes: Field<Vec<String>>,
     default_username_claim: Field<String>,
     avatar_url_format: Field<String>,
-    enable_folder_roles: Field<bool>,
-    folder_role_mapping: Field<Vec<FolderRoleMap>>,
-    enable_live_tv_roles: Field<bool>,
-    enable_live_tv: Field<bool>,
-    enable_live_tv_management: Field<bool>,
-    live_tv_roles: Field<Vec<String>>,
-    live_tv_management_roles: Field<Vec<String>>,
     disable_https: Field<bool>,
     disable_pushed_authorization: Field<bool>,
     do_not_validate_endpoints: Field<bool>,
@@ -120,22 +108,71 @@ pub struct RawOidProvider {
     do_not_load_profile: Field<bool>,
     scheme_override: Field<String>,
     port_override: Field<u16>,
-    default_provider: Field<String>,
     token_endpoint_auth_method: Field<String>,
     subject_claim: Field<String>,
-    adopt_existing_admins: Field<bool>,
+    #[serde(flatten)]
+    grants: RawGrants,
     #[serde(flatten)]
     unknown: Unknown,
 }
 
-pub const OID_KEYS: &[&str] = &[
-    "oidEndpoint", "oidClientId", "oidSecret", "oidSecretFile", "enabled", "enableAuthorization", "enableAllFolders",
-    "enabledFolders", "adminRoles", "roles", "roleClaim", "oidScopes", "defaultUsernameClaim", "avatarUrlFormat",
-    "enableFolderRoles", "folderRoleMapping", "enableLiveTvRoles", "enableLiveTv", "enableLiveTvManagement", "liveTvRoles",
-    "liveTvManagementRoles", "disableHttps", "disablePushedAuthorization", "doNotValidateEndpoints", "doNotValidateIssuerName",
-    "doNotLoadProfile", "schemeOverride", "portOverride", "defaultProvider", "tokenEndpointAuthMethod", "subjectClaim",
+const OID_KEYS: &[&str] = &[
+    "oidEndpoint", "oidClientId", "oidSecret", "oidSecretFile", "enabled", "roleClaim", "oidScopes", "defaultUsernameClaim",
+    "avatarUrlFormat", "disableHttps", "disablePushedAuthorization", "doNotValidateEndpoints", "doNotValidateIssuerName",
+    "doNotLoadProfile", "schemeOverride", "portOverride", "tokenEndpointAuthMethod", "subjectClaim",
+];
+
+/// The grant settings, shared by OIDC and SAML providers (flattened into both).
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+pub struct RawGrants {
+    enable_authorization: Field<bool>,
+    enable_all_folders: Field<bool>,
+    enabled_folders: Field<Vec<String>>,
+    admin_roles: Field<Vec<String>>,
+    roles: Field<Vec<String>>,
+    enable_folder_roles: Field<bool>,
+    folder_role_mapping: Field<Vec<FolderRoleMap>>,
+    enable_live_tv_roles: Field<bool>,
+    enable_live_tv: Field<bool>,
+    enable_live_tv_management: Field<bool>,
+    live_tv_roles: Field<Vec<String>>,
+    live_tv_management_roles: Field<Vec<String>>,
+    default_provider: Field<String>,
+    adopt_existing_admins: Field<bool>,
+}
+
+const GRANT_KEYS: &[&str] = &[
+    "enableAuthorization", "enableAllFolders", "enabledFolders", "adminRoles", "roles", "enableFolderRoles", "folderRoleMapping",
+    "enableLiveTvRoles", "enableLiveTv", "enableLiveTvManagement", "liveTvRoles", "liveTvManagementRoles", "defaultProvider",
     "adoptExistingAdmins",
 ];
+
+fn known_keys(own: &[&'static str]) -> Vec<&'static str> {
+    own.iter().chain(GRANT_KEYS).copied().collect()
+}
+
+impl RawGrants {
+    fn validate(self, prefix: &str, p: &mut Problems) -> GrantRules {
+        let f = |k: &str| join(prefix, k);
+        GrantRules {
+            enable_authorization: p.take(&f("enableAuthorization"), self.enable_authorization, false),
+            enable_all_folders: p.take(&f("enableAllFolders"), self.enable_all_folders, false),
+            enabled_folders: non_empty(p.take(&f("enabledFolders"), self.enabled_folders, Vec::new())),
+            roles: non_empty(p.take(&f("roles"), self.roles, Vec::new())),
+            admin_roles: non_empty(p.take(&f("adminRoles"), self.admin_roles, Vec::new())),
+            enable_folder_roles: p.take(&f("enableFolderRoles"), self.enable_folder_roles, false),
+            folder_role_mapping: p.take(&f("folderRoleMapping"), self.folder_role_mapping, Vec::new()),
+            enable_live_tv_roles: p.take(&f("enableLiveTvRoles"), self.enable_live_tv_roles, false),
+            enable_live_tv: p.take(&f("enableLiveTv"), self.enable_live_tv, false),
+            enable_live_tv_management: p.take(&f("enableLiveTvManagement"), self.enable_live_tv_management, false),
+            live_tv_roles: non_empty(p.take(&f("liveTvRoles"), self.live_tv_roles, Vec::new())),
+            live_tv_management_roles: non_empty(p.take(&f("liveTvManagementRoles"), self.live_tv_management_roles, Vec::new())),
+            adopt_existing_admins: p.take(&f("adoptExistingAdmins"), self.adopt_existing_admins, false),
+            default_provider: opt_string(p, &f("defaultProvider"), self.default_provider),
+        }
+    }
+}
 
 /// Provider names appear in URLs (`/sso/OID/start/{name}`): keep them to a safe alphabet.
 pub fn valid_provider_name(name: &str) -> bool {
@@ -155,7 +192,7 @@ impl RawOidProvider {
     pub fn validate(self, name: &str, prefix: &str, base_dir: &Path, p: &mut Problems) -> Option<OidProvider> {
         let before = p.len();
         let f = |k: &str| join(prefix, k);
-        p.unknown(prefix, &self.unknown, OID_KEYS);
+        p.unknown(prefix, &self.unknown, &known_keys(OID_KEYS));
         if !valid_provider_name(name) {
             p.push(prefix, "provider names may use letters, digits, `_`, `-` and `.` (at most 64)");
         }
@@ -206,22 +243,7 @@ impl RawOidProvider {
         let role_claim = opt_string(p, &f("roleClaim"), self.role_claim).unwrap_or_else(|| "roles".to_string());
         let _ = p.opt(&f("schemeOverride"), self.scheme_override);
         let _ = p.opt(&f("portOverride"), self.port_override);
-        let grants = GrantRules {
-            enable_authorization: p.take(&f("enableAuthorization"), self.enable_authorization, false),
-            enable_all_folders: p.take(&f("enableAllFolders"), self.enable_all_folders, false),
-            enabled_folders: non_empty(p.take(&f("enabledFolders"), self.enabled_folders, Vec::new())),
-            roles: non_empty(p.take(&f("roles"), self.roles, Vec::new())),
-            admin_roles: non_empty(p.take(&f("adminRoles"), self.admin_roles, Vec::new())),
-            enable_folder_roles: p.take(&f("enableFolderRoles"), self.enable_folder_roles, false),
-            folder_role_mapping: p.take(&f("folderRoleMapping"), self.folder_role_mapping, Vec::new()),
-            enable_live_tv_roles: p.take(&f("enableLiveTvRoles"), self.enable_live_tv_roles, false),
-            enable_live_tv: p.take(&f("enableLiveTv"), self.enable_live_tv, false),
-            enable_live_tv_management: p.take(&f("enableLiveTvManagement"), self.enable_live_tv_management, false),
-            live_tv_roles: non_empty(p.take(&f("liveTvRoles"), self.live_tv_roles, Vec::new())),
-            live_tv_management_roles: non_empty(p.take(&f("liveTvManagementRoles"), self.live_tv_management_roles, Vec::new())),
-            adopt_existing_admins: p.take(&f("adoptExistingAdmins"), self.adopt_existing_admins, false),
-            default_provider: opt_string(p, &f("defaultProvider"), self.default_provider),
-        };
+        let grants = self.grants.validate(prefix, p);
         let provider = OidProvider {
             name: name.to_string(),
             enabled: p.take(&f("enabled"), self.enabled, true),
@@ -324,5 +346,163 @@ impl OidProvider {
             "subjectClaim": self.subject_claim,
             "adoptExistingAdmins": g.adopt_existing_admins,
         })
+    }
+}
+
+/// A validated SAML provider.
+#[derive(Debug, Clone)]
+pub struct SamlProvider {
+    pub name: String,
+    pub enabled: bool,
+    /// The IdP's single sign-on URL (`samlEndpoint`), HTTP-Redirect binding.
+    pub sso_url: Url,
+    /// Our SP entity id (`samlClientId`), the Audience the IdP must address.
+    pub sp_entity_id: String,
+    /// The IdP's entity id: the Issuer its responses must carry.
+    pub idp_entity_id: String,
+    /// Signing certificates of the IdP, DER (several for key rollover).
+    pub certificates: Vec<Vec<u8>>,
+    /// The attribute that carries roles (`Role` as in the plugin).
+    pub role_attribute: String,
+    /// An attribute to use as the Jellyfin username instead of the NameID.
+    pub username_attribute: Option<String>,
+    pub clock_skew: std::time::Duration,
+    pub grants: GrantRules,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+pub struct RawSamlProvider {
+    saml_endpoint: Field<String>,
+    saml_client_id: Field<String>,
+    saml_certificate: Field<OneOrMany>,
+    saml_idp_entity_id: Field<String>,
+    enabled: Field<bool>,
+    role_attribute: Field<String>,
+    username_attribute: Field<String>,
+    clock_skew: Field<String>,
+    scheme_override: Field<String>,
+    #[serde(flatten)]
+    grants: RawGrants,
+    #[serde(flatten)]
+    unknown: Unknown,
+}
+
+const SAML_KEYS: &[&str] = &[
+    "samlEndpoint", "samlClientId", "samlCertificate", "samlIdpEntityId", "enabled", "roleAttribute", "usernameAttribute",
+    "clockSkew", "schemeOverride",
+];
+
+/// A string or a list of strings.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// Certificates given as PEM (one or more blocks) or bare base64 DER, as IdP consoles show them.
+pub fn parse_certificates(texts: &[String]) -> Result<Vec<Vec<u8>>, String> {
+    use base64::Engine;
+    use rustls_pki_types::pem::PemObject;
+    let mut out = Vec::new();
+    for (i, t) in texts.iter().enumerate() {
+        let t = t.trim();
+        if t.contains("-----BEGIN") {
+            let certs: Vec<_> = rustls_pki_types::CertificateDer::pem_slice_iter(t.as_bytes())
+                .collect::<Result<_, _>>()
+                .map_err(|e| format!("certificate {i}: not valid PEM: {e}"))?;
+            if certs.is_empty() {
+                return Err(format!("certificate {i}: no CERTIFICATE block in the PEM"));
+            }
+            out.extend(certs.into_iter().map(|c| c.to_vec()));
+        } else {
+            let compact: String = t.chars().filter(|c| !c.is_whitespace()).collect();
+            let der = base64::engine::general_purpose::STANDARD.decode(compact).map_err(|e| format!("certificate {i}: neither PEM nor base64 DER: {e}"))?;
+            out.push(der);
+        }
+    }
+    for (i, der) in out.iter().enumerate() {
+        // The first byte of a DER certificate is a SEQUENCE.
+        if der.first() != Some(&0x30) || der.len() < 100 {
+            return Err(format!("certificate {i}: not an X.509 certificate"));
+        }
+    }
+    Ok(out)
+}
+
+impl RawSamlProvider {
+    pub fn validate(self, name: &str, prefix: &str, p: &mut Problems) -> Option<SamlProvider> {
+        let before = p.len();
+        let f = |k: &str| join(prefix, k);
+        p.unknown(prefix, &self.unknown, &known_keys(SAML_KEYS));
+        if !valid_provider_name(name) {
+            p.push(prefix, "provider names may use letters, digits, `_`, `-` and `.` (at most 64)");
+        }
+        let sso_url = match opt_string(p, &f("samlEndpoint"), self.saml_endpoint) {
+            None => {
+                p.push(f("samlEndpoint"), "is required: the identity provider's SAML sign-on URL");
+                None
+            }
+            Some(s) => match Url::parse(&s) {
+                Ok(u) if matches!(u.scheme(), "https" | "http") => Some(u),
+                Ok(_) => {
+                    p.push(f("samlEndpoint"), "must be an http(s) URL");
+                    None
+                }
+                Err(e) => {
+                    p.push(f("samlEndpoint"), format!("not a URL: {e}"));
+                    None
+                }
+            },
+        };
+        let sp_entity_id = opt_string(p, &f("samlClientId"), self.saml_client_id);
+        if sp_entity_id.as_ref().is_none_or(|s| s.chars().any(char::is_whitespace)) {
+            p.push(f("samlClientId"), "is required: this proxy's entity id at the identity provider (no spaces)");
+        }
+        let idp_entity_id = opt_string(p, &f("samlIdpEntityId"), self.saml_idp_entity_id);
+        if idp_entity_id.is_none() {
+            p.push(f("samlIdpEntityId"), "is required: the identity provider's entity id (the Issuer of its responses)");
+        }
+        let certs = match p.opt(&f("samlCertificate"), self.saml_certificate) {
+            None => {
+                p.push(f("samlCertificate"), "is required: the identity provider's signing certificate (unsigned responses are never accepted)");
+                None
+            }
+            Some(OneOrMany::One(s)) => Some(vec![s]),
+            Some(OneOrMany::Many(v)) => Some(v),
+        };
+        let certificates = certs.and_then(|c| match parse_certificates(&c) {
+            Ok(d) if !d.is_empty() => Some(d),
+            Ok(_) => {
+                p.push(f("samlCertificate"), "holds no certificate");
+                None
+            }
+            Err(e) => {
+                p.push(f("samlCertificate"), e);
+                None
+            }
+        });
+        let clock_skew = p.parse(&f("clockSkew"), self.clock_skew, std::time::Duration::from_secs(60), |s| {
+            humantime::parse_duration(s).map_err(|e| format!("not a duration like `60s`: {e}"))
+        });
+        if clock_skew > std::time::Duration::from_secs(600) {
+            p.push(f("clockSkew"), "must be at most 10m");
+        }
+        let _ = p.opt(&f("schemeOverride"), self.scheme_override);
+        let grants = self.grants.validate(prefix, p);
+        let provider = SamlProvider {
+            name: name.to_string(),
+            enabled: p.take(&f("enabled"), self.enabled, true),
+            sso_url: sso_url?,
+            sp_entity_id: sp_entity_id?,
+            idp_entity_id: idp_entity_id?,
+            certificates: certificates?,
+            role_attribute: opt_string(p, &f("roleAttribute"), self.role_attribute).unwrap_or_else(|| "Role".to_string()),
+            username_attribute: opt_string(p, &f("usernameAttribute"), self.username_attribute),
+            clock_skew,
+            grants,
+        };
+        (p.len() == before).then_some(provider)
     }
 }
