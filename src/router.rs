@@ -44,6 +44,11 @@ impl App {
         let base = self.config.public_url.base_path();
         path.strip_prefix(base).is_some_and(|rest| rest == "/sso" || rest.starts_with("/sso/"))
     }
+
+    /// The plugin's self-service page, kept at its old path.
+    fn is_linking_page(&self, path: &str) -> bool {
+        path.strip_prefix(self.config.public_url.base_path()).is_some_and(|rest| rest.eq_ignore_ascii_case("/SSOViews/linking"))
+    }
 }
 
 /// Handle one request from `peer`. Never fails: errors become responses here.
@@ -53,7 +58,9 @@ pub async fn handle(app: Arc<App>, mut req: Request<Incoming>, peer: SocketAddr)
     let version = req.version();
     let path = redacted_path(req.uri());
 
-    let resp = if app.is_sso(req.uri().path()) {
+    let resp = if app.is_linking_page(req.uri().path()) {
+        crate::sso::linking_page::page(app.config.public_url.base_path())
+    } else if app.is_sso(req.uri().path()) {
         app.sso.handle(req).await
     } else {
         let headers = req.headers().clone();

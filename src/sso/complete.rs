@@ -30,7 +30,7 @@ pub struct Completion<'a> {
 }
 
 /// JSON that is safe inside a `<script type="application/json">` element.
-fn script_json(v: &serde_json::Value) -> String {
+pub(crate) fn script_json(v: &serde_json::Value) -> String {
     v.to_string().replace('<', "\\u003c").replace('>', "\\u003e").replace('&', "\\u0026")
 }
 

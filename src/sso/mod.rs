@@ -17,6 +17,7 @@ pub mod complete;
 pub mod error;
 pub mod flows;
 pub mod identity;
+pub mod linking_page;
 pub mod login;
 pub mod oidc;
 pub mod session;

@@ -1,0 +1,83 @@
+//! The self-service account-linking page, at the plugin's old path `/SSOViews/linking`.
+//!
+//! A signed-in Jellyfin user sees the identities linked to their account (with a remove
+//! button each) and a "link" button for each enabled provider. The page holds no data of
+//! its own: its script reads the web client's token from `jellyfin_credentials` and calls the
+//! admin API (`/sso/{mode}/links/{user}`, `DELETE /sso/{mode}/Link/…`) as that user, so the
+//! same authorization rules apply as for any script.
+
+use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE};
+use http::Response;
+
+use crate::body::{full, Body};
+use crate::pages::escape;
+use crate::sso::flows::random_token;
+
+const SCRIPT: &str = r#"
+(function () {
+  var base = JSON.parse(document.getElementById('jsp-base').textContent);
+  var list = document.getElementById('links');
+  var msg = document.getElementById('msg');
+  var creds = JSON.parse(localStorage.getItem('jellyfin_credentials') || '{"Servers":[]}');
+  var me = (creds.Servers || []).filter(function (s) { return s.AccessToken && s.UserId; })[0];
+  if (!me) { msg.textContent = 'Sign in to Jellyfin first, then come back to this page.'; return; }
+  var auth = { 'Authorization': 'MediaBrowser Token="' + me.AccessToken + '"', 'Accept': 'application/json' };
+  function el(tag, text) { var e = document.createElement(tag); if (text) { e.textContent = text; } return e; }
+  function load() {
+    list.textContent = '';
+    Promise.all([
+      fetch(base + '/sso/OID/GetNames').then(function (r) { return r.json(); }),
+      fetch(base + '/sso/oid/links/' + encodeURIComponent(me.UserId), { headers: auth }).then(function (r) { return r.ok ? r.json() : {}; }),
+      fetch(base + '/sso/saml/links/' + encodeURIComponent(me.UserId), { headers: auth }).then(function (r) { return r.ok ? r.json() : {}; })
+    ]).then(function (res) {
+      var names = res[0], links = { oid: res[1], saml: res[2] };
+      ['oid', 'saml'].forEach(function (mode) {
+        Object.keys(links[mode]).forEach(function (provider) {
+          links[mode][provider].forEach(function (canonical) {
+            var li = el('li', provider + ' (' + mode.toUpperCase() + '): ' + canonical + ' ');
+            var b = el('button', 'Remove');
+            b.addEventListener('click', function () {
+              fetch(base + '/sso/' + mode + '/Link/' + encodeURIComponent(provider) + '/' + encodeURIComponent(me.UserId) + '/' + encodeURIComponent(canonical),
+                    { method: 'DELETE', headers: auth }).then(load);
+            });
+            li.appendChild(b);
+            list.appendChild(li);
+          });
+        });
+      });
+      if (!list.children.length) { list.appendChild(el('li', 'No linked identities yet.')); }
+      var add = document.getElementById('add');
+      add.textContent = '';
+      names.forEach(function (p) {
+        var a = el('a', 'Link ' + p);
+        a.href = base + '/sso/OID/start/' + encodeURIComponent(p) + '?isLinking=true';
+        add.appendChild(el('p')).appendChild(a);
+      });
+    }).catch(function () { msg.textContent = 'The server could not be reached.'; });
+  }
+  load();
+})();
+"#;
+
+pub fn page(base_path: &str) -> Response<Body> {
+    let nonce = random_token();
+    let html = format!(
+        r#"<!doctype html><html lang=en><head><meta charset=utf-8><meta name=viewport content="width=device-width"><title>Linked sign-ins</title>
+<style nonce="{nonce}">body{{font-family:system-ui,sans-serif;background:#101010;color:#eee;max-width:40rem;margin:2rem auto;padding:0 1rem}}a{{color:#00a4dc}}button{{margin-left:.5rem}}</style></head>
+<body><h1>Linked sign-ins</h1><p id=msg></p><ul id=links></ul><h2>Link another</h2><div id=add></div>
+<p><a href="{base}/web/index.html">Back to Jellyfin</a></p>
+<noscript><p>This page needs JavaScript.</p></noscript>
+<script type="application/json" id="jsp-base">{base_json}</script>
+<script nonce="{nonce}">{script}</script></body></html>"#,
+        base = escape(base_path),
+        base_json = crate::sso::complete::script_json(&serde_json::Value::String(base_path.to_string())),
+        script = SCRIPT,
+    );
+    let mut r = Response::new(full(html));
+    let csp = format!("default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'");
+    let h = r.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_str(&csp).expect("ascii"));
+    r
+}
