@@ -80,6 +80,18 @@ impl TestProxy {
         format!("https://127.0.0.1:{}{}", self.addr.port(), path)
     }
 
+    /// Stop and hand back the state directory, to start again on it.
+    pub async fn stop_keep_dir(mut self) -> tempfile::TempDir {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self.dir, dir)
+    }
+
     pub async fn stop(mut self) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
@@ -124,12 +136,13 @@ pub fn free_port() -> u16 {
 }
 
 impl ProxyProcess {
-    /// Write `proxy.yaml` (listen/public_url/log are added) into `dir` and start the binary;
-    /// returns once it logs that it is serving.
+    /// Write `proxy.yaml` into `dir` and start the binary; returns once it logs that it is
+    /// serving. `extra_yaml` follows `jellyfin:\n  url: …`, so indented lines extend the
+    /// `jellyfin` section and unindented ones add top-level settings.
     pub async fn start(dir: &Path, jellyfin_url: &str, extra_yaml: &str) -> ProxyProcess {
         let port = free_port();
         let yaml = format!(
-            "listen: 127.0.0.1:{port}\npublic_url: https://127.0.0.1:{port}\njellyfin:\n  url: {jellyfin_url}\nlog:\n  level: info\n{extra_yaml}"
+            "listen: 127.0.0.1:{port}\npublic_url: https://127.0.0.1:{port}\nlog:\n  level: info\njellyfin:\n  url: {jellyfin_url}\n{extra_yaml}"
         );
         std::fs::write(dir.join("proxy.yaml"), yaml).unwrap();
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_jellyfin-sso-proxy"))
@@ -175,6 +188,22 @@ impl ProxyProcess {
     pub fn log_contains(&self, needle: &str) -> bool {
         self.stderr_lines.lock().unwrap().iter().any(|l| l.contains(needle))
     }
+}
+
+/// Log in to the double with a password, as a Jellyfin client would; returns the token.
+pub async fn jellyfin_password_login(jellyfin_url: &str, user: &str, password: &str) -> Result<String, u16> {
+    let r = reqwest::Client::new()
+        .post(format!("{jellyfin_url}/Users/AuthenticateByName"))
+        .header("Authorization", "MediaBrowser Client=\"test\", Device=\"test\", DeviceId=\"test-device\", Version=\"1.0\"")
+        .json(&serde_json::json!({"Username": user, "Pw": password}))
+        .send()
+        .await
+        .unwrap();
+    if !r.status().is_success() {
+        return Err(r.status().as_u16());
+    }
+    let v: serde_json::Value = r.json().await.unwrap();
+    Ok(v["AccessToken"].as_str().unwrap().to_string())
 }
 
 /// SHA-256 of bytes, as hex.
