@@ -128,7 +128,10 @@ async fn websocket_echo_through_the_proxy_including_close() {
         match msg {
             Ok(Message::Close(_)) => saw_close = true,
             Ok(other) => panic!("unexpected {other:?}"),
-            Err(_) => break,
+            Err(e) => {
+                eprintln!("websocket ended with {e}");
+                break;
+            }
         }
     }
     assert!(saw_close, "server's close frame came back through the proxy");
