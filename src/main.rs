@@ -106,7 +106,6 @@ async fn run(config: Config) -> anyhow::Result<()> {
     check_jellyfin(&app).await?;
 
     let listener = server::bind(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
-    tracing::info!(listen = %config.listen, public_url = %config.public_url.as_str(), jellyfin = %config.jellyfin.url, "serving");
     if config.jellyfin.api_key.is_none() {
         tracing::warn!("jellyfin.api_key is not set: traffic is forwarded, but nobody can sign in through SSO");
     }
@@ -119,6 +118,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         let l = server::bind(addr).with_context(|| format!("cannot listen on {addr} (http_redirect_listen)"))?;
         tokio::spawn(server::run_redirect(l, config.public_url.clone(), stopped(stop_rx.clone())));
     }
+    tracing::info!(listen = %config.listen, public_url = %config.public_url.as_str(), jellyfin = %config.jellyfin.url, "serving");
     tokio::spawn(watch_certificates(certs, config.tls.reload_interval));
     tokio::spawn(async move {
         let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
@@ -147,9 +147,12 @@ async fn check_jellyfin(app: &App) -> anyhow::Result<()> {
         for r in p.config.relaxations() {
             tracing::warn!(provider = %p.config.name, "security check relaxed: {r}");
         }
-        if let Err(e) = p.warm_up().await {
-            tracing::warn!(provider = %p.config.name, error = %e, "identity provider not ready; logins will retry discovery");
-        }
+        // Discovery in the background: an unreachable provider must not delay serving.
+        tokio::spawn(async move {
+            if let Err(e) = p.warm_up().await {
+                tracing::warn!(provider = %p.config.name, error = %e, "identity provider not ready; logins will retry discovery");
+            }
+        });
     }
     Ok(())
 }

@@ -298,20 +298,15 @@ impl Jellyfin {
         .await
     }
 
-    /// Upload the user's avatar. Jellyfin 10.9 and 10.10 take a base64 body at
-    /// `POST /Users/{id}/Images/Primary`; 10.11 moved it to `POST /UserImage?userId=` with the
-    /// raw bytes (see docs/jellyfin-api.md).
-    pub async fn upload_avatar(&self, user_id: &str, image: &[u8], content_type: &str, server_version: &str) -> Result<(), JellyfinError> {
+    /// Upload the user's avatar: `POST /UserImage?userId=` with the image base64-encoded and
+    /// its image type as Content-Type. Jellyfin 10.9, 10.10, 10.11 and 12.0 all read the body
+    /// through `GetFromBase64Stream` (`Jellyfin.Api/Controllers/ImageController.cs`).
+    pub async fn upload_avatar(&self, user_id: &str, image: &[u8], content_type: &str) -> Result<(), JellyfinError> {
         use base64::Engine;
         let auth = self.admin_header()?;
-        let (url, body) = if version_at_least(server_version, 10, 11) {
-            let mut u = self.url("/UserImage");
-            u.query_pairs_mut().append_pair("userId", user_id);
-            (u, image.to_vec())
-        } else {
-            let u = self.url(&format!("/Users/{}/Images/Primary", path_segment(user_id)));
-            (u, base64::engine::general_purpose::STANDARD.encode(image).into_bytes())
-        };
+        let mut url = self.url("/UserImage");
+        url.query_pairs_mut().append_pair("userId", user_id);
+        let body = base64::engine::general_purpose::STANDARD.encode(image);
         let resp = self
             .send(|| self.http.post(url.clone()).header("Authorization", &auth).header("Content-Type", content_type).body(body.clone()), false)
             .await?;

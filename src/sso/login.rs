@@ -153,7 +153,6 @@ impl Login {
             }
             body.extend_from_slice(&chunk);
         }
-        let version = self.server_info().await.map_err(|e| e.to_string())?.version;
-        self.jellyfin.upload_avatar(user_id, &body, &content_type, &version).await.map_err(|e| e.to_string())
+        self.jellyfin.upload_avatar(user_id, &body, &content_type).await.map_err(|e| e.to_string())
     }
 }
