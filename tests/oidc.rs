@@ -26,12 +26,12 @@ fn account(login: &str, claims: Value) -> OpAccount {
 
 fn accounts() -> Vec<OpAccount> {
     vec![
-        account("alice", json!({"preferred_username": "alice", "groups": ["jellyfin-users", "kids"]})),
-        account("boss", json!({"preferred_username": "boss", "groups": ["jellyfin-admins"]})),
-        account("mallory", json!({"preferred_username": "mallory", "groups": ["other"]})),
-        account("nameless", json!({"groups": ["jellyfin-users"]})),
+        account("u-alice", json!({"preferred_username": "alice", "groups": ["jellyfin-users", "kids"]})),
+        account("u-boss", json!({"preferred_username": "boss", "groups": ["jellyfin-admins"]})),
+        account("u-mallory", json!({"preferred_username": "mallory", "groups": ["other"]})),
+        account("u-nameless", json!({"groups": ["jellyfin-users"]})),
         OpAccount {
-            login: "kc".into(),
+            login: "u-kc".into(),
             password: "pw".into(),
             claims: json!({"preferred_username": "kc", "realm_access": {"roles": ["jellyfin-users"]}}),
             userinfo_only: vec!["realm_access".into()],
@@ -77,7 +77,9 @@ fn is_callback(u: &str) -> bool {
 /// Start at the proxy, log in at the OP; returns the 3xx page whose Location is the callback.
 async fn to_callback(b: &mut Browser, s: &Setup, provider: &str, login: &str) -> String {
     let page = b.follow(&s.proxy.url(&format!("/sso/OID/start/{provider}")), is_callback).await;
-    let page = if page.status.is_redirection() { page } else { b.submit_form(&page, &[("login", login), ("password", "pw")], is_callback).await };
+    // Logins (subjects) are `u-NAME`; preferred_username is NAME, so usernames never equal `sub`.
+    let login = format!("u-{login}");
+    let page = if page.status.is_redirection() { page } else { b.submit_form(&page, &[("login", login.as_str()), ("password", "pw")], is_callback).await };
     assert!(page.status.is_redirection(), "expected a redirect to the callback, got {} {}\n{}", page.status, page.url, page.body);
     support::browser::absolute(&page.url, page.headers["location"].to_str().unwrap())
 }
@@ -163,7 +165,7 @@ async fn keycloak_style_roles_only_in_userinfo_are_read() {
 async fn no_preferred_username_falls_back_to_sub() {
     let s = setup("test", "client_secret_basic", false, false, GROUPS, "").await;
     let r = login(&s, "test", "nameless", "dev-n").await.unwrap_or_else(|p| panic!("{} {}", p.status, p.body));
-    assert_eq!(r["User"]["Name"], "nameless", "oidc-provider's subject is the account login");
+    assert_eq!(r["User"]["Name"], "u-nameless", "the subject (the OP account's login) is the fallback");
 }
 
 #[tokio::test]
@@ -190,7 +192,7 @@ async fn existing_same_named_user_is_adopted_and_linked_but_not_an_admin() {
 async fn renamed_at_the_provider_still_reaches_the_same_user() {
     let s = setup("test", "client_secret_basic", false, false, GROUPS, "").await;
     let first = login(&s, "test", "alice", "d").await.unwrap_or_else(|p| panic!("{} {}", p.status, p.body));
-    s.op.set_claims("alice", json!({"preferred_username": "alice.renamed", "groups": ["jellyfin-users"]})).await;
+    s.op.set_claims("u-alice", json!({"preferred_username": "alice.renamed", "groups": ["jellyfin-users"]})).await;
     let second = login(&s, "test", "alice", "d").await.unwrap_or_else(|p| panic!("{} {}", p.status, p.body));
     assert_eq!(first["User"]["Id"], second["User"]["Id"]);
     assert!(s.jf.user_by_name("alice.renamed").is_none(), "no second user was created");

@@ -238,8 +238,13 @@ impl RawOidProvider {
         if token_auth_method != TokenAuthMethod::None && client_secret.is_none() && client_id.is_some() {
             p.push(f("oidSecret"), format!("is required with tokenEndpointAuthMethod {}", token_auth_method.as_str()));
         }
-        let mut scopes = non_empty(p.take(&f("oidScopes"), self.oid_scopes, Vec::new()));
-        scopes.retain(|s| s != "openid");
+        // `openid profile` as the plugin's OIDC library requested, then the extra scopes.
+        let mut scopes = vec!["profile".to_string()];
+        for sc in non_empty(p.take(&f("oidScopes"), self.oid_scopes, Vec::new())) {
+            if sc != "openid" && !scopes.contains(&sc) {
+                scopes.push(sc);
+            }
+        }
         let role_claim = opt_string(p, &f("roleClaim"), self.role_claim).unwrap_or_else(|| "roles".to_string());
         let _ = p.opt(&f("schemeOverride"), self.scheme_override);
         let _ = p.opt(&f("portOverride"), self.port_override);

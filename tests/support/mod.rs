@@ -6,6 +6,7 @@
 pub mod browser;
 pub mod hostile_op;
 pub mod jellyfin_double;
+pub mod oidc_provider;
 
 pub mod tls_client;
 

@@ -1,0 +1,165 @@
+// A real OpenID Provider (npm oidc-provider v9) for the integration tests, on loopback.
+//
+// Start: node tests/idp/oidc-provider.mjs   with the JSON configuration in env OP_CONFIG:
+//   { "clients":  [{ "client_id", "client_secret"?, "redirect_uris": [...], "auth_method":
+//                    "client_secret_basic"|"client_secret_post"|"none", "require_par": bool }],
+//     "accounts": [{ "login", "password", "claims": {...}, "userinfo_only": ["claim", ...] }],
+//     "par": bool }
+// Prints one line `OP_READY {"issuer": "...", "port": N}` when it listens on 127.0.0.1.
+//
+// Login: the interaction page at /interaction/{uid} is a plain HTML form
+//   <form method=post> with inputs `login` and `password` and a submit button id `submit`;
+// consent is granted automatically (every requested scope and claim).
+// The subject (`sub`) of an account is its login and never changes.
+//
+// Control endpoints (tests only):
+//   POST /__control/account/{login}  body: JSON claims that replace the account's claims
+//   POST /__control/rotate-keys      sign with a new key from now on, keep publishing the old
+import crypto from 'node:crypto';
+import http from 'node:http';
+import Provider from 'oidc-provider';
+
+const cfg = JSON.parse(process.env.OP_CONFIG || '{}');
+const accounts = new Map((cfg.accounts || []).map((a) => [a.login, a]));
+
+function newKey() {
+  const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+  return { ...privateKey.export({ format: 'jwk' }), kid: crypto.randomUUID(), alg: 'RS256', use: 'sig' };
+}
+let keys = [newKey()];
+const cookieKeys = [crypto.randomBytes(32).toString('hex')];
+
+function configuration() {
+  return {
+    clients: (cfg.clients || []).map((c) => ({
+      client_id: c.client_id,
+      ...(c.client_secret ? { client_secret: c.client_secret } : {}),
+      redirect_uris: c.redirect_uris,
+      token_endpoint_auth_method: c.auth_method,
+      grant_types: ['authorization_code'],
+      response_types: ['code'],
+      id_token_signed_response_alg: 'RS256',
+      ...(c.require_par ? { require_pushed_authorization_requests: true } : {}),
+    })),
+    jwks: { keys },
+    cookies: { keys: cookieKeys },
+    pkce: { required: () => true },
+    // Scope claims go into the ID token too (Pocket ID does this for `groups`); claims named
+    // in an account's `userinfo_only` are left out of the ID token below (Keycloak style).
+    conformIdTokenClaims: false,
+    scopes: ['openid', 'profile', 'email', 'groups'],
+    claims: {
+      openid: ['sub'],
+      profile: ['preferred_username', 'name', 'picture', 'realm_access'],
+      email: ['email'],
+      groups: ['groups'],
+    },
+    features: {
+      devInteractions: { enabled: false },
+      pushedAuthorizationRequests: { enabled: !!cfg.par },
+    },
+    interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
+    async findAccount(ctx, id) {
+      const a = accounts.get(id);
+      if (!a) return undefined;
+      return {
+        accountId: id,
+        async claims(use) {
+          const out = { sub: id };
+          for (const [k, v] of Object.entries(a.claims || {})) {
+            if (use === 'id_token' && (a.userinfo_only || []).includes(k)) continue;
+            out[k] = v;
+          }
+          return out;
+        },
+      };
+    },
+    renderError(ctx, out) {
+      ctx.type = 'html';
+      ctx.body = `<!doctype html><title>error</title><pre>${JSON.stringify(out).replace(/</g, '&lt;')}</pre>`;
+    },
+  };
+}
+
+const server = http.createServer();
+await new Promise((resolve) => server.listen(Number(process.env.OP_PORT || 0), '127.0.0.1', resolve));
+const port = server.address().port;
+const issuer = `http://127.0.0.1:${port}`;
+let provider = new Provider(issuer, configuration());
+
+function readBody(req) {
+  return new Promise((resolve, reject) => {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
+}
+
+const escape = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
+async function interaction(req, res, uid) {
+  const details = await provider.interactionDetails(req, res);
+  if (details.uid !== uid) throw new Error('interaction mismatch');
+  const { prompt, params } = details;
+  if (prompt.name === 'login') {
+    if (req.method === 'GET') {
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+      res.end(`<!doctype html><html><head><title>Sign in</title></head><body><h1>Test OP sign in</h1>
+<form method="post" action="/interaction/${escape(uid)}">
+<input name="login" id="login" autocomplete="username"><input name="password" id="password" type="password">
+<button type="submit" id="submit">Sign in</button></form></body></html>`);
+      return;
+    }
+    const form = new URLSearchParams(await readBody(req));
+    const a = accounts.get(form.get('login') || '');
+    if (!a || a.password !== form.get('password')) {
+      res.writeHead(401, { 'content-type': 'text/html' });
+      res.end('<!doctype html><p>wrong login or password</p>');
+      return;
+    }
+    await provider.interactionFinished(req, res, { login: { accountId: a.login } }, { mergeWithLastSubmission: false });
+    return;
+  }
+  // Consent: grant everything that was asked for.
+  const grant = details.grantId
+    ? await provider.Grant.find(details.grantId)
+    : new provider.Grant({ accountId: details.session.accountId, clientId: params.client_id });
+  const d = prompt.details || {};
+  if (d.missingOIDCScope) grant.addOIDCScope(d.missingOIDCScope.join(' '));
+  if (d.missingOIDCClaims) grant.addOIDCClaims(d.missingOIDCClaims);
+  if (d.missingResourceScopes) {
+    for (const [indicator, scopes] of Object.entries(d.missingResourceScopes)) grant.addResourceScope(indicator, scopes.join(' '));
+  }
+  const grantId = await grant.save();
+  await provider.interactionFinished(req, res, { consent: { grantId } }, { mergeWithLastSubmission: true });
+}
+
+server.on('request', async (req, res) => {
+  const url = new URL(req.url, issuer);
+  try {
+    const m = url.pathname.match(/^\/interaction\/([^/]+)$/);
+    if (m) return await interaction(req, res, m[1]);
+    if (req.method === 'POST' && url.pathname.startsWith('/__control/account/')) {
+      const login = decodeURIComponent(url.pathname.slice('/__control/account/'.length));
+      const a = accounts.get(login);
+      if (!a) { res.writeHead(404); return res.end(); }
+      a.claims = JSON.parse(await readBody(req));
+      res.writeHead(204);
+      return res.end();
+    }
+    if (req.method === 'POST' && url.pathname === '/__control/rotate-keys') {
+      keys = [newKey(), ...keys];
+      provider = new Provider(issuer, configuration());
+      res.writeHead(204);
+      return res.end();
+    }
+    return provider.callback()(req, res);
+  } catch (e) {
+    process.stderr.write(`OP error: ${e && e.stack}\n`);
+    if (!res.headersSent) { res.writeHead(500); }
+    res.end();
+  }
+});
+
+process.stdout.write(`OP_READY ${JSON.stringify({ issuer, port })}\n`);

@@ -1,0 +1,111 @@
+//! Launches the real OpenID Provider (npm `oidc-provider`, `tests/idp/oidc-provider.mjs`) on
+//! loopback for a test, and talks to its control endpoints.
+
+use std::process::Stdio;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+#[derive(Serialize, Clone, Debug, Default)]
+pub struct OpConfig {
+    pub clients: Vec<OpClient>,
+    pub accounts: Vec<OpAccount>,
+    /// Pushed authorization requests offered by the provider.
+    pub par: bool,
+}
+
+#[derive(Serialize, Clone, Debug)]
+pub struct OpClient {
+    pub client_id: String,
+    pub client_secret: Option<String>,
+    pub redirect_uris: Vec<String>,
+    pub auth_method: String,
+    pub require_par: bool,
+}
+
+#[derive(Serialize, Clone, Debug)]
+pub struct OpAccount {
+    pub login: String,
+    pub password: String,
+    pub claims: serde_json::Value,
+    /// Claims that appear only in the userinfo answer, never in the ID token.
+    pub userinfo_only: Vec<String>,
+}
+
+pub struct OpenIdProvider {
+    pub issuer: String,
+    _child: tokio::process::Child,
+}
+
+fn idp_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/idp")
+}
+
+/// Install the npm packages once per test process (tests/run.sh normally did it already);
+/// `flock` keeps parallel test binaries from installing at the same time.
+pub fn ensure_node_modules() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let dir = idp_dir();
+        if dir.join("node_modules/oidc-provider").exists() && dir.join("node_modules/playwright-core").exists() {
+            return;
+        }
+        let status = std::process::Command::new("flock")
+            .arg(dir.join(".npm-install.lock"))
+            .args(["sh", "-c", "[ -d node_modules/oidc-provider ] && [ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund --loglevel=error"])
+            .current_dir(&dir)
+            .status()
+            .expect("flock and npm must be installed (tests/run.sh installs them)");
+        assert!(status.success(), "npm ci in tests/idp failed");
+    });
+}
+
+impl OpenIdProvider {
+    pub async fn start(cfg: &OpConfig) -> OpenIdProvider {
+        ensure_node_modules();
+        let mut child = tokio::process::Command::new("node")
+            .arg(idp_dir().join("oidc-provider.mjs"))
+            .env("OP_CONFIG", serde_json::to_string(cfg).unwrap())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("node must be installed (tests/run.sh installs it)");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let ready = tokio::time::timeout(Duration::from_secs(20), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(json) = line.strip_prefix("OP_READY ") {
+                    return Some(serde_json::from_str::<serde_json::Value>(json).unwrap());
+                }
+            }
+            None
+        })
+        .await
+        .expect("the OpenID Provider did not start within 20 s")
+        .expect("the OpenID Provider exited before it was ready");
+        // Keep draining stdout so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        OpenIdProvider { issuer: ready["issuer"].as_str().unwrap().to_string(), _child: child }
+    }
+
+    async fn control(&self, path: &str, body: Option<serde_json::Value>) {
+        let mut r = reqwest::Client::new().post(format!("{}{path}", self.issuer));
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let resp = r.send().await.unwrap();
+        assert!(resp.status().is_success(), "{path}: {}", resp.status());
+    }
+
+    /// Replace an account's claims (its subject stays the same).
+    pub async fn set_claims(&self, login: &str, claims: serde_json::Value) {
+        self.control(&format!("/__control/account/{login}"), Some(claims)).await;
+    }
+
+    /// Sign with a new key from now on; the old key stays published.
+    pub async fn rotate_keys(&self) {
+        self.control("/__control/rotate-keys", None).await;
+    }
+}
