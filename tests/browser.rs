@@ -1,0 +1,89 @@
+//! The login in a real browser: headless Chromium (Debian `chromium`, driven by npm
+//! `playwright-core`) goes from the proxy's start URL through the real OpenID Provider's login
+//! page and the completion page to the Jellyfin web client, signed in.
+
+mod support;
+
+use serde_json::{json, Value};
+use support::jellyfin_double::{DoubleOptions, JellyfinDouble};
+use support::oidc_provider::{ensure_node_modules, OpAccount, OpClient, OpConfig, OpenIdProvider};
+use support::TestProxy;
+
+async fn run_browser(start_url: &str, login: &str, password: &str) -> Value {
+    ensure_node_modules();
+    let out = tokio::process::Command::new("node")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/idp/browser-login.mjs"))
+        .env("START_URL", start_url)
+        .env("LOGIN", login)
+        .env("PASSWORD", password)
+        .output()
+        .await
+        .expect("node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().find_map(|l| l.strip_prefix("BROWSER_RESULT ")).unwrap_or_else(|| {
+        panic!("browser driver failed: {}\n{}", stdout, String::from_utf8_lossy(&out.stderr))
+    });
+    serde_json::from_str(line).unwrap()
+}
+
+/// Log in through provider `name` configured with `provider_yaml`, as `login`; check the web
+/// client is signed in with a token the double issued for the browser's own device id.
+async fn browser_login(name: &str, provider_yaml: &str, groups: Value) {
+    let jf = JellyfinDouble::start(DoubleOptions::default()).await;
+    let listener = TestProxy::reserve();
+    let port = listener.local_addr().unwrap().port();
+    let op = OpenIdProvider::start(&OpConfig {
+        clients: vec![OpClient {
+            client_id: "jellyfin".into(),
+            client_secret: Some("s3cret".into()),
+            redirect_uris: vec![format!("https://127.0.0.1:{port}/sso/OID/redirect/{name}")],
+            auth_method: "client_secret_basic".into(),
+            require_par: false,
+        }],
+        accounts: vec![OpAccount {
+            login: "u-carol".into(),
+            password: "pw".into(),
+            claims: json!({"preferred_username": "carol", "groups": groups}),
+            userinfo_only: vec![],
+        }],
+        par: true,
+    })
+    .await;
+    let yaml = format!(
+        "jellyfin:\n  url: {}\n  api_key: test-api-key\nproviders:\n  oid:\n    {name}:\n      oidEndpoint: {}\n      oidClientId: jellyfin\n      oidSecret: s3cret\n      enabled: true\n      disableHttps: true\n{provider_yaml}",
+        jf.url(),
+        op.issuer
+    );
+    let proxy = TestProxy::start_on(listener, tempfile::tempdir().unwrap(), &yaml).await;
+    let r = run_browser(&proxy.url(&format!("/sso/OID/start/{name}")), "u-carol", "pw").await;
+    assert!(r.get("error").is_none(), "browser: {r:#}");
+    assert_eq!(r["url"], proxy.url("/web/index.html"));
+    assert!(r["text"].as_str().unwrap().contains("Jellyfin Web Double"), "the double's web client page loaded");
+    assert_eq!(r["autoLogin"], "true");
+    let servers = r["credentials"]["Servers"].as_array().expect("jellyfin_credentials.Servers");
+    assert_eq!(servers.len(), 1);
+    let server = &servers[0];
+    assert_eq!(server["Id"], jf.server_id());
+    assert_eq!(server["ManualAddress"], proxy.url(""));
+    assert_eq!(server["LastConnectionMode"], 2);
+    let token = server["AccessToken"].as_str().unwrap();
+    let device_id = r["deviceId"].as_str().expect("the page created _deviceId2");
+    let session = jf.sessions().into_iter().find(|s| s.token == token).expect("the double issued this token");
+    assert_eq!(session.device_id, device_id, "the Quick Connect session belongs to this browser's device id");
+    assert_eq!(session.client, "Jellyfin Web");
+    let user = jf.user_by_name("carol").expect("user provisioned");
+    assert_eq!(server["UserId"], user["Id"]);
+}
+
+#[tokio::test]
+async fn chromium_signs_in_through_the_real_op() {
+    browser_login("test", "", json!([])).await;
+}
+
+/// The Pocket ID guide (shared/seeds/000), step for step: provider `test_resource`, a group in
+/// `roles`, role claim `groups`, extra scope `groups`, scheme override `https`.
+#[tokio::test]
+async fn seed_000_pocket_id_story_in_chromium() {
+    let yaml = "      roles: [jellyfin-users]\n      roleClaim: groups\n      oidScopes: [groups]\n      schemeOverride: https\n";
+    browser_login("test_resource", yaml, json!(["jellyfin-users"])).await;
+}
