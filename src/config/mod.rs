@@ -599,7 +599,7 @@ mod tests {
         let p = &c.oid_providers[0];
         assert_eq!(p.name, "test_resource");
         assert_eq!(p.role_claim, "groups");
-        assert_eq!(p.scopes, ["profile", "groups"]);
+        assert_eq!(p.scopes, ["groups"]);
         assert_eq!(p.grants.roles, ["media"]);
         assert_eq!(p.subject_claim, "sub");
         assert_eq!(p.token_auth_method, provider::TokenAuthMethod::ClientSecretBasic);

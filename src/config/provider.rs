@@ -70,6 +70,7 @@ pub struct OidProvider {
     pub client_id: String,
     pub client_secret: Option<Secret>,
     pub token_auth_method: TokenAuthMethod,
+    /// Extra scopes (`oidScopes`); `openid profile` are always requested.
     pub scopes: Vec<String>,
     pub role_claim: String,
     pub username_claim: Option<String>,
@@ -238,13 +239,8 @@ impl RawOidProvider {
         if token_auth_method != TokenAuthMethod::None && client_secret.is_none() && client_id.is_some() {
             p.push(f("oidSecret"), format!("is required with tokenEndpointAuthMethod {}", token_auth_method.as_str()));
         }
-        // `openid profile` as the plugin's OIDC library requested, then the extra scopes.
-        let mut scopes = vec!["profile".to_string()];
-        for sc in non_empty(p.take(&f("oidScopes"), self.oid_scopes, Vec::new())) {
-            if sc != "openid" && !scopes.contains(&sc) {
-                scopes.push(sc);
-            }
-        }
+        let mut scopes = non_empty(p.take(&f("oidScopes"), self.oid_scopes, Vec::new()));
+        scopes.retain(|s| s != "openid");
         let role_claim = opt_string(p, &f("roleClaim"), self.role_claim).unwrap_or_else(|| "roles".to_string());
         let _ = p.opt(&f("schemeOverride"), self.scheme_override);
         let _ = p.opt(&f("portOverride"), self.port_override);

@@ -273,7 +273,9 @@ impl OidcProvider {
         let mut req = client
             .authorize_url(AuthenticationFlow::<CoreResponseType>::AuthorizationCode, move || CsrfToken::new(state_owned), move || Nonce::new(nonce_owned))
             .set_pkce_challenge(challenge);
-        for s in &self.config.scopes {
+        // `openid profile`, as the plugin's OIDC library requested, then the extra scopes.
+        req = req.add_scope(Scope::new("profile".into()));
+        for s in self.config.scopes.iter().filter(|s| *s != "profile") {
             req = req.add_scope(Scope::new(s.clone()));
         }
         let (url, _, _) = req.url();
