@@ -85,10 +85,10 @@ async fn to_callback(b: &mut Browser, s: &Setup, provider: &str, login: &str) ->
 }
 
 /// The completion page's call, as its script makes it.
-async fn complete(b: &mut Browser, s: &Setup, page: &Page, device_id: &str) -> Page {
+async fn complete(b: &mut Browser, proxy: &TestProxy, page: &Page, device_id: &str) -> Page {
     let data = completion_data(page);
     let body = json!({"deviceId": device_id, "deviceName": "Chrome", "appName": "Jellyfin Web", "appVersion": "10.10.7", "data": data["handle"]});
-    b.post_json(&s.proxy.url(data["authUrl"].as_str().unwrap()), &body).await
+    b.post_json(&proxy.url(data["authUrl"].as_str().unwrap()), &body).await
 }
 
 async fn login(s: &Setup, provider: &str, login: &str, device_id: &str) -> Result<Value, Page> {
@@ -98,7 +98,7 @@ async fn login(s: &Setup, provider: &str, login: &str, device_id: &str) -> Resul
     if page.status != 200 {
         return Err(page);
     }
-    let done = complete(&mut b, s, &page, device_id).await;
+    let done = complete(&mut b, &s.proxy, &page, device_id).await;
     if done.status != 200 {
         return Err(done);
     }
@@ -288,4 +288,109 @@ async fn unknown_provider_is_404_and_the_10001st_pending_flow_is_503() {
     let r = client.get(&url).header("accept", "text/html").send().await.unwrap();
     assert_eq!(r.status(), 503);
     assert!(r.text().await.unwrap().contains("Too many sign-ins"));
+}
+
+#[tokio::test]
+async fn access_denied_idp_down_and_quick_connect_off_are_readable_errors() {
+    // error=access_denied on the callback.
+    let jf = JellyfinDouble::start(DoubleOptions::default()).await;
+    let op = HostileOp::start(Forgery::Honest, "jellyfin", "someone").await;
+    let yaml = format!(
+        "jellyfin:\n  url: {}\n  api_key: {KEY}\nproviders:\n  oid:\n    p:\n      oidEndpoint: {}\n      oidClientId: jellyfin\n      oidSecret: x\n      disableHttps: true\n      doNotLoadProfile: true\n",
+        jf.url(),
+        op.issuer
+    );
+    let proxy = TestProxy::start_config(&yaml).await;
+    let mut b = Browser::new();
+    let start = b.get(&proxy.url("/sso/OID/start/p")).await;
+    let to_idp = url::Url::parse(start.headers["location"].to_str().unwrap()).unwrap();
+    let state = to_idp.query_pairs().find(|(k, _)| k == "state").unwrap().1.to_string();
+    let page = b.get(&proxy.url(&format!("/sso/OID/redirect/p?state={state}&error=access_denied"))).await;
+    assert_eq!(page.status, 401);
+    assert!(page.body.contains("cancelled or refused"), "{}", page.body);
+
+    // Quick Connect switched off in Jellyfin: the completion call explains it.
+    jf.set_quick_connect_enabled(false);
+    let page = b.follow(&proxy.url("/sso/OID/start/p"), |_| false).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let done = complete(&mut b, &proxy, &page, "dev").await;
+    assert_eq!(done.status, 502, "{}", done.body);
+    assert!(done.body.contains("Quick Connect"), "{}", done.body);
+}
+
+#[tokio::test]
+async fn identity_provider_down_gives_a_502_page() {
+    let jf = JellyfinDouble::start(DoubleOptions::default()).await;
+    let port = support::free_port();
+    let yaml = format!(
+        "jellyfin:\n  url: {}\n  api_key: {KEY}\nproviders:\n  oid:\n    p:\n      oidEndpoint: http://127.0.0.1:{port}\n      oidClientId: jellyfin\n      oidSecret: x\n      disableHttps: true\n",
+        jf.url()
+    );
+    let proxy = TestProxy::start_config(&yaml).await;
+    let r = support::http1_client().get(proxy.url("/sso/OID/start/p")).header("accept", "text/html").send().await.unwrap();
+    assert_eq!(r.status(), 502);
+    assert!(r.text().await.unwrap().contains("identity provider is not reachable"));
+}
+
+#[tokio::test]
+async fn session_cookie_injects_the_token_only_into_credentialless_gets() {
+    let s = setup("test", "client_secret_basic", false, false, GROUPS, "").await;
+    let mut b = Browser::new();
+    let cb = to_callback(&mut b, &s, "test", "alice").await;
+    let page = b.get(&cb).await;
+    let done = complete(&mut b, &s.proxy, &page, "dev-inject").await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    let token = serde_json::from_str::<Value>(&done.body).unwrap()["AccessToken"].as_str().unwrap().to_string();
+
+    let injected = |calls: Vec<support::jellyfin_double::RecordedCall>, path: &str| {
+        calls.iter().rev().find(|c| c.path == path).and_then(|c| c.authorization.clone())
+    };
+    b.get(&s.proxy.url("/Users/Me")).await;
+    assert_eq!(injected(s.jf.calls(), "/Users/Me"), Some(format!("MediaBrowser Token=\"{token}\"")));
+    // Not for POST, not when the request has its own credentials, not without the cookie.
+    b.request(reqwest::Method::POST, &s.proxy.url("/Sessions/Logout"), Some(&[]), None).await;
+    assert_eq!(injected(s.jf.calls(), "/Sessions/Logout"), None);
+    let own = reqwest::Client::builder().danger_accept_invalid_certs(true).build().unwrap();
+    let cookie = format!("__Host-jsp-session={}", b.cookie("__Host-jsp-session").unwrap());
+    own.get(s.proxy.url("/System/Info/Public")).header("cookie", &cookie).header("authorization", "MediaBrowser Token=\"mine\"").send().await.unwrap();
+    assert_eq!(injected(s.jf.calls(), "/System/Info/Public"), Some("MediaBrowser Token=\"mine\"".into()));
+    own.get(s.proxy.url("/Branding/Configuration")).send().await.unwrap();
+    assert_eq!(injected(s.jf.calls(), "/Branding/Configuration"), None);
+}
+
+#[tokio::test]
+async fn linking_flow_links_an_identity_to_the_signed_in_user() {
+    let s = setup("test", "client_secret_basic", false, false, GROUPS, "").await;
+    // A Jellyfin user with a password and a different name signs in to Jellyfin first.
+    let dana = s.jf.add_user("dana", "pw", false);
+    let token = support::jellyfin_password_login(&s.jf.url(), "dana", "pw").await.unwrap();
+    // Linking: start with isLinking, log in at the OP as alice, and the completion page posts
+    // to the Link endpoint with the user's own token.
+    let mut b = Browser::new();
+    let page = b.follow(&s.proxy.url("/sso/OID/start/test?isLinking=true"), is_callback).await;
+    let page = b.submit_form(&page, &[("login", "u-alice"), ("password", "pw")], is_callback).await;
+    let cb = support::browser::absolute(&page.url, page.headers["location"].to_str().unwrap());
+    let page = b.get(&cb).await;
+    let data = completion_data(&page);
+    assert_eq!(data["linking"], true);
+    let body = json!({"deviceId": "d", "data": data["handle"]});
+    let link_url = s.proxy.url(&format!("{}{dana}", data["linkUrl"].as_str().unwrap()));
+    let mut req = reqwest::Client::builder().danger_accept_invalid_certs(true).build().unwrap().post(&link_url).json(&body);
+    req = req.header("cookie", format!("__Host-jsp-flow={}", b.cookie("__Host-jsp-flow").unwrap())).header("authorization", format!("MediaBrowser Token=\"{token}\""));
+    let r = req.send().await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    // The link is listed for dana, and the next SSO login as alice reaches dana.
+    let links: Value = support::http1_client()
+        .get(s.proxy.url(&format!("/sso/oid/links/{dana}")))
+        .header("authorization", format!("MediaBrowser Token=\"{token}\""))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(links, json!({"test": ["u-alice"]}));
+    let r = login(&s, "test", "alice", "dev").await.unwrap_or_else(|p| panic!("{} {}", p.status, p.body));
+    assert_eq!(r["User"]["Id"], dana);
+    assert!(s.jf.user_by_name("alice").is_none());
 }
