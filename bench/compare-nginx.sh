@@ -32,7 +32,9 @@ UP=$(free_port); NGX=$(free_port); OURS=$(free_port)
 # Content: 1 KiB and 1 GiB files.
 mkdir -p "$T/www"
 head -c 1024 /dev/urandom > "$T/www/1k.bin"
+mkdir -p "$T/www/System/Info" && echo '{"ServerName":"bench","Version":"10.10.7","Id":"0"}' > "$T/www/System/Info/Public"
 head -c $((1024*1024*1024)) /dev/zero > "$T/www/1g.bin"
+chmod -R a+rX "$T"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
   -keyout "$T/key.pem" -out "$T/cert.pem" 2>/dev/null
 
@@ -49,7 +51,7 @@ cat > "$T/proxy.conf" <<NGINX
 ${common//PIDFILE/$T/ngx.pid}
 http { access_log off; keepalive_requests 100000;
   upstream jf { server 127.0.0.1:$UP; keepalive 64; }
-  server { listen 127.0.0.1:$NGX ssl; http2 on; ssl_certificate $T/cert.pem; ssl_certificate_key $T/key.pem;
+  server { listen 127.0.0.1:$NGX ssl http2; ssl_certificate $T/cert.pem; ssl_certificate_key $T/key.pem;
     ssl_protocols TLSv1.2 TLSv1.3;
     location / { proxy_pass http://jf; proxy_http_version 1.1; proxy_set_header Connection "";
       proxy_set_header Host \$host; proxy_set_header X-Forwarded-For \$remote_addr; proxy_set_header X-Forwarded-Proto https;
@@ -68,6 +70,7 @@ YAML
 nginx -c "$T/upstream.conf" & PIDS+=($!)
 nginx -c "$T/proxy.conf" & PIDS+=($!)
 "$BIN" --config "$T/proxy.yaml" 2>"$T/ours.log" & OURS_PID=$!; PIDS+=($OURS_PID)
+sleep 0.5; kill -0 $OURS_PID 2>/dev/null || { cat "$T/ours.log"; exit 1; }
 for p in $UP $NGX $OURS; do for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null && break; sleep 0.1; done; done
 
 rss_kib() { awk '/VmRSS/ {print $2}' /proc/"$1"/status; }
@@ -89,10 +92,19 @@ h2_run() { # url → req/s
 }
 download() { # url flags → MB/s (median of 3)
   local v=()
-  for _ in 1 2 3; do v+=($(curl -k -s $2 -o /dev/null -w '%{speed_download}' "$1")); done
+  local out code speed
+  for _ in 1 2 3; do
+    out=$(curl -k -s $2 -o /dev/null -w '%{http_code} %{speed_download} %{size_download}' "$1" || true)
+    read -r code speed size <<<"$out"
+    [ "$code" = 200 ] && [ "$size" = $((1024*1024*1024)) ] || echo "download $1 failed: $out" >&2
+    v+=("$speed")
+  done
   printf '%s\n' "${v[@]}" | sort -n | sed -n 2p | awk '{printf "%.0f", $1/1e6}'
 }
 
+for u in "https://127.0.0.1:$NGX/1k.bin" "https://127.0.0.1:$OURS/1k.bin"; do
+  code=$(curl -k -s -o /dev/null -w '%{http_code}' "$u"); [ "$code" = 200 ] || { echo "setup broken: $u answered $code" >&2; exit 1; }
+done
 echo "running (each load ${DURATION}s)..." >&2
 read -r N1 NP1 < <(wrk_run "https://127.0.0.1:$NGX/1k.bin")
 read -r O1 OP1 < <(wrk_run "https://127.0.0.1:$OURS/1k.bin")

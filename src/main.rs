@@ -140,8 +140,12 @@ async fn check_jellyfin(app: &App) -> anyhow::Result<()> {
     use jellyfin_sso_proxy::jellyfin::JellyfinError;
     match app.sso.login.jellyfin.check_ready().await {
         Ok(info) => tracing::info!(server = %info.server_name, version = %info.version, id = %info.id, "Jellyfin is ready"),
-        Err(e @ JellyfinError::Unreachable { .. }) => tracing::warn!(error = %e, "Jellyfin is not reachable yet; requests will get 502 until it is"),
-        Err(e) => return Err(anyhow::anyhow!(e)),
+        // Misconfigurations no retry can fix: refuse to start with the reason.
+        Err(e @ (JellyfinError::UnsupportedVersion { .. } | JellyfinError::ApiKeyRejected | JellyfinError::QuickConnectDisabled)) => {
+            return Err(anyhow::anyhow!(e))
+        }
+        // Down, starting up (503), or answering oddly: serve anyway; requests show what happens.
+        Err(e) => tracing::warn!(error = %e, "Jellyfin is not ready yet; the proxy starts anyway"),
     }
     for p in app.sso.oidc_providers() {
         for r in p.config.relaxations() {
