@@ -29,7 +29,12 @@ pub struct ErrorNote(pub String);
 
 /// Render `err` for the client whose request had `headers`, and attach the log reason.
 pub fn respond(err: &dyn HttpError, request_headers: &HeaderMap) -> Response<Body> {
-    let mut resp = pages::error_response(err.status(), err.title(), &err.public_message(), pages::wants_json(request_headers));
+    respond_as(err, pages::wants_json(request_headers))
+}
+
+/// Render `err` as JSON (API clients) or an HTML page (browsers), with the log reason attached.
+pub fn respond_as(err: &dyn HttpError, json: bool) -> Response<Body> {
+    let mut resp = pages::error_response(err.status(), err.title(), &err.public_message(), json);
     resp.extensions_mut().insert(ErrorNote(error_chain(err)));
     resp
 }

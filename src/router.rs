@@ -13,6 +13,7 @@ use hyper::body::Incoming;
 use crate::body::Body;
 use crate::config::Config;
 use crate::error::{self, ErrorNote};
+use crate::pages;
 use crate::proxy::{headers::redacted_path, Upstream};
 use crate::sso::Sso;
 use crate::store::{Store, StoreError};
@@ -56,20 +57,22 @@ pub async fn handle(app: Arc<App>, mut req: Request<Incoming>, peer: SocketAddr)
     let start = Instant::now();
     let method = req.method().clone();
     let version = req.version();
-    let path = redacted_path(req.uri());
+    // The redacted path is only built when an access line will be written.
+    let log_all = tracing::enabled!(target: "access", tracing::Level::INFO);
+    let mut path = log_all.then(|| redacted_path(req.uri()));
+    let uri = req.uri().clone();
 
-    let resp = if app.is_linking_page(req.uri().path()) {
+    let resp = if app.is_linking_page(uri.path()) {
         crate::sso::linking_page::page(app.config.public_url.base_path())
-    } else if app.is_sso(req.uri().path()) {
+    } else if app.is_sso(uri.path()) {
         app.sso.handle(req).await
     } else {
-        let headers = req.headers().clone();
-        let trusted = app.peer_trusted(&peer);
-        let (method, uri) = (req.method().clone(), req.uri().clone());
+        // Only the format of a possible error page is needed from the request headers.
+        let json = pages::wants_json(req.headers());
         app.sso.sessions.inject(&method, req.headers_mut(), &uri);
-        match app.upstream.forward(req, peer, trusted).await {
+        match app.upstream.forward(req, peer, app.peer_trusted(&peer)).await {
             Ok(r) => r,
-            Err(e) => error::respond(&e, &headers),
+            Err(e) => error::respond_as(&e, json),
         }
     };
 
@@ -77,9 +80,11 @@ pub async fn handle(app: Arc<App>, mut req: Request<Incoming>, peer: SocketAddr)
     let ms = start.elapsed().as_secs_f64() * 1000.0;
     match resp.extensions().get::<ErrorNote>() {
         Some(ErrorNote(reason)) => {
+            let path = path.get_or_insert_with(|| redacted_path(&uri));
             tracing::warn!(target: "access", %peer, %method, path, ?version, status, ms, error = %reason, "request failed")
         }
-        None => tracing::info!(target: "access", %peer, %method, path, ?version, status, ms, "request"),
+        None if log_all => tracing::info!(target: "access", %peer, %method, path = path.as_deref().unwrap_or(""), ?version, status, ms, "request"),
+        None => {}
     }
     Ok(resp)
 }
