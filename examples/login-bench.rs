@@ -1,0 +1,117 @@
+//! Benchmark of the proxy's own cost of an OIDC login (start → provider → redirect → Auth),
+//! with the identity provider and the Jellyfin double on loopback in this process and the
+//! proxy (release build) as a separate process, so its CPU time can be read from /proc.
+//!
+//! ```sh
+//! cargo build --release && cargo run --release --example login-bench -- --logins 2000
+//! ```
+//! Reports logins per second, proxy CPU per login, and the proxy's memory with 1,000 pending
+//! logins. Results are recorded in docs/benchmarks.md.
+
+#[path = "../tests/support/hostile_op.rs"]
+mod hostile_op;
+#[path = "../tests/support/jellyfin_double.rs"]
+mod jellyfin_double;
+
+use std::time::Instant;
+
+use clap::Parser;
+use hostile_op::{Forgery, HostileOp};
+use jellyfin_double::{DoubleOptions, JellyfinDouble};
+
+#[derive(Parser)]
+struct Args {
+    /// Completed logins to measure
+    #[arg(long, default_value_t = 2000)]
+    logins: usize,
+    /// Logins in flight at once
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+}
+
+fn proc_stat(pid: u32) -> (f64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let rss = status.lines().find(|l| l.starts_with("VmRSS")).unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
+    (ticks / 100.0, rss)
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder().danger_accept_invalid_certs(true).redirect(reqwest::redirect::Policy::none()).build().unwrap()
+}
+
+async fn one_login(c: &reqwest::Client, base: &str, i: usize) {
+    let r = c.get(format!("{base}/sso/OID/start/bench")).send().await.unwrap();
+    assert_eq!(r.status(), 302);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let idp = r.headers()["location"].to_str().unwrap().to_string();
+    let r = c.get(&idp).send().await.unwrap();
+    let callback = r.headers()["location"].to_str().unwrap().to_string();
+    let page = c.get(&callback).header("cookie", &cookie).send().await.unwrap().text().await.unwrap();
+    let start = page.find("id=\"jsp-data\">").unwrap() + 14;
+    let data: serde_json::Value = serde_json::from_str(&page[start..start + page[start..].find("</script>").unwrap()]).unwrap();
+    let body = serde_json::json!({"deviceId": format!("bench-{i}"), "deviceName": "Bench", "appName": "Jellyfin Web", "appVersion": "10.10.7", "data": data["handle"]});
+    let r = c.post(format!("{base}{}", data["authUrl"].as_str().unwrap())).header("cookie", &cookie).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let jf = JellyfinDouble::start(DoubleOptions::default()).await;
+    let op = HostileOp::start(Forgery::Honest, "jellyfin", "bench-user").await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let yaml = format!(
+        "listen: 127.0.0.1:{port}\npublic_url: https://127.0.0.1:{port}\nlog:\n  level: warn\njellyfin:\n  url: {}\n  api_key: test-api-key\nproviders:\n  oid:\n    bench:\n      oidEndpoint: {}\n      oidClientId: jellyfin\n      oidSecret: x\n      disableHttps: true\n      doNotLoadProfile: true\n",
+        jf.url(),
+        op.issuer
+    );
+    std::fs::write(dir.path().join("proxy.yaml"), yaml).unwrap();
+    let bin = concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/jellyfin-sso-proxy");
+    let mut child = std::process::Command::new(bin).arg("--config").arg(dir.path().join("proxy.yaml")).stderr(std::process::Stdio::null()).spawn().expect("build the release binary first");
+    let base = format!("https://127.0.0.1:{port}");
+    let c = client();
+    for _ in 0..100 {
+        if c.get(format!("{base}/sso/health")).send().await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // Warm up (discovery, pools).
+    for i in 0..20 {
+        one_login(&c, &base, i).await;
+    }
+    let (cpu0, _) = proc_stat(child.id());
+    let t0 = Instant::now();
+    let per = args.logins / args.concurrency;
+    let tasks: Vec<_> = (0..args.concurrency)
+        .map(|w| {
+            let (c, base) = (c.clone(), base.clone());
+            tokio::spawn(async move {
+                for i in 0..per {
+                    one_login(&c, &base, 100 + w * per + i).await;
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let wall = t0.elapsed().as_secs_f64();
+    let (cpu1, rss_idle) = proc_stat(child.id());
+    let n = per * args.concurrency;
+    println!("logins: {n} in {wall:.2} s = {:.0} logins/s (concurrency {})", n as f64 / wall, args.concurrency);
+    println!("proxy CPU: {:.3} ms per login ({:.2} s total)", (cpu1 - cpu0) * 1000.0 / n as f64, cpu1 - cpu0);
+
+    // Memory with 1,000 pending logins (started, never finished).
+    for _ in 0..1000 {
+        let r = c.get(format!("{base}/sso/OID/start/bench")).send().await.unwrap();
+        assert_eq!(r.status(), 302);
+    }
+    let (_, rss_pending) = proc_stat(child.id());
+    println!("proxy RSS: {} KiB after the logins, {} KiB with 1,000 pending logins (+{} KiB)", rss_idle, rss_pending, rss_pending as i64 - rss_idle as i64);
+    let _ = child.kill();
+}
