@@ -224,3 +224,81 @@ async fn kill_9_during_writes_keeps_every_acknowledged_write() {
     }
     assert!(acknowledged.len() > 5, "the loop must actually write ({})", acknowledged.len());
 }
+
+fn saml_provider() -> Value {
+    let cert = rcgen::generate_simple_self_signed(vec!["idp.example.com".to_string()]).unwrap().cert.pem();
+    json!({
+        "samlEndpoint": "https://idp.example.com/sso",
+        "samlClientId": "jellyfin-proxy",
+        "samlIdpEntityId": "https://idp.example.com/metadata",
+        "samlCertificate": cert,
+        "enabled": true,
+        "roles": ["media"],
+        "adminRoles": ["admins"],
+        "roleAttribute": "groups",
+    })
+}
+
+#[tokio::test]
+async fn saml_providers_add_get_names_del_and_file_conflict() {
+    let jf = JellyfinDouble::start(DoubleOptions::default()).await;
+    let file = saml_provider();
+    let file_yaml = format!(
+        "providers:\n  saml:\n    fromfile:\n      samlEndpoint: https://f.example.com/sso\n      samlClientId: jf\n      samlIdpEntityId: f\n      samlCertificate: {}\n",
+        serde_json::to_string(file["samlCertificate"].as_str().unwrap()).unwrap()
+    );
+    let proxy = TestProxy::start_sso(&jf.url(), KEY, &file_yaml).await;
+    let (s, body) = call(reqwest::Method::POST, proxy.url("/sso/SAML/Add/corp"), Some(KEY), Some(saml_provider())).await;
+    assert_eq!(s, 200, "{body}");
+    let (s, body) = call(reqwest::Method::GET, proxy.url("/sso/SAML/Get"), Some(KEY), None).await;
+    assert_eq!(s, 200);
+    let all: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(all["corp"]["samlClientId"], "jellyfin-proxy");
+    assert_eq!(all["corp"]["roleAttribute"], "groups");
+    assert_eq!(all["corp"]["roles"], json!(["media"]));
+    // What Get returns is accepted by Add again.
+    let (s, body) = call(reqwest::Method::POST, proxy.url("/sso/SAML/Add/corp"), Some(KEY), Some(all["corp"].clone())).await;
+    assert_eq!(s, 200, "{body}");
+    let (_, names) = call(reqwest::Method::GET, proxy.url("/sso/SAML/GetNames"), None, None).await;
+    assert_eq!(names, r#"["corp","fromfile"]"#);
+    let (s, _) = call(reqwest::Method::GET, proxy.url("/sso/SAML/Get"), Some("not-a-token"), None).await;
+    assert_eq!(s, 401);
+    // Unsigned SAML is never accepted: a provider without a certificate is refused.
+    let mut no_cert = saml_provider();
+    no_cert.as_object_mut().unwrap().remove("samlCertificate");
+    let (s, body) = call(reqwest::Method::POST, proxy.url("/sso/SAML/Add/bad"), Some(KEY), Some(no_cert)).await;
+    assert_eq!(s, 400);
+    assert!(body.contains("samlCertificate"), "{body}");
+    let (s, _) = call(reqwest::Method::GET, proxy.url("/sso/SAML/Del/fromfile"), Some(KEY), None).await;
+    assert_eq!(s, 409);
+    let (s, _) = call(reqwest::Method::GET, proxy.url("/sso/SAML/Del/corp"), Some(KEY), None).await;
+    assert_eq!(s, 200);
+    let (_, names) = call(reqwest::Method::GET, proxy.url("/sso/SAML/GetNames"), None, None).await;
+    assert_eq!(names, r#"["fromfile"]"#);
+}
+
+#[tokio::test]
+async fn users_remove_their_own_links_but_not_others() {
+    let jf = JellyfinDouble::start(DoubleOptions::default()).await;
+    let c = callers(&jf).await;
+    let listener = TestProxy::reserve();
+    let dir = tempfile::tempdir().unwrap();
+    // Links made by earlier logins, in the state file.
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    let state = json!({"version": 1, "links": [
+        {"mode": "Oid", "provider": "corp", "canonicalName": "sub-a", "userId": c.user_id, "linkedAt": 0},
+        {"mode": "Oid", "provider": "corp", "canonicalName": "sub-b", "userId": c.other_id, "linkedAt": 0}
+    ]});
+    std::fs::write(dir.path().join("data/state.json"), state.to_string()).unwrap();
+    let proxy = TestProxy::start_on(listener, dir, &format!("jellyfin:\n  url: {}\n  api_key: {KEY}\n", jf.url())).await;
+    let (s, body) = call(reqwest::Method::GET, proxy.url(&format!("/sso/oid/links/{}", c.user_id)), Some(&c.user_token), None).await;
+    assert_eq!((s, body.as_str()), (200, r#"{"corp":["sub-a"]}"#));
+    let (s, _) = call(reqwest::Method::DELETE, proxy.url(&format!("/sso/oid/Link/corp/{}/sub-b", c.other_id)), Some(&c.user_token), None).await;
+    assert_eq!(s, 403, "a user cannot remove another user's link");
+    let (s, _) = call(reqwest::Method::DELETE, proxy.url(&format!("/sso/OID/Link/corp/{}/sub-a", c.user_id)), Some(&c.user_token), None).await;
+    assert_eq!(s, 200);
+    let (_, body) = call(reqwest::Method::GET, proxy.url(&format!("/sso/oid/links/{}", c.user_id)), Some(&c.user_token), None).await;
+    assert_eq!(body, "{}");
+    let (s, _) = call(reqwest::Method::DELETE, proxy.url(&format!("/sso/oid/Link/corp/{}/sub-b", c.other_id)), Some(&c.admin_token), None).await;
+    assert_eq!(s, 200, "an administrator can");
+}

@@ -310,31 +310,45 @@ pub fn oid_from_json(name: &str, json: &serde_json::Value, base_dir: &Path) -> R
 /// Marker returned instead of secrets by the admin API's `Get`.
 pub const REDACTED: &str = "********";
 
+impl GrantRules {
+    /// The grant fields in the plugin's JSON shape (shared by OIDC and SAML providers).
+    fn to_plugin_json(&self) -> serde_json::Map<String, serde_json::Value> {
+        let v = serde_json::json!({
+            "enableAuthorization": self.enable_authorization,
+            "enableAllFolders": self.enable_all_folders,
+            "enabledFolders": self.enabled_folders,
+            "adminRoles": self.admin_roles,
+            "roles": self.roles,
+            "enableFolderRoles": self.enable_folder_roles,
+            "folderRoleMapping": self.folder_role_mapping,
+            "enableLiveTvRoles": self.enable_live_tv_roles,
+            "enableLiveTv": self.enable_live_tv,
+            "enableLiveTvManagement": self.enable_live_tv_management,
+            "liveTvRoles": self.live_tv_roles,
+            "liveTvManagementRoles": self.live_tv_management_roles,
+            "defaultProvider": self.default_provider.clone().unwrap_or_default(),
+            "adoptExistingAdmins": self.adopt_existing_admins,
+        });
+        match v {
+            serde_json::Value::Object(m) => m,
+            _ => unreachable!("a JSON object literal"),
+        }
+    }
+}
+
 impl OidProvider {
     /// The plugin's JSON shape, with the secret redacted.
     pub fn to_plugin_json(&self) -> serde_json::Value {
-        let g = &self.grants;
-        serde_json::json!({
+        let mut m = self.grants.to_plugin_json();
+        let own = serde_json::json!({
             "oidEndpoint": self.issuer.as_str(),
             "oidClientId": self.client_id,
             "oidSecret": self.client_secret.as_ref().map(|_| REDACTED),
             "enabled": self.enabled,
-            "enableAuthorization": g.enable_authorization,
-            "enableAllFolders": g.enable_all_folders,
-            "enabledFolders": g.enabled_folders,
-            "adminRoles": g.admin_roles,
-            "roles": g.roles,
             "roleClaim": self.role_claim,
             "oidScopes": self.scopes,
             "defaultUsernameClaim": self.username_claim.clone().unwrap_or_default(),
             "avatarUrlFormat": self.avatar_url_format.clone().unwrap_or_default(),
-            "enableFolderRoles": g.enable_folder_roles,
-            "folderRoleMapping": g.folder_role_mapping,
-            "enableLiveTvRoles": g.enable_live_tv_roles,
-            "enableLiveTv": g.enable_live_tv,
-            "enableLiveTvManagement": g.enable_live_tv_management,
-            "liveTvRoles": g.live_tv_roles,
-            "liveTvManagementRoles": g.live_tv_management_roles,
             "disableHttps": self.disable_https,
             "disablePushedAuthorization": self.disable_pushed_authorization,
             "doNotValidateEndpoints": self.do_not_validate_endpoints,
@@ -342,11 +356,11 @@ impl OidProvider {
             "doNotLoadProfile": self.do_not_load_profile,
             "schemeOverride": "",
             "portOverride": null,
-            "defaultProvider": g.default_provider.clone().unwrap_or_default(),
             "tokenEndpointAuthMethod": self.token_auth_method.as_str(),
             "subjectClaim": self.subject_claim,
-            "adoptExistingAdmins": g.adopt_existing_admins,
-        })
+        });
+        m.extend(own.as_object().expect("object literal").clone());
+        serde_json::Value::Object(m)
     }
 }
 
@@ -505,5 +519,48 @@ impl RawSamlProvider {
             grants,
         };
         (p.len() == before).then_some(provider)
+    }
+}
+
+/// Validate a SAML provider given as JSON (the admin API's `Add` body).
+pub fn saml_from_json(name: &str, json: &serde_json::Value) -> Result<SamlProvider, Vec<super::field::Problem>> {
+    use figment::providers::Serialized;
+    let mut p = Problems::default();
+    if !json.is_object() {
+        p.push(name, "the provider must be a JSON object");
+        return Err(p.into_vec());
+    }
+    let raw: RawSamlProvider = match figment::Figment::from(Serialized::defaults(json)).extract() {
+        Ok(r) => r,
+        Err(e) => {
+            p.push(name, e.kind.to_string());
+            return Err(p.into_vec());
+        }
+    };
+    match raw.validate(name, "", &mut p) {
+        Some(provider) if p.is_empty() => Ok(provider),
+        _ => Err(p.into_vec()),
+    }
+}
+
+impl SamlProvider {
+    /// The plugin's JSON shape (certificates are public: returned as base64 DER).
+    pub fn to_plugin_json(&self) -> serde_json::Value {
+        use base64::Engine;
+        let certs: Vec<String> = self.certificates.iter().map(|c| base64::engine::general_purpose::STANDARD.encode(c)).collect();
+        let mut m = self.grants.to_plugin_json();
+        let own = serde_json::json!({
+            "samlEndpoint": self.sso_url.as_str(),
+            "samlClientId": self.sp_entity_id,
+            "samlIdpEntityId": self.idp_entity_id,
+            "samlCertificate": if certs.len() == 1 { serde_json::json!(certs[0]) } else { serde_json::json!(certs) },
+            "enabled": self.enabled,
+            "roleAttribute": self.role_attribute,
+            "usernameAttribute": self.username_attribute.clone().unwrap_or_default(),
+            "clockSkew": humantime::format_duration(self.clock_skew).to_string(),
+            "schemeOverride": "",
+        });
+        m.extend(own.as_object().expect("object literal").clone());
+        serde_json::Value::Object(m)
     }
 }

@@ -25,7 +25,7 @@ use super::identity::Protocol;
 use super::oidc::OidcProvider;
 use super::{json_response, read_json, Sso};
 use crate::body::Body;
-use crate::config::provider::{oid_from_json, REDACTED};
+use crate::config::provider::{oid_from_json, saml_from_json, REDACTED};
 use crate::jellyfin::{parse_mediabrowser_header, Caller, Jellyfin};
 
 const CALLER_TTL: Duration = Duration::from_secs(30);
@@ -126,15 +126,18 @@ impl Sso {
         let m = req.method().clone();
         let (h, u) = (req.headers().clone(), req.uri().clone());
         Some(match (m.as_str(), l.as_slice()) {
-            ("GET", ["oid", "getnames"]) => Ok(self.get_names()),
-            ("GET", ["oid", "get"]) => self.with(&h, &u, Rule::Admin, "list providers", self.get_providers()).await,
+            ("GET", [mode @ ("oid" | "saml"), "getnames"]) => Ok(self.get_names(mode_of(mode).expect("matched"))),
+            ("GET", [mode @ ("oid" | "saml"), "get"]) => {
+                let mode = mode_of(mode).expect("matched");
+                self.with(&h, &u, Rule::Admin, "list providers", self.get_providers(mode)).await
+            }
             ("GET", ["oid", "states"]) => self.with(&h, &u, Rule::Admin, "list login states", self.states()).await,
-            ("POST", ["oid", "add", _]) => match self.authorize(&h, &u, Rule::Admin, "add providers").await {
-                Ok(_) => self.add_oid(segs[2], req).await,
+            ("POST", [mode @ ("oid" | "saml"), "add", _]) => match self.authorize(&h, &u, Rule::Admin, "add providers").await {
+                Ok(_) => self.add_provider(mode_of(mode).expect("matched"), segs[2], req).await,
                 Err(e) => Err(e),
             },
-            ("GET", ["oid", "del", _]) => match self.authorize(&h, &u, Rule::Admin, "delete providers").await {
-                Ok(_) => self.del_oid(segs[2]).await,
+            ("GET", [mode @ ("oid" | "saml"), "del", _]) => match self.authorize(&h, &u, Rule::Admin, "delete providers").await {
+                Ok(_) => self.del_provider(mode_of(mode).expect("matched"), segs[2]).await,
                 Err(e) => Err(e),
             },
             ("GET", [mode @ ("oid" | "saml"), "links", user]) => {
@@ -166,17 +169,22 @@ impl Sso {
         self.authorize(h, u, rule, what).await.map(|_| resp)
     }
 
-    /// `GET /sso/OID/GetNames`: enabled providers (public).
-    fn get_names(&self) -> Response<Body> {
-        let mut names: Vec<String> = self.oidc_providers().into_iter().filter(|p| p.config.enabled).map(|p| p.config.name.clone()).collect();
+    /// `GET /sso/{mode}/GetNames`: enabled providers (public).
+    fn get_names(&self, mode: Protocol) -> Response<Body> {
+        let mut names: Vec<String> = match mode {
+            Protocol::Oid => self.oidc_providers().into_iter().filter(|p| p.config.enabled).map(|p| p.config.name.clone()).collect(),
+            Protocol::Saml => self.saml.read().expect("providers lock").values().filter(|p| p.enabled).map(|p| p.name.clone()).collect(),
+        };
         names.sort();
         json_response(StatusCode::OK, serde_json::to_vec(&names).expect("json"))
     }
 
-    /// `GET /sso/OID/Get`: every provider in the plugin's shape, secrets redacted.
-    fn get_providers(&self) -> Response<Body> {
-        let all: BTreeMap<String, serde_json::Value> =
-            self.oidc_providers().into_iter().map(|p| (p.config.name.clone(), p.config.to_plugin_json())).collect();
+    /// `GET /sso/{mode}/Get`: every provider in the plugin's shape, secrets redacted.
+    fn get_providers(&self, mode: Protocol) -> Response<Body> {
+        let all: BTreeMap<String, serde_json::Value> = match mode {
+            Protocol::Oid => self.oidc_providers().into_iter().map(|p| (p.config.name.clone(), p.config.to_plugin_json())).collect(),
+            Protocol::Saml => self.saml.read().expect("providers lock").values().map(|p| (p.name.clone(), p.to_plugin_json())).collect(),
+        };
         json_response(StatusCode::OK, serde_json::to_vec(&all).expect("json"))
     }
 
@@ -193,38 +201,47 @@ impl Sso {
         json_response(StatusCode::OK, serde_json::to_vec(&list).expect("json"))
     }
 
-    fn file_defined(&self, name: &str) -> bool {
-        self.config.oid_providers.iter().any(|p| p.name == name)
+    fn file_defined(&self, mode: Protocol, name: &str) -> bool {
+        match mode {
+            Protocol::Oid => self.config.oid_providers.iter().any(|p| p.name == name),
+            Protocol::Saml => self.config.saml_providers.iter().any(|p| p.name == name),
+        }
     }
 
-    /// `POST /sso/OID/Add/{p}`: add or replace an API-managed provider.
-    async fn add_oid(&self, name: &str, req: Request<Incoming>) -> Result<Response<Body>, SsoError> {
-        if self.file_defined(name) {
+    /// `POST /sso/{mode}/Add/{p}`: add or replace an API-managed provider, validated exactly
+    /// as `proxy.yaml` is, effective at once.
+    async fn add_provider(&self, mode: Protocol, name: &str, req: Request<Incoming>) -> Result<Response<Body>, SsoError> {
+        if self.file_defined(mode, name) {
             return Err(SsoError::Conflict(format!("provider {name} is defined in proxy.yaml; change it there")));
         }
         let mut body: serde_json::Value = read_json(req).await?;
         // A `Get` → `Add` round trip sends the redaction marker back: keep the stored secret.
-        if body.get("oidSecret").and_then(|v| v.as_str()) == Some(REDACTED) {
+        if mode == Protocol::Oid && body.get("oidSecret").and_then(|v| v.as_str()) == Some(REDACTED) {
             let stored = self.login.store().read().oid_providers.get(name).and_then(|p| p.get("oidSecret").cloned());
             match stored {
                 Some(s) => body["oidSecret"] = s,
                 None => return Err(SsoError::BadRequest("oidSecret: send the secret itself, not the redaction marker".into())),
             }
         }
-        let provider = oid_from_json(name, &body, &self.config.state_dir).map_err(|problems| {
-            SsoError::BadRequest(problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; "))
-        })?;
-        let (key, value) = (name.to_string(), body);
-        self.login
-            .store()
-            .update(move |s| {
-                s.oid_providers.insert(key, value);
-            })
-            .await
-            .map_err(|e| SsoError::Conflict(format!("could not save: {e}")))?;
-        let json = provider.to_plugin_json();
-        self.install_oid(provider);
-        tracing::info!(provider = name, "OIDC provider added through the API");
+        let problems = |ps: Vec<crate::config::field::Problem>| SsoError::BadRequest(ps.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; "));
+        let (key, value) = (name.to_string(), body.clone());
+        let json = match mode {
+            Protocol::Oid => {
+                let provider = oid_from_json(name, &body, &self.config.state_dir).map_err(problems)?;
+                self.login.store().update(move |s| s.oid_providers.insert(key, value)).await.map_err(|e| SsoError::Conflict(format!("could not save: {e}")))?;
+                let json = provider.to_plugin_json();
+                self.install_oid(provider);
+                json
+            }
+            Protocol::Saml => {
+                let provider = saml_from_json(name, &body).map_err(problems)?;
+                self.login.store().update(move |s| s.saml_providers.insert(key, value)).await.map_err(|e| SsoError::Conflict(format!("could not save: {e}")))?;
+                let json = provider.to_plugin_json();
+                self.saml.write().expect("providers lock").insert(name.to_string(), Arc::new(provider));
+                json
+            }
+        };
+        tracing::info!(provider = name, protocol = mode.as_str(), "provider added through the API");
         Ok(json_response(StatusCode::OK, serde_json::to_vec(&json).expect("json")))
     }
 
@@ -235,18 +252,33 @@ impl Sso {
         self.oidc.write().expect("providers lock").insert(name, p);
     }
 
-    /// `GET /sso/OID/Del/{p}`.
-    async fn del_oid(&self, name: &str) -> Result<Response<Body>, SsoError> {
-        if self.file_defined(name) {
+    /// `GET /sso/{mode}/Del/{p}`.
+    async fn del_provider(&self, mode: Protocol, name: &str) -> Result<Response<Body>, SsoError> {
+        if self.file_defined(mode, name) {
             return Err(SsoError::Conflict(format!("provider {name} is defined in proxy.yaml; remove it there")));
         }
-        if !self.login.store().read().oid_providers.contains_key(name) {
+        let state = self.login.store().read();
+        let known = match mode {
+            Protocol::Oid => state.oid_providers.contains_key(name),
+            Protocol::Saml => state.saml_providers.contains_key(name),
+        };
+        if !known {
             return Err(SsoError::UnknownProvider(name.to_string()));
         }
         let key = name.to_string();
-        self.login.store().update(move |s| s.oid_providers.remove(&key)).await.map_err(|e| SsoError::Conflict(format!("could not save: {e}")))?;
-        self.oidc.write().expect("providers lock").remove(name);
-        tracing::info!(provider = name, "OIDC provider deleted through the API");
+        self.login
+            .store()
+            .update(move |s| match mode {
+                Protocol::Oid => s.oid_providers.remove(&key),
+                Protocol::Saml => s.saml_providers.remove(&key),
+            })
+            .await
+            .map_err(|e| SsoError::Conflict(format!("could not save: {e}")))?;
+        match mode {
+            Protocol::Oid => self.oidc.write().expect("providers lock").remove(name).map(|_| ()),
+            Protocol::Saml => self.saml.write().expect("providers lock").remove(name).map(|_| ()),
+        };
+        tracing::info!(provider = name, protocol = mode.as_str(), "provider deleted through the API");
         Ok(json_response(StatusCode::OK, b"{}".to_vec()))
     }
 

@@ -72,6 +72,8 @@ pub struct Sso {
     upstream: Upstream,
     pub login: Login,
     oidc: RwLock<HashMap<String, Arc<OidcProvider>>>,
+    /// SAML providers (configuration; the SAML login flow is not served yet).
+    saml: RwLock<HashMap<String, Arc<crate::config::provider::SamlProvider>>>,
     pub flows: FlowStore<PendingFlow>,
     completions: FlowStore<PendingCompletion>,
     pub sessions: Sessions,
@@ -105,9 +107,29 @@ impl Sso {
             oidc.insert(p.name.clone(), Arc::new(OidcProvider::new(p.clone(), &redirect, http.clone())));
         }
         let api_defined = store.read().oid_providers.clone();
+        let api_saml = store.read().saml_providers.clone();
+        let mut saml: HashMap<String, Arc<crate::config::provider::SamlProvider>> =
+            config.saml_providers.iter().map(|p| (p.name.clone(), Arc::new(p.clone()))).collect();
+        for (name, json) in api_saml {
+            if saml.contains_key(&name) {
+                tracing::warn!(provider = %name, "SAML provider in the state directory is shadowed by proxy.yaml");
+                continue;
+            }
+            match crate::config::provider::saml_from_json(&name, &json) {
+                Ok(p) => {
+                    saml.insert(name, Arc::new(p));
+                }
+                Err(problems) => {
+                    for p in problems {
+                        tracing::error!(provider = %name, "stored SAML provider is invalid and stays disabled: {p}");
+                    }
+                }
+            }
+        }
         let sso = Sso {
             login: Login::new(jellyfin, store, http.clone()),
             oidc: RwLock::new(oidc),
+            saml: RwLock::new(saml),
             flows: FlowStore::new(config.sso.flow_ttl, config.sso.max_pending_flows),
             completions: FlowStore::new(COMPLETION_TTL, config.sso.max_pending_flows),
             sessions: Sessions::new(config.sso.session_ttl),
