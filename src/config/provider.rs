@@ -184,6 +184,27 @@ fn non_empty(list: Vec<String>) -> Vec<String> {
     list.into_iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
 }
 
+/// A required URL setting: missing, unparsable or refused by `scheme_ok` are problems.
+fn required_url(p: &mut Problems, path: &str, f: Field<String>, what: &str, scheme_ok: impl Fn(&Url) -> Result<(), &'static str>) -> Option<Url> {
+    let Some(s) = opt_string(p, path, f) else {
+        p.push(path, format!("is required: {what}"));
+        return None;
+    };
+    match Url::parse(&s) {
+        Ok(u) => match scheme_ok(&u) {
+            Ok(()) => Some(u),
+            Err(why) => {
+                p.push(path, why);
+                None
+            }
+        },
+        Err(e) => {
+            p.push(path, format!("not a URL: {e}"));
+            None
+        }
+    }
+}
+
 fn opt_string(p: &mut Problems, path: &str, f: Field<String>) -> Option<String> {
     p.opt(path, f).map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
 }
@@ -198,27 +219,12 @@ impl RawOidProvider {
             p.push(prefix, "provider names may use letters, digits, `_`, `-` and `.` (at most 64)");
         }
         let disable_https = p.take(&f("disableHttps"), self.disable_https, false);
-        let issuer = match opt_string(p, &f("oidEndpoint"), self.oid_endpoint) {
-            None => {
-                p.push(f("oidEndpoint"), "is required: the issuer URL of the identity provider");
-                None
-            }
-            Some(s) => match Url::parse(&s) {
-                Ok(u) if u.scheme() == "https" || (u.scheme() == "http" && disable_https) => Some(u),
-                Ok(u) if u.scheme() == "http" => {
-                    p.push(f("oidEndpoint"), "is http://; use https:// or set disableHttps: true (insecure, for testing)");
-                    None
-                }
-                Ok(_) => {
-                    p.push(f("oidEndpoint"), "must be an https:// URL");
-                    None
-                }
-                Err(e) => {
-                    p.push(f("oidEndpoint"), format!("not a URL: {e}"));
-                    None
-                }
-            },
-        };
+        let issuer = required_url(p, &f("oidEndpoint"), self.oid_endpoint, "the issuer URL of the identity provider", |u| match u.scheme() {
+            "https" => Ok(()),
+            "http" if disable_https => Ok(()),
+            "http" => Err("is http://; use https:// or set disableHttps: true (insecure, for testing)"),
+            _ => Err("must be an https:// URL"),
+        });
         let client_id = opt_string(p, &f("oidClientId"), self.oid_client_id);
         if client_id.is_none() {
             p.push(f("oidClientId"), "is required: the client id registered at the identity provider");
@@ -454,23 +460,10 @@ impl RawSamlProvider {
         if !valid_provider_name(name) {
             p.push(prefix, "provider names may use letters, digits, `_`, `-` and `.` (at most 64)");
         }
-        let sso_url = match opt_string(p, &f("samlEndpoint"), self.saml_endpoint) {
-            None => {
-                p.push(f("samlEndpoint"), "is required: the identity provider's SAML sign-on URL");
-                None
-            }
-            Some(s) => match Url::parse(&s) {
-                Ok(u) if matches!(u.scheme(), "https" | "http") => Some(u),
-                Ok(_) => {
-                    p.push(f("samlEndpoint"), "must be an http(s) URL");
-                    None
-                }
-                Err(e) => {
-                    p.push(f("samlEndpoint"), format!("not a URL: {e}"));
-                    None
-                }
-            },
-        };
+        let sso_url = required_url(p, &f("samlEndpoint"), self.saml_endpoint, "the identity provider's SAML sign-on URL", |u| match u.scheme() {
+            "https" | "http" => Ok(()),
+            _ => Err("must be an http(s) URL"),
+        });
         let sp_entity_id = opt_string(p, &f("samlClientId"), self.saml_client_id);
         if sp_entity_id.as_ref().is_none_or(|s| s.chars().any(char::is_whitespace)) {
             p.push(f("samlClientId"), "is required: this proxy's entity id at the identity provider (no spaces)");

@@ -106,7 +106,12 @@ impl Browser {
     /// GET `url` and follow redirects until a non-redirect answer or until `stop(url)` is true
     /// for the next location (which is then returned as a 3xx page, not fetched).
     pub async fn follow(&mut self, url: &str, stop: impl Fn(&str) -> bool) -> Page {
-        let mut page = self.get(url).await;
+        let page = self.get(url).await;
+        self.keep_following(page, stop).await
+    }
+
+    /// Follow redirects from `page` on, as [`follow`](Self::follow) does.
+    async fn keep_following(&mut self, mut page: Page, stop: impl Fn(&str) -> bool) -> Page {
         for _ in 0..20 {
             if !page.status.is_redirection() {
                 return page;
@@ -117,7 +122,7 @@ impl Browser {
             }
             page = self.get(&next).await;
         }
-        panic!("too many redirects from {url}");
+        panic!("too many redirects, last at {}", page.url);
     }
 
     /// Submit the first form on `page` with `fields` filled in (hidden inputs kept), then
@@ -134,18 +139,8 @@ impl Browser {
             }
         }
         let url = absolute(&page.url, &html_unescape(&action));
-        let mut page = self.request(Method::POST, &url, Some(&values), None).await;
-        for _ in 0..20 {
-            if !page.status.is_redirection() {
-                return page;
-            }
-            let next = absolute(&page.url, page.headers["location"].to_str().unwrap());
-            if stop(&next) {
-                return page;
-            }
-            page = self.get(&next).await;
-        }
-        panic!("too many redirects after form");
+        let page = self.request(Method::POST, &url, Some(&values), None).await;
+        self.keep_following(page, stop).await
     }
 }
 
