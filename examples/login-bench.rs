@@ -114,4 +114,5 @@ async fn main() {
     let (_, rss_pending) = proc_stat(child.id());
     println!("proxy RSS: {} KiB after the logins, {} KiB with 1,000 pending logins (+{} KiB)", rss_idle, rss_pending, rss_pending as i64 - rss_idle as i64);
     let _ = child.kill();
+    let _ = child.wait();
 }

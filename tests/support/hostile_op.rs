@@ -2,6 +2,7 @@
 //! exchange with an ID token that is forged in a chosen way (signed by a key it never
 //! published, or `alg: none`), with every other claim correct. The proxy must refuse.
 //! A real provider cannot be made to do this, hence this small server.
+#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

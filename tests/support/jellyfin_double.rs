@@ -167,7 +167,8 @@ pub fn parse_auth_params(value: &str, legacy: bool) -> Option<HashMap<String, St
     while i < chars.len() {
         let c = chars[i];
         if c == '"' || c == ',' {
-            escaped = (!escaped) == (c == '"');
+            // GetParts: "a XOR logic to evaluate whether it is opening or closing a value".
+            escaped = escaped != (c == '"');
             if c == ',' && !escaped {
                 if start < i {
                     out.insert(key.clone(), decode(&chars[start..i].iter().collect::<String>()));
@@ -850,16 +851,12 @@ fn websocket(mut req: Request<Incoming>) -> Response<Body> {
     tokio::spawn(async move {
         let Ok(upgraded) = on_upgrade.await else { return };
         let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+        // Echo data messages. A close is answered by tungstenite itself on the next read,
+        // which then ends the stream: keep reading until it does.
         while let Some(Ok(msg)) = ws.next().await {
-            match msg {
-                Message::Text(_) | Message::Binary(_) => {
-                    if ws.send(msg).await.is_err() {
-                        break;
-                    }
-                }
-                // tungstenite queues the close reply and sends it on the next read, which
-                // then ends the stream: keep reading until it does.
-                _ => {}
+            let echo = matches!(msg, Message::Text(_) | Message::Binary(_));
+            if echo && ws.send(msg).await.is_err() {
+                break;
             }
         }
     });
