@@ -9,13 +9,17 @@ use support::jellyfin_double::{DoubleOptions, JellyfinDouble};
 use support::oidc_provider::{ensure_node_modules, OpAccount, OpClient, OpConfig, OpenIdProvider};
 use support::TestProxy;
 
-async fn run_browser(start_url: &str, login: &str, password: &str) -> Value {
+async fn run_browser(start_url: &str, login: &str, password: &str, linking_page: bool) -> Value {
     ensure_node_modules();
-    let out = tokio::process::Command::new("node")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/idp/browser-login.mjs"))
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/idp/browser-login.mjs"))
         .env("START_URL", start_url)
         .env("LOGIN", login)
-        .env("PASSWORD", password)
+        .env("PASSWORD", password);
+    if linking_page {
+        cmd.env("LINKING_PAGE", "1");
+    }
+    let out = cmd
         .output()
         .await
         .expect("node");
@@ -28,7 +32,7 @@ async fn run_browser(start_url: &str, login: &str, password: &str) -> Value {
 
 /// Log in through provider `name` configured with `provider_yaml`, as `login`; check the web
 /// client is signed in with a token the double issued for the browser's own device id.
-async fn browser_login(name: &str, provider_yaml: &str, groups: Value) {
+async fn browser_login(name: &str, provider_yaml: &str, groups: Value, linking_page: bool) -> Value {
     let jf = JellyfinDouble::start(DoubleOptions::default()).await;
     let listener = TestProxy::reserve();
     let port = listener.local_addr().unwrap().port();
@@ -55,7 +59,7 @@ async fn browser_login(name: &str, provider_yaml: &str, groups: Value) {
         op.issuer
     );
     let proxy = TestProxy::start_on(listener, tempfile::tempdir().unwrap(), &yaml).await;
-    let r = run_browser(&proxy.url(&format!("/sso/OID/start/{name}")), "u-carol", "pw").await;
+    let r = run_browser(&proxy.url(&format!("/sso/OID/start/{name}")), "u-carol", "pw", linking_page).await;
     assert!(r.get("error").is_none(), "browser: {r:#}");
     assert_eq!(r["url"], proxy.url("/web/index.html"));
     assert!(r["text"].as_str().unwrap().contains("Jellyfin Web Double"), "the double's web client page loaded");
@@ -73,11 +77,22 @@ async fn browser_login(name: &str, provider_yaml: &str, groups: Value) {
     assert_eq!(session.client, "Jellyfin Web");
     let user = jf.user_by_name("carol").expect("user provisioned");
     assert_eq!(server["UserId"], user["Id"]);
+    r
 }
 
 #[tokio::test]
 async fn chromium_signs_in_through_the_real_op() {
-    browser_login("test", "", json!([])).await;
+    browser_login("test", "", json!([]), false).await;
+}
+
+/// The self-service page at the plugin's old path lists the signed-in user's link (made by
+/// the login), offers each provider, and removes the link.
+#[tokio::test]
+async fn linking_page_lists_and_removes_the_users_link_in_chromium() {
+    let r = browser_login("test", "", json!([]), true).await;
+    assert!(r["linksBefore"].as_str().unwrap().contains("test (OID): u-carol"), "{r:#}");
+    assert_eq!(r["linkButtons"], json!(["/sso/OID/start/test?isLinking=true"]));
+    assert!(r["linksAfter"].as_str().unwrap().contains("No linked identities yet."), "{r:#}");
 }
 
 /// The Pocket ID guide (shared/seeds/000), step for step: provider `test_resource`, a group in
@@ -85,5 +100,5 @@ async fn chromium_signs_in_through_the_real_op() {
 #[tokio::test]
 async fn seed_000_pocket_id_story_in_chromium() {
     let yaml = "      roles: [jellyfin-users]\n      roleClaim: groups\n      oidScopes: [groups]\n      schemeOverride: https\n";
-    browser_login("test_resource", yaml, json!(["jellyfin-users"])).await;
+    browser_login("test_resource", yaml, json!(["jellyfin-users"]), false).await;
 }

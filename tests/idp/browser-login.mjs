@@ -1,6 +1,8 @@
 // Drive a real headless Chromium (Debian's, through playwright-core) through an SSO login.
 //
-// Env: START_URL (the proxy's /sso/.../start/... URL), LOGIN, PASSWORD.
+// Env: START_URL (the proxy's /sso/.../start/... URL), LOGIN, PASSWORD; with LINKING_PAGE=1 it
+// then opens /SSOViews/linking, records the listed links, removes the first one, and records
+// the list again (`linksBefore`, `linksAfter`).
 // Prints one line `BROWSER_RESULT {json}` with the final URL, the page's localStorage
 // (`jellyfin_credentials`, `_deviceId2`, `enableAutoLogin`) and the page text.
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -34,6 +36,15 @@ try {
     autoLogin: localStorage.getItem('enableAutoLogin'),
     text: document.body.innerText,
   }));
+  if (process.env.LINKING_PAGE) {
+    await page.goto(new URL('/SSOViews/linking', page.url()).href);
+    await page.waitForSelector('#links li button');
+    result.linksBefore = await page.innerText('#links');
+    result.linkButtons = await page.$$eval('#add a', (as) => as.map((a) => a.getAttribute('href')));
+    await page.click('#links li button');
+    await page.waitForFunction(() => document.getElementById('links').innerText.includes('No linked identities yet.'));
+    result.linksAfter = await page.innerText('#links');
+  }
 } catch (e) {
   const page = context.pages()[0];
   result = { error: String(e), url: page && page.url(), text: page && (await page.content()).slice(0, 2000) };
