@@ -394,3 +394,14 @@ async fn linking_flow_links_an_identity_to_the_signed_in_user() {
     assert_eq!(r["User"]["Id"], dana);
     assert!(s.jf.user_by_name("alice").is_none());
 }
+
+#[tokio::test]
+async fn avatar_from_the_picture_claim_is_uploaded_at_login() {
+    let jf = JellyfinDouble::start(DoubleOptions::default()).await;
+    let picture = format!("{}/test/avatar.png", jf.url());
+    let s = setup_with(jf, "test", "client_secret_basic", false, false, "      avatarUrlFormat: \"@{picture}\"\n", "").await;
+    s.op.set_claims("u-alice", json!({"preferred_username": "alice", "picture": picture})).await;
+    let r = login(&s, "test", "alice", "d").await.unwrap_or_else(|p| panic!("{} {}", p.status, p.body));
+    let id = r["User"]["Id"].as_str().unwrap();
+    assert_eq!(s.jf.avatar(id).as_deref(), Some(support::jellyfin_double::TEST_AVATAR));
+}

@@ -123,6 +123,9 @@ fn hex_id() -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// What `GET /test/avatar.png` serves (an image for `avatarUrlFormat` tests).
+pub const TEST_AVATAR: &[u8] = b"\x89PNG\r\n\x1a\ntest-avatar-bytes";
+
 /// The `/media/big.bin` content: byte `i` of the file.
 pub fn media_byte(i: u64) -> u8 {
     (i.wrapping_mul(31) ^ (i >> 9)) as u8
@@ -757,6 +760,7 @@ async fn handle(state: Arc<Mutex<Inner>>, req: Request<Incoming>) -> Response<Bo
             "<!doctype html><html><head><title>Jellyfin</title></head><body><h1>Jellyfin Web Double</h1></body></html>",
             "text/html; charset=utf-8",
         ),
+        ("GET", ["test", "avatar.png"]) => respond(StatusCode::OK, TEST_AVATAR, "image/png"),
         ("GET", ["echo", "headers"]) => {
             let mut h = Map::new();
             for (k, v) in headers.iter() {
