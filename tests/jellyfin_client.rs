@@ -78,21 +78,33 @@ async fn create_find_and_policy_change_only_owned_fields() {
     assert_eq!(c.find_user_by_name("zOE").await.unwrap().unwrap().id, u.id, "names match case-insensitively");
     assert!(c.find_user_by_name("zoey").await.unwrap().is_none());
     let before = jf.user_policy(&u.id).unwrap();
+    let folder = jf.add_media_folder("Movies");
     c.update_policy(&u.id, |p| {
         p.enable_all_folders = false;
-        p.enabled_folders = vec!["f1".into()];
+        p.enabled_folders = vec![folder.clone()];
         p.enable_live_tv_access = false;
     })
     .await
     .unwrap();
     let after = jf.user_policy(&u.id).unwrap();
     assert_eq!(after["EnableAllFolders"], false);
-    assert_eq!(after["EnabledFolders"], serde_json::json!(["f1"]));
+    assert_eq!(after["EnabledFolders"], serde_json::json!([folder]));
     assert_eq!(after["EnableLiveTvAccess"], false);
     for (k, v) in before.as_object().unwrap() {
         if !["EnableAllFolders", "EnabledFolders", "EnableLiveTvAccess"].contains(&k.as_str()) {
             assert_eq!(&after[k], v, "field {k} must be kept");
         }
+    }
+}
+
+#[tokio::test]
+async fn a_folder_id_that_is_not_a_guid_is_refused_like_jellyfin_does() {
+    let jf = JellyfinDouble::start(DoubleOptions::default()).await;
+    let c = client(&jf.url(), "test-api-key");
+    let id = jf.add_user("gus", "pw", false);
+    match c.update_policy(&id, |p| p.enabled_folders = vec!["not-a-guid".into()]).await {
+        Err(JellyfinError::Refused { status, .. }) => assert_eq!(status, 400),
+        other => panic!("{other:?}"),
     }
 }
 

@@ -129,7 +129,7 @@ async fn plain_user_gets_exactly_the_mapped_folders() {
     let f2 = jf.add_media_folder("Kids");
     let _f3 = jf.add_media_folder("Private");
     let mapping = format!(
-        "      roleClaim: groups\n      oidScopes: [groups]\n      enableAuthorization: true\n      enableFolderRoles: true\n      folderRoleMapping:\n        - role: jellyfin-users\n          folders: [{f1}]\n        - role: kids\n          folders: [{f2}]\n        - role: other\n          folders: [nope]\n"
+        "      roleClaim: groups\n      oidScopes: [groups]\n      enableAuthorization: true\n      enableFolderRoles: true\n      folderRoleMapping:\n        - role: jellyfin-users\n          folders: [{f1}]\n        - role: kids\n          folders: [{f2}]\n        - role: other\n          folders: [0123456789abcdef0123456789abcdef]\n"
     );
     let s = setup_with(jf, "test", "client_secret_post", false, false, &mapping, "").await;
     login(&s, "test", "alice", "dev-a").await.unwrap_or_else(|p| panic!("{} {}", p.status, p.body));

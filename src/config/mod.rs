@@ -608,10 +608,17 @@ mod tests {
 
     #[test]
     fn oid_provider_problems_are_all_reported() {
-        let text = "providers:\n  oid:\n    bad name:\n      oidEndpoint: http://id.example.com\n      roleclaim: groups\n      enableAllFolders: maybe\n";
+        let text = "providers:\n  oid:\n    bad name:\n      oidEndpoint: http://id.example.com\n      roleclaim: groups\n      enableAllFolders: maybe\n      enabledFolders: [Movies]\n";
         let Err(ConfigError::Invalid(ps)) = load(text) else { panic!() };
         let paths: Vec<_> = ps.iter().map(|p| p.path.as_str()).collect();
-        for want in ["providers.oid.bad name", "providers.oid.bad name.roleclaim", "providers.oid.bad name.oidEndpoint", "providers.oid.bad name.oidClientId", "providers.oid.bad name.enableAllFolders"] {
+        for want in [
+            "providers.oid.bad name",
+            "providers.oid.bad name.roleclaim",
+            "providers.oid.bad name.oidEndpoint",
+            "providers.oid.bad name.oidClientId",
+            "providers.oid.bad name.enableAllFolders",
+            "providers.oid.bad name.enabledFolders.0",
+        ] {
             assert!(paths.contains(&want), "{want} missing from {paths:?}");
         }
         let roleclaim = ps.iter().find(|p| p.path.ends_with("roleclaim")).unwrap();

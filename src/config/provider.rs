@@ -156,7 +156,7 @@ fn known_keys(own: &[&'static str]) -> Vec<&'static str> {
 impl RawGrants {
     fn validate(self, prefix: &str, p: &mut Problems) -> GrantRules {
         let f = |k: &str| join(prefix, k);
-        GrantRules {
+        let rules = GrantRules {
             enable_authorization: p.take(&f("enableAuthorization"), self.enable_authorization, false),
             enable_all_folders: p.take(&f("enableAllFolders"), self.enable_all_folders, false),
             enabled_folders: non_empty(p.take(&f("enabledFolders"), self.enabled_folders, Vec::new())),
@@ -171,8 +171,27 @@ impl RawGrants {
             live_tv_management_roles: non_empty(p.take(&f("liveTvManagementRoles"), self.live_tv_management_roles, Vec::new())),
             adopt_existing_admins: p.take(&f("adoptExistingAdmins"), self.adopt_existing_admins, false),
             default_provider: opt_string(p, &f("defaultProvider"), self.default_provider),
+        };
+        // Jellyfin refuses a policy whose folder ids are not Guids (UserPolicy.EnabledFolders is
+        // Guid[]): catch that here instead of at someone's login.
+        for (i, id) in rules.enabled_folders.iter().enumerate() {
+            if !is_guid(id) {
+                p.push(format!("{}.{i}", f("enabledFolders")), format!("`{id}` is not a Jellyfin library id (32 hex digits, see Dashboard > Libraries or GET /Library/VirtualFolders)"));
+            }
         }
+        for (i, m) in rules.folder_role_mapping.iter().enumerate() {
+            for id in m.folders.iter().filter(|id| !is_guid(id)) {
+                p.push(format!("{}.{i}.folders", f("folderRoleMapping")), format!("`{id}` is not a Jellyfin library id (32 hex digits)"));
+            }
+        }
+        rules
     }
+}
+
+/// A Guid as Jellyfin parses it: 32 hex digits, dashes and braces allowed.
+fn is_guid(s: &str) -> bool {
+    let hex: Vec<char> = s.trim().trim_matches(|c| c == '{' || c == '}').chars().filter(|c| *c != '-').collect();
+    hex.len() == 32 && hex.iter().all(char::is_ascii_hexdigit)
 }
 
 /// Provider names appear in URLs (`/sso/OID/start/{name}`): keep them to a safe alphabet.

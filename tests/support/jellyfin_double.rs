@@ -548,8 +548,8 @@ async fn handle(state: Arc<Mutex<Inner>>, req: Request<Incoming>) -> Response<Bo
                 return text(StatusCode::INTERNAL_SERVER_ERROR, "Request is already authorized");
             }
             if !g.users.iter().any(|u| u.id == target) {
-                // SessionManager.AuthenticateNewSessionInternal: no user → AuthenticationException → 401.
-                return text(StatusCode::UNAUTHORIZED, "Invalid username or password entered.");
+                // AuthenticateNewSessionInternal: no user by id → GetUserByName(null) → ArgumentException → 400.
+                return respond(StatusCode::BAD_REQUEST, "Error processing request.", "text/plain");
             }
             // AuthorizeRequest → SessionManager.AuthenticateDirect with the Initiate call's device.
             let s = new_session(&mut g, &target, &r.device_id, &r.app_name, &r.device_name, &r.app_version);
@@ -645,9 +645,27 @@ async fn handle(state: Arc<Mutex<Inner>>, req: Request<Incoming>) -> Response<Bo
                     &json!({"type": "https://tools.ietf.org/html/rfc9110#section-15.5.1", "title": "One or more validation errors occurred.", "status": 400, "errors": errors}),
                 );
             }
+            // Guid[] fields must hold parseable Guids (JsonGuidConverter's FormatException → 400
+            // ValidationProblemDetails); they are stored in "N" form.
+            for f in ["EnabledFolders", "EnabledChannels", "BlockedMediaFolders", "BlockedChannels"] {
+                if let Some(Value::Array(items)) = sent.get(f) {
+                    if items.iter().any(|v| v.as_str().is_none_or(|s| parse_guid(s).is_none())) {
+                        return json_resp(
+                            StatusCode::BAD_REQUEST,
+                            &json!({"title": "One or more validation errors occurred.", "status": 400, "errors": {f: ["The JSON value could not be converted to System.Guid[]."]}}),
+                        );
+                    }
+                }
+            }
             let mut policy = default_policy();
             for (k, v) in sent {
                 if policy.contains_key(&k) {
+                    let v = match (k.as_str(), v) {
+                        ("EnabledFolders" | "EnabledChannels", Value::Array(items)) => {
+                            Value::Array(items.iter().filter_map(|i| i.as_str().and_then(parse_guid)).map(Value::String).collect())
+                        }
+                        (_, v) => v,
+                    };
                     policy.insert(k, v);
                 }
             }
@@ -770,6 +788,12 @@ async fn handle(state: Arc<Mutex<Inner>>, req: Request<Incoming>) -> Response<Bo
         }
         _ => empty(StatusCode::NOT_FOUND),
     }
+}
+
+/// A Guid in any `Guid.Parse` form ("N", "D", braces), returned in "N" form.
+fn parse_guid(s: &str) -> Option<String> {
+    let hex: String = s.trim_matches(|c| c == '{' || c == '}').chars().filter(|c| *c != '-').collect();
+    (hex.len() == 32 && hex.chars().all(|c| c.is_ascii_hexdigit())).then(|| hex.to_ascii_lowercase())
 }
 
 fn same_id(a: &str, b: &str) -> bool {
