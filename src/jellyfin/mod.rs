@@ -3,8 +3,8 @@
 //! access token for a user through Quick Connect, with no plugin in Jellyfin.
 //!
 //! Every admin call authenticates with the proxy's API key in `Authorization: MediaBrowser
-//! Token="…"`; the legacy `X-Emby-Token` and `api_key=` are never used (Jellyfin 10.11
-//! disables them by default). Idempotent reads are retried a bounded number of times on
+//! Token="…"`; the legacy `X-Emby-Token` and `api_key=` are never used (Jellyfin 10.11 can switch
+//! them off with `EnableLegacyAuthorization`, and 12.0 does by default). Idempotent reads are retried a bounded number of times on
 //! connection errors and 5xx; writes are never retried. Nothing secret is logged.
 //!
 //! Token minting ([`Jellyfin::mint_token`]): `POST /QuickConnect/Initiate` as the user's
