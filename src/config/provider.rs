@@ -463,10 +463,8 @@ pub fn parse_certificates(texts: &[String]) -> Result<Vec<Vec<u8>>, String> {
         }
     }
     for (i, der) in out.iter().enumerate() {
-        // The first byte of a DER certificate is a SEQUENCE.
-        if der.first() != Some(&0x30) || der.len() < 100 {
-            return Err(format!("certificate {i}: not an X.509 certificate"));
-        }
+        // The same parser the SAML verifier uses, so what passes here is usable there.
+        saml::X509Certificate::from_der(der).map_err(|e| format!("certificate {i}: not a usable X.509 certificate: {e}"))?;
     }
     Ok(out)
 }

@@ -23,6 +23,7 @@ use sha2::{Digest, Sha256};
 use super::error::SsoError;
 use super::identity::Protocol;
 use super::oidc::OidcProvider;
+use super::saml::SamlIdp;
 use super::{json_response, read_json, Sso};
 use crate::body::Body;
 use crate::config::provider::{oid_from_json, saml_from_json, REDACTED};
@@ -173,7 +174,7 @@ impl Sso {
     fn get_names(&self, mode: Protocol) -> Response<Body> {
         let mut names: Vec<String> = match mode {
             Protocol::Oid => self.oidc_providers().into_iter().filter(|p| p.config.enabled).map(|p| p.config.name.clone()).collect(),
-            Protocol::Saml => self.saml.read().expect("providers lock").values().filter(|p| p.enabled).map(|p| p.name.clone()).collect(),
+            Protocol::Saml => self.saml.read().expect("providers lock").values().filter(|p| p.config.enabled).map(|p| p.config.name.clone()).collect(),
         };
         names.sort();
         json_response(StatusCode::OK, serde_json::to_vec(&names).expect("json"))
@@ -183,7 +184,7 @@ impl Sso {
     fn get_providers(&self, mode: Protocol) -> Response<Body> {
         let all: BTreeMap<String, serde_json::Value> = match mode {
             Protocol::Oid => self.oidc_providers().into_iter().map(|p| (p.config.name.clone(), p.config.to_plugin_json())).collect(),
-            Protocol::Saml => self.saml.read().expect("providers lock").values().map(|p| (p.name.clone(), p.to_plugin_json())).collect(),
+            Protocol::Saml => self.saml.read().expect("providers lock").values().map(|p| (p.config.name.clone(), p.config.to_plugin_json())).collect(),
         };
         json_response(StatusCode::OK, serde_json::to_vec(&all).expect("json"))
     }
@@ -235,9 +236,10 @@ impl Sso {
             }
             Protocol::Saml => {
                 let provider = saml_from_json(name, &body).map_err(problems)?;
+                let idp = SamlIdp::new(provider, |path| self.config.public_url.join(path)).map_err(|e| SsoError::BadRequest(e.to_string()))?;
                 self.login.store().update(move |s| s.saml_providers.insert(key, value)).await.map_err(|e| SsoError::Conflict(format!("could not save: {e}")))?;
-                let json = provider.to_plugin_json();
-                self.saml.write().expect("providers lock").insert(name.to_string(), Arc::new(provider));
+                let json = idp.config.to_plugin_json();
+                self.saml.write().expect("providers lock").insert(name.to_string(), Arc::new(idp));
                 json
             }
         };

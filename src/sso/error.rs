@@ -31,12 +31,14 @@ pub enum SsoError {
     IdpUnavailable { provider: String, detail: String },
     #[error("identity provider {provider} answered error={error}")]
     IdpRefused { provider: String, error: String, description: Option<String> },
-    #[error("identity provider {provider} sent an invalid ID token: {detail}")]
+    #[error("identity provider {provider} sent an answer that failed verification: {detail}")]
     InvalidToken { provider: String, detail: String },
     #[error("{username} has no permitted role at provider {provider}")]
     NotAllowed { provider: String, username: String },
     #[error("{0}")]
     BadRequest(String),
+    #[error("request body larger than {0} bytes")]
+    TooLarge(usize),
     #[error("Jellyfin user {0} is an administrator and was not adopted by name (set adoptExistingAdmins: true on the provider, or link the account)")]
     AdminNotAdopted(String),
     #[error("Jellyfin user {0} is already linked to another identity of this provider")]
@@ -60,6 +62,7 @@ impl HttpError for SsoError {
             SsoError::IdpRefused { .. } | SsoError::InvalidToken { .. } | SsoError::NotAllowed { .. } => StatusCode::UNAUTHORIZED,
             SsoError::AdminNotAdopted(_) | SsoError::LinkedElsewhere(_) => StatusCode::FORBIDDEN,
             SsoError::NoApiKey => StatusCode::SERVICE_UNAVAILABLE,
+            SsoError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             SsoError::Jellyfin(e) => e.status(),
         }
     }
@@ -79,6 +82,7 @@ impl HttpError for SsoError {
             SsoError::BadRequest(_) => "Bad request",
             SsoError::AdminNotAdopted(_) | SsoError::LinkedElsewhere(_) => "Account needs linking",
             SsoError::NoApiKey => "Single sign-on is not set up",
+            SsoError::TooLarge(_) => "Too large",
             SsoError::Jellyfin(e) => e.title(),
         }
     }
@@ -109,6 +113,7 @@ impl HttpError for SsoError {
                 "A Jellyfin account with your name is already linked to a different sign-in. Ask the administrator to sort out the link.".into()
             }
             SsoError::NoApiKey => "The administrator has not given the proxy a Jellyfin API key yet.".into(),
+            SsoError::TooLarge(n) => format!("The request is larger than the {n} bytes this address accepts."),
             SsoError::Jellyfin(e) => e.public_message(),
         }
     }

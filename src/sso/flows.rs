@@ -65,13 +65,18 @@ impl<T> FlowStore<T> {
 
     /// Store `value` for the browser holding `browser_cookie`; returns the new id.
     pub fn insert(&self, browser_cookie: &str, value: T) -> Result<String, StoreFull> {
+        self.insert_as(random_token(), browser_cookie, value)
+    }
+
+    /// Store `value` under an id the caller drew from [`random_token`] (when the id must be
+    /// known before the value exists, as the SAML RelayState is).
+    pub fn insert_as(&self, id: String, browser_cookie: &str, value: T) -> Result<String, StoreFull> {
         if self.map.len() >= self.cap {
             self.sweep();
             if self.map.len() >= self.cap {
                 return Err(StoreFull);
             }
         }
-        let id = random_token();
         self.map.insert(id.clone(), Entry { created: Instant::now(), browser: digest(browser_cookie), value });
         Ok(id)
     }

@@ -20,6 +20,7 @@ pub mod identity;
 pub mod linking_page;
 pub mod login;
 pub mod oidc;
+pub mod saml;
 pub mod session;
 
 use std::collections::HashMap;
@@ -44,9 +45,16 @@ use flows::{looks_like_token, random_token, FlowStore};
 use identity::{Grants, Identity, Protocol};
 use login::Login;
 use oidc::{AuthRequest, OidcProvider};
+use saml::{SamlError, SamlIdp};
 use session::{cookie, Sessions};
 
+/// Binds a login to the browser that started it (SameSite=Lax: sent on the OIDC callback,
+/// a top-level GET, and on the completion page's same-origin calls).
 pub const FLOW_COOKIE: &str = "__Host-jsp-flow";
+/// The same value for the SAML ACS, which the IdP reaches with a cross-site POST that never
+/// carries Lax cookies. SameSite=None, so it is Secure, HttpOnly, and lives only as long as
+/// a flow.
+pub const SAML_FLOW_COOKIE: &str = "__Host-jsp-saml";
 /// How long the completion page has to call `Auth`.
 const COMPLETION_TTL: Duration = Duration::from_secs(120);
 /// Largest JSON body accepted by the `/sso/` POST endpoints.
@@ -58,6 +66,8 @@ pub struct PendingFlow {
     pub provider: String,
     pub linking: bool,
     pub oidc: Option<AuthRequest>,
+    /// The AuthnRequest's id and what it pinned (IdP, ACS, certificates).
+    pub saml: Option<::saml::LoginTracker>,
 }
 
 /// A verified identity waiting for the completion page's `Auth` call.
@@ -72,8 +82,9 @@ pub struct Sso {
     upstream: Upstream,
     pub login: Login,
     oidc: RwLock<HashMap<String, Arc<OidcProvider>>>,
-    /// SAML providers (configuration; the SAML login flow is not served yet).
-    saml: RwLock<HashMap<String, Arc<crate::config::provider::SamlProvider>>>,
+    saml: RwLock<HashMap<String, Arc<SamlIdp>>>,
+    /// Assertion ids seen, until their NotOnOrAfter: a captured response cannot be replayed.
+    replay: ::saml::InMemoryReplayCache,
     pub flows: FlowStore<PendingFlow>,
     completions: FlowStore<PendingCompletion>,
     pub sessions: Sessions,
@@ -108,17 +119,27 @@ impl Sso {
         }
         let api_defined = store.read().oid_providers.clone();
         let api_saml = store.read().saml_providers.clone();
-        let mut saml: HashMap<String, Arc<crate::config::provider::SamlProvider>> =
-            config.saml_providers.iter().map(|p| (p.name.clone(), Arc::new(p.clone()))).collect();
+        let mut saml = HashMap::new();
+        for p in &config.saml_providers {
+            match SamlIdp::new(p.clone(), |path| config.public_url.join(path)) {
+                Ok(idp) => {
+                    saml.insert(p.name.clone(), Arc::new(idp));
+                }
+                Err(e) => tracing::error!(provider = %p.name, "SAML provider stays disabled: {e}"),
+            }
+        }
         for (name, json) in api_saml {
-            if saml.contains_key(&name) {
+            if saml.contains_key(&name) || config.saml_providers.iter().any(|p| p.name == name) {
                 tracing::warn!(provider = %name, "SAML provider in the state directory is shadowed by proxy.yaml");
                 continue;
             }
             match crate::config::provider::saml_from_json(&name, &json) {
-                Ok(p) => {
-                    saml.insert(name, Arc::new(p));
-                }
+                Ok(p) => match SamlIdp::new(p, |path| config.public_url.join(path)) {
+                    Ok(idp) => {
+                        saml.insert(name, Arc::new(idp));
+                    }
+                    Err(e) => tracing::error!(provider = %name, "stored SAML provider stays disabled: {e}"),
+                },
                 Err(problems) => {
                     for p in problems {
                         tracing::error!(provider = %name, "stored SAML provider is invalid and stays disabled: {p}");
@@ -130,6 +151,7 @@ impl Sso {
             login: Login::new(jellyfin, store, http.clone()),
             oidc: RwLock::new(oidc),
             saml: RwLock::new(saml),
+            replay: ::saml::InMemoryReplayCache::new(config.sso.max_pending_flows.max(1000)),
             flows: FlowStore::new(config.sso.flow_ttl, config.sso.max_pending_flows),
             completions: FlowStore::new(COMPLETION_TTL, config.sso.max_pending_flows),
             sessions: Sessions::new(config.sso.session_ttl),
@@ -181,6 +203,16 @@ impl Sso {
             .ok_or_else(|| SsoError::UnknownProvider(name.to_string()))
     }
 
+    fn saml_idp(&self, name: &str) -> Result<Arc<SamlIdp>, SsoError> {
+        self.saml
+            .read()
+            .expect("providers lock")
+            .get(name)
+            .filter(|p| p.config.enabled)
+            .cloned()
+            .ok_or_else(|| SsoError::UnknownProvider(name.to_string()))
+    }
+
     pub async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
         let headers = req.headers().clone();
         match self.route(req).await {
@@ -200,6 +232,10 @@ impl Sso {
             (&Method::GET, ["oid", "start" | "p", _]) => self.oidc_start(segs[2], &req).await,
             (&Method::GET, ["oid", "redirect" | "r", _]) => self.oidc_redirect(segs[2], &req).await,
             (&Method::POST, ["oid", "auth", _]) => self.auth(Protocol::Oid, segs[2].to_string(), req).await,
+            (&Method::GET, ["saml", "start" | "p", _]) => self.saml_start(segs[2], &req),
+            (&Method::POST, ["saml", "post" | "p", _]) => self.saml_acs(segs[2].to_string(), req).await,
+            (&Method::POST, ["saml", "auth", _]) => self.auth(Protocol::Saml, segs[2].to_string(), req).await,
+            (&Method::GET, ["saml", "metadata", _]) => self.saml_metadata(segs[2]),
             _ => match self.admin_route(&segs, req).await {
                 Some(r) => r,
                 None => Err(SsoError::NotFound),
@@ -211,12 +247,9 @@ impl Sso {
     async fn oidc_start(&self, name: &str, req: &Request<Incoming>) -> Result<Response<Body>, SsoError> {
         let provider = self.oidc_provider(name)?;
         let linking = query_flag(req, "isLinking");
-        let (browser, new_cookie) = match cookie(req.headers(), FLOW_COOKIE).filter(|c| looks_like_token(c)) {
-            Some(c) => (c.to_string(), false),
-            None => (random_token(), true),
-        };
+        let (browser, new_cookie) = browser_token(req.headers());
         let auth = AuthRequest::new_random();
-        let pending = PendingFlow { protocol: Protocol::Oid, provider: name.to_string(), linking, oidc: Some(auth.clone()) };
+        let pending = PendingFlow { protocol: Protocol::Oid, provider: name.to_string(), linking, oidc: Some(auth.clone()), saml: None };
         let state = self.flows.insert(&browser, pending).map_err(|_| SsoError::Busy(self.flows.len()))?;
         let url = match provider.authorization_url(&state, &auth).await {
             Ok(u) => u,
@@ -227,9 +260,63 @@ impl Sso {
         };
         let mut r = redirect(url.as_str());
         if new_cookie {
-            let v = format!("{FLOW_COOKIE}={browser}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={}", self.config.sso.flow_ttl.as_secs());
-            r.headers_mut().insert(SET_COOKIE, HeaderValue::from_str(&v).expect("token is header-safe"));
+            r.headers_mut().append(SET_COOKIE, self.flow_cookie(FLOW_COOKIE, &browser, "Lax"));
         }
+        Ok(r)
+    }
+
+    fn flow_cookie(&self, name: &str, browser: &str, same_site: &str) -> HeaderValue {
+        let v = format!("{name}={browser}; Path=/; Secure; HttpOnly; SameSite={same_site}; Max-Age={}", self.config.sso.flow_ttl.as_secs());
+        HeaderValue::from_str(&v).expect("token is header-safe")
+    }
+
+    /// `GET /sso/SAML/start/{p}[?isLinking=true]`: an AuthnRequest by HTTP-Redirect; the
+    /// flow's id travels as RelayState and the request id stays here, in the flow.
+    fn saml_start(&self, name: &str, req: &Request<Incoming>) -> Result<Response<Body>, SsoError> {
+        let idp = self.saml_idp(name)?;
+        let linking = query_flag(req, "isLinking");
+        let (browser, new_cookie) = browser_token(req.headers());
+        let id = random_token();
+        let (url, tracker) = idp.start(&id).map_err(|e| saml_error(name, e))?;
+        let pending = PendingFlow { protocol: Protocol::Saml, provider: name.to_string(), linking, oidc: None, saml: Some(tracker) };
+        self.flows.insert_as(id, &browser, pending).map_err(|_| SsoError::Busy(self.flows.len()))?;
+        let mut r = redirect(&url);
+        if new_cookie {
+            r.headers_mut().append(SET_COOKIE, self.flow_cookie(FLOW_COOKIE, &browser, "Lax"));
+        }
+        r.headers_mut().append(SET_COOKIE, self.flow_cookie(SAML_FLOW_COOKIE, &browser, "None"));
+        Ok(r)
+    }
+
+    /// `POST /sso/SAML/post/{p}` (and `/sso/SAML/p/{p}`): the ACS, HTTP-POST binding.
+    async fn saml_acs(&self, name: String, req: Request<Incoming>) -> Result<Response<Body>, SsoError> {
+        let idp = self.saml_idp(&name)?;
+        let alias = req.uri().path().to_ascii_lowercase().contains("/saml/p/");
+        let browser = cookie(req.headers(), SAML_FLOW_COOKIE).or_else(|| cookie(req.headers(), FLOW_COOKIE)).map(str::to_string);
+        let form = read_form(req, saml::MAX_ACS_BODY).await?;
+        let relay = form.get("RelayState").ok_or(SsoError::MissingState)?;
+        let response = form.get("SAMLResponse").ok_or_else(|| SsoError::BadRequest("the POST has no SAMLResponse".into()))?;
+        let flow = self.flows.take(relay, browser.as_deref())?;
+        if flow.protocol != Protocol::Saml || flow.provider != name {
+            return Err(SsoError::BadRequest("this sign-in was started for another provider".into()));
+        }
+        let tracker = flow.saml.as_ref().ok_or(SsoError::MissingState)?;
+        let acs = if alias { &idp.acs_alias_url } else { &idp.acs_url };
+        let asserted = idp.finish(response, relay, tracker, acs, &self.replay).map_err(|e| saml_error(&name, e))?;
+        let identity = saml_identity(&idp, &asserted)?;
+        let grants = identity::decide(&identity.roles, &idp.config.grants);
+        if !grants.allowed {
+            return Err(SsoError::NotAllowed { provider: name, username: identity.username });
+        }
+        self.completion_page("SAML", &name, identity, grants, flow.linking, browser.as_deref().unwrap_or_default()).await
+    }
+
+    /// `GET /sso/SAML/metadata/{p}`: our SP metadata, for the IdP administrator.
+    fn saml_metadata(&self, name: &str) -> Result<Response<Body>, SsoError> {
+        let idp = self.saml_idp(name)?;
+        let xml = idp.metadata_xml().map_err(|e| saml_error(name, e))?;
+        let mut r = Response::new(full(xml.into_bytes()));
+        r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/samlmetadata+xml"));
         Ok(r)
     }
 
@@ -286,7 +373,7 @@ impl Sso {
     async fn auth(&self, protocol: Protocol, name: String, req: Request<Incoming>) -> Result<Response<Body>, SsoError> {
         let rules = match protocol {
             Protocol::Oid => self.oidc_provider(&name)?.config.grants.clone(),
-            Protocol::Saml => return Err(SsoError::NotFound),
+            Protocol::Saml => self.saml_idp(&name)?.config.grants.clone(),
         };
         let browser = cookie(req.headers(), FLOW_COOKIE).map(str::to_string);
         let body: AuthBody = read_json(req).await?;
@@ -343,6 +430,59 @@ fn oidc_identity(provider: &OidcProvider, claims: &serde_json::Value) -> Result<
         roles: identity::roles_at(claims, &cfg.role_claim),
         avatar_url: cfg.avatar_url_format.as_deref().and_then(|f| identity::avatar_url(f, claims)),
     })
+}
+
+/// Build the identity from a verified SAML assertion: the link key is the NameID (or, for a
+/// transient NameID, the username attribute), the username the `usernameAttribute` or the
+/// NameID, the roles the values of `roleAttribute`.
+fn saml_identity(idp: &SamlIdp, a: &saml::Asserted) -> Result<Identity, SsoError> {
+    let cfg = &idp.config;
+    let invalid = |detail: String| SsoError::InvalidToken { provider: cfg.name.clone(), detail };
+    let username = match &cfg.username_attribute {
+        Some(attr) => a.values(attr).into_iter().find(|v| !v.trim().is_empty()).ok_or_else(|| invalid(format!("the assertion has no `{attr}` attribute")))?,
+        None => a.name_id.clone(),
+    };
+    let username = identity::clean_username(&username).ok_or_else(|| invalid("no usable username in the assertion".into()))?;
+    let subject = match (a.transient, &cfg.username_attribute) {
+        (false, _) => a.name_id.clone(),
+        (true, Some(_)) => username.clone(),
+        (true, None) => return Err(invalid("the NameID is transient, so it cannot identify an account: set usernameAttribute or have the IdP send a persistent NameID".into())),
+    };
+    Ok(Identity { protocol: Protocol::Saml, provider: cfg.name.clone(), subject, username, roles: a.values(&cfg.role_attribute), avatar_url: None })
+}
+
+/// The words for a failed SAML step.
+fn saml_error(provider: &str, e: SamlError) -> SsoError {
+    let provider = provider.to_string();
+    match e {
+        SamlError::Malformed(m) => SsoError::BadRequest(format!("The sign-in response is malformed: {m}")),
+        SamlError::Status { code, message } => SsoError::IdpRefused { provider, error: code, description: message },
+        SamlError::Invalid(detail) => SsoError::InvalidToken { provider, detail },
+        SamlError::Full => SsoError::Busy(0),
+        SamlError::Setup(detail) => SsoError::IdpUnavailable { provider, detail },
+    }
+}
+
+/// The browser's flow token: its existing `__Host-jsp-flow` cookie, or a new one (`true`).
+fn browser_token(headers: &HeaderMap) -> (String, bool) {
+    match cookie(headers, FLOW_COOKIE).filter(|c| looks_like_token(c)) {
+        Some(c) => (c.to_string(), false),
+        None => (random_token(), true),
+    }
+}
+
+/// A url-encoded form body of at most `limit` bytes (413 above it).
+async fn read_form(req: Request<Incoming>, limit: usize) -> Result<HashMap<String, String>, SsoError> {
+    let declared = req.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(SsoError::TooLarge(limit));
+    }
+    let bytes = match Limited::new(req.into_body(), limit).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(SsoError::TooLarge(limit)),
+        Err(e) => return Err(SsoError::BadRequest(format!("the request body could not be read: {e}"))),
+    };
+    Ok(url::form_urlencoded::parse(&bytes).into_owned().collect())
 }
 
 #[derive(Deserialize)]

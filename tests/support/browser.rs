@@ -86,6 +86,9 @@ impl Browser {
         }
         if let Some(j) = json {
             b = b.json(j).header("accept", "application/json");
+        } else {
+            // What a browser sends for a navigation.
+            b = b.header("accept", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8");
         }
         let resp = b.send().await.unwrap_or_else(|e| panic!("{url}: {e}"));
         let status = resp.status();

@@ -1,0 +1,197 @@
+//! One SAML 2.0 identity provider at run time, on the `saml` crate (pinned exactly in
+//! `Cargo.toml`; `tests/saml_fixtures.rs` guards it with responses signed by xmlsec1).
+//!
+//! We are a service provider that sends an unsigned AuthnRequest with the HTTP-Redirect
+//! binding and receives the Response with HTTP-POST at the ACS. The library does the
+//! security work: it refuses DTDs and entities, verifies the XML signature against the
+//! configured certificates (Response or Assertion signed, never neither; RSA-SHA256 or
+//! stronger), reads only the element the signature covers, and checks Destination, Issuer,
+//! InResponseTo (against the tracker of this browser's flow), Audience, Recipient, validity
+//! times with the provider's clock skew, and the assertion id against the replay cache.
+//! This module turns configuration into the library's types and its verdict into
+//! [`SamlError`], and maps the asserted subject and attributes to an identity.
+
+use std::time::SystemTime;
+
+use base64::Engine;
+use saml::{
+    Binding, ConsumeResponse, Dispatch, Endpoint, IdpDescriptor, InMemoryReplayCache, LoginTracker, NameIdFormat, PeerCryptoPolicy,
+    ReplayMode, ServiceProvider, ServiceProviderConfig, SpLogoutSigning, SpLogoutWantSigned, SpWantSigned, SsoResponseBinding,
+    SsoResponseEndpoint, StartLogin, X509Certificate,
+};
+
+use crate::config::provider::SamlProvider;
+
+/// Largest `SAMLResponse` form body accepted at the ACS (before base64 decoding). Real
+/// responses with a certificate and a few attributes are 5 to 20 KiB.
+pub const MAX_ACS_BODY: usize = 256 * 1024;
+
+/// Why a SAML login failed, in the words the error page and the log need.
+#[derive(Debug, thiserror::Error)]
+pub enum SamlError {
+    /// The SP could not be set up from the configuration (a bug or a broken certificate).
+    #[error("SAML set-up failed: {0}")]
+    Setup(String),
+    /// The POST was not a well-formed SAML message (base64, XML, DTD, limits).
+    #[error("malformed SAML response: {0}")]
+    Malformed(String),
+    /// The IdP answered with a non-success status.
+    #[error("identity provider status {code}")]
+    Status { code: String, message: Option<String> },
+    /// Signature, issuer, audience, destination, time or correlation checks failed.
+    #[error("{0}")]
+    Invalid(String),
+    /// The replay cache is full: refuse rather than forget.
+    #[error("replay cache full")]
+    Full,
+}
+
+impl From<saml::Error> for SamlError {
+    fn from(e: saml::Error) -> Self {
+        use saml::Error as E;
+        match e {
+            E::XmlParse(_) | E::Inflate | E::SchemaViolation { .. } => SamlError::Malformed(e.to_string()),
+            E::StatusNotSuccess { code, message } => SamlError::Status { code, message },
+            E::ReplayCacheFull | E::ReplayCache { .. } => SamlError::Full,
+            E::InvalidConfiguration { .. } | E::NoPeerSigningCert | E::UnsupportedByPeer { .. } => SamlError::Setup(e.to_string()),
+            other => SamlError::Invalid(other.to_string()),
+        }
+    }
+}
+
+/// What the ACS learned from a verified response.
+#[derive(Debug, Clone)]
+pub struct Asserted {
+    pub name_id: String,
+    pub transient: bool,
+    /// `(Name, FriendlyName, values)` of each attribute.
+    pub attributes: Vec<(String, Option<String>, Vec<String>)>,
+}
+
+impl Asserted {
+    /// Values of the attribute called `name` (by `Name` or `FriendlyName`).
+    pub fn values(&self, name: &str) -> Vec<String> {
+        self.attributes
+            .iter()
+            .filter(|(n, friendly, _)| n == name || friendly.as_deref() == Some(name))
+            .flat_map(|(_, _, v)| v.iter().cloned())
+            .collect()
+    }
+}
+
+/// A configured SAML provider with the library's SP and IdP descriptions built once.
+pub struct SamlIdp {
+    pub config: SamlProvider,
+    sp: ServiceProvider,
+    idp: IdpDescriptor,
+    /// The ACS URL we ask the IdP to post to (`/sso/SAML/post/{p}`).
+    pub acs_url: String,
+    /// The plugin's alias (`/sso/SAML/p/{p}`), accepted too.
+    pub acs_alias_url: String,
+}
+
+impl SamlIdp {
+    /// `public_base` is the proxy's public URL joined with a path (`PublicUrl::join`).
+    pub fn new(config: SamlProvider, join: impl Fn(&str) -> String) -> Result<SamlIdp, SamlError> {
+        let acs_url = join(&format!("/sso/SAML/post/{}", config.name));
+        let acs_alias_url = join(&format!("/sso/SAML/p/{}", config.name));
+        let sp = ServiceProvider::new(ServiceProviderConfig {
+            entity_id: config.sp_entity_id.clone(),
+            acs: vec![SsoResponseEndpoint::post(acs_url.clone(), 0, true), SsoResponseEndpoint::post(acs_alias_url.clone(), 1, false)],
+            slo: Vec::new(),
+            name_id_formats: Vec::new(),
+            signing_key: None,
+            decryption_key: None,
+            sign_authn_requests: false,
+            // Both false means: the Response or the Assertion must carry a valid signature.
+            want_signed: SpWantSigned { response: false, assertions: false },
+            allow_unsolicited: false,
+            logout_signing: SpLogoutSigning { sign_requests: false, sign_responses: false },
+            logout_want_signed: SpLogoutWantSigned { requests: true, responses: true },
+            default_peer_crypto_policy: PeerCryptoPolicy::strong_defaults(),
+            outbound_signature_algorithm: saml::SignatureAlgorithm::RsaSha256,
+            outbound_digest_algorithm: saml::DigestAlgorithm::Sha256,
+        })?;
+        let signing_certs = config
+            .certificates
+            .iter()
+            .map(|der| X509Certificate::from_der(der).map_err(|e| SamlError::Setup(format!("samlCertificate: {e}"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        let idp = IdpDescriptor {
+            entity_id: config.idp_entity_id.clone(),
+            sso_endpoints: vec![Endpoint::redirect(config.sso_url.as_str(), 0, true)],
+            slo_endpoints: Vec::new(),
+            artifact_resolution_endpoints: Vec::new(),
+            signing_certs,
+            encryption_certs: Vec::new(),
+            supported_name_id_formats: Vec::new(),
+            want_authn_requests_signed: false,
+            valid_until: None,
+            cache_duration: None,
+        };
+        Ok(SamlIdp { config, sp, idp, acs_url, acs_alias_url })
+    }
+
+    /// The AuthnRequest as a redirect URL to the IdP, and the tracker to keep in the flow.
+    /// `relay_state` is the flow's id, which the IdP posts back with the response.
+    pub fn start(&self, relay_state: &str) -> Result<(String, LoginTracker), SamlError> {
+        let started = self.sp.start_login(
+            &self.idp,
+            StartLogin {
+                relay_state: Some(relay_state),
+                binding: Binding::HttpRedirect,
+                force_authn: false,
+                is_passive: false,
+                requested_name_id_format: None,
+                requested_authn_context: None,
+                acs_index: Some(0),
+                acs_url: None,
+                response_binding: None,
+            },
+        )?;
+        match started.dispatch {
+            Dispatch::Redirect(url) => Ok((url.to_string(), started.tracker)),
+            Dispatch::Post(_) => Err(SamlError::Setup("the library chose the POST binding for a redirect request".into())),
+        }
+    }
+
+    /// Verify the posted `SAMLResponse` (still base64) for the flow's tracker.
+    /// `acs_url` is the URL it was posted to (the canonical one or the alias).
+    pub fn finish(
+        &self,
+        saml_response_b64: &str,
+        relay_state: &str,
+        tracker: &LoginTracker,
+        acs_url: &str,
+        replay: &InMemoryReplayCache,
+    ) -> Result<Asserted, SamlError> {
+        let compact: String = saml_response_b64.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+        let xml = base64::engine::general_purpose::STANDARD
+            .decode(compact.as_bytes())
+            .map_err(|e| SamlError::Malformed(format!("SAMLResponse is not base64: {e}")))?;
+        let identity = self.sp.consume_response(ConsumeResponse {
+            idp: &self.idp,
+            peer_crypto_policy: None,
+            saml_response: &xml,
+            binding: SsoResponseBinding::HttpPost,
+            relay_state: Some(relay_state),
+            tracker: Some(tracker),
+            expected_destination: acs_url,
+            now: SystemTime::now(),
+            clock_skew: self.config.clock_skew,
+            replay_cache: Some(replay),
+            replay_mode: ReplayMode::All,
+            holder_of_key_cert: None,
+        })?;
+        Ok(Asserted {
+            name_id: identity.name_id().value.clone(),
+            transient: identity.name_id().format == NameIdFormat::Transient,
+            attributes: identity.attributes().iter().map(|a| (a.name.clone(), a.friendly_name.clone(), a.values.clone())).collect(),
+        })
+    }
+
+    /// SP metadata for the IdP administrator to import.
+    pub fn metadata_xml(&self) -> Result<String, SamlError> {
+        Ok(self.sp.metadata_xml(false)?)
+    }
+}
