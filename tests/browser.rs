@@ -30,6 +30,28 @@ async fn run_browser(start_url: &str, login: &str, password: &str, linking_page:
     serde_json::from_str(line).unwrap()
 }
 
+/// The web client is signed in with a token the double issued for the browser's own device id,
+/// as user `name`.
+fn assert_signed_in(r: &Value, proxy: &TestProxy, jf: &JellyfinDouble, name: &str) {
+    assert!(r.get("error").is_none(), "browser: {r:#}");
+    assert_eq!(r["url"], proxy.url("/web/index.html"));
+    assert!(r["text"].as_str().unwrap().contains("Jellyfin Web Double"), "the double's web client page loaded");
+    assert_eq!(r["autoLogin"], "true");
+    let servers = r["credentials"]["Servers"].as_array().expect("jellyfin_credentials.Servers");
+    assert_eq!(servers.len(), 1);
+    let server = &servers[0];
+    assert_eq!(server["Id"], jf.server_id());
+    assert_eq!(server["ManualAddress"], proxy.url(""));
+    assert_eq!(server["LastConnectionMode"], 2);
+    let token = server["AccessToken"].as_str().unwrap();
+    let device_id = r["deviceId"].as_str().expect("the page created _deviceId2");
+    let session = jf.sessions().into_iter().find(|s| s.token == token).expect("the double issued this token");
+    assert_eq!(session.device_id, device_id, "the Quick Connect session belongs to this browser's device id");
+    assert_eq!(session.client, "Jellyfin Web");
+    let user = jf.user_by_name(name).expect("user provisioned");
+    assert_eq!(server["UserId"], user["Id"]);
+}
+
 /// Log in through provider `name` configured with `provider_yaml`, as `login`; check the web
 /// client is signed in with a token the double issued for the browser's own device id.
 async fn browser_login(name: &str, provider_yaml: &str, groups: Value, linking_page: bool) -> Value {
@@ -60,23 +82,7 @@ async fn browser_login(name: &str, provider_yaml: &str, groups: Value, linking_p
     );
     let proxy = TestProxy::start_on(listener, tempfile::tempdir().unwrap(), &yaml).await;
     let r = run_browser(&proxy.url(&format!("/sso/OID/start/{name}")), "u-carol", "pw", linking_page).await;
-    assert!(r.get("error").is_none(), "browser: {r:#}");
-    assert_eq!(r["url"], proxy.url("/web/index.html"));
-    assert!(r["text"].as_str().unwrap().contains("Jellyfin Web Double"), "the double's web client page loaded");
-    assert_eq!(r["autoLogin"], "true");
-    let servers = r["credentials"]["Servers"].as_array().expect("jellyfin_credentials.Servers");
-    assert_eq!(servers.len(), 1);
-    let server = &servers[0];
-    assert_eq!(server["Id"], jf.server_id());
-    assert_eq!(server["ManualAddress"], proxy.url(""));
-    assert_eq!(server["LastConnectionMode"], 2);
-    let token = server["AccessToken"].as_str().unwrap();
-    let device_id = r["deviceId"].as_str().expect("the page created _deviceId2");
-    let session = jf.sessions().into_iter().find(|s| s.token == token).expect("the double issued this token");
-    assert_eq!(session.device_id, device_id, "the Quick Connect session belongs to this browser's device id");
-    assert_eq!(session.client, "Jellyfin Web");
-    let user = jf.user_by_name("carol").expect("user provisioned");
-    assert_eq!(server["UserId"], user["Id"]);
+    assert_signed_in(&r, &proxy, &jf, "carol");
     r
 }
 
@@ -101,4 +107,16 @@ async fn linking_page_lists_and_removes_the_users_link_in_chromium() {
 async fn seed_000_pocket_id_story_in_chromium() {
     let yaml = "      roles: [jellyfin-users]\n      roleClaim: groups\n      oidScopes: [groups]\n      schemeOverride: https\n";
     browser_login("test_resource", yaml, json!(["jellyfin-users"]), false).await;
+}
+
+/// SAML in a real browser: the IdP (npm `samlify`, plain http on another port, so another
+/// site) auto-posts the response cross-site to the ACS, where only the SameSite=None flow
+/// cookie arrives; the completion page then signs the web client in.
+#[tokio::test]
+async fn chromium_signs_in_through_the_real_saml_idp() {
+    use support::saml_idp::{saml_setup, SamlAccount};
+    let account = SamlAccount { login: "sam".into(), password: "pw".into(), name_id: "sam@idp".into(), attributes: json!({"Role": ["media"]}) };
+    let s = saml_setup("corp", "both", vec![account], "      roles: [media]\n").await;
+    let r = run_browser(&s.proxy.url("/sso/SAML/start/corp"), "sam", "pw", false).await;
+    assert_signed_in(&r, &s.proxy, &s.jf, "sam@idp");
 }

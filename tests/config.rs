@@ -108,11 +108,15 @@ fn provider_docs_examples_are_valid() {
                     std::fs::write(d.path().join(name), "s3cret\n").unwrap();
                     yaml = yaml.replace(p, name);
                 }
+                if let Some(p) = line.split("samlCertificateFile:").nth(1) {
+                    let cert = rcgen::generate_simple_self_signed(vec!["idp.example".into()]).unwrap().cert.pem();
+                    std::fs::write(d.path().join(p.trim()), cert).unwrap();
+                }
             }
             let (ok, out) = check(d.path(), &yaml, &[]);
             assert!(ok, "{}: {out}\n{yaml}", path.display());
             checked += 1;
         }
     }
-    assert!(checked >= 3, "found only {checked} examples");
+    assert!(checked >= 4, "found only {checked} examples");
 }

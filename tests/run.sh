@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v xmlsec1  >/dev/null 2>&1 || need_apt+=(xmlsec1)
+command -v openssl  >/dev/null 2>&1 || need_apt+=(openssl)
 command -v node     >/dev/null 2>&1 || need_apt+=(nodejs npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "tests/run.sh: installing ${need_apt[*]}"
@@ -16,9 +17,12 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
-# The real OpenID Provider and the browser driver (versions pinned by the lockfile).
-if [ -f tests/idp/package-lock.json ] && [ ! -d tests/idp/node_modules ]; then
-  (cd tests/idp && npm ci --no-audit --no-fund --loglevel=error)
-fi
+# The real OpenID Provider, the real SAML IdP and the browser driver (pinned by the lockfile).
+for m in oidc-provider samlify playwright-core; do
+  if [ ! -d "tests/idp/node_modules/$m" ]; then
+    (cd tests/idp && npm ci --no-audit --no-fund --loglevel=error)
+    break
+  fi
+done
 
 cargo test --all-targets "$@"

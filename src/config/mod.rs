@@ -515,7 +515,7 @@ fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Problem>> {
     let mut saml_providers = Vec::new();
     for (name, raw) in p.take("providers.saml", rp.saml, Default::default()) {
         let prefix = format!("providers.saml.{name}");
-        if let Some(provider) = raw.validate(&name, &prefix, &mut p) {
+        if let Some(provider) = raw.validate(&name, &prefix, base_dir, &mut p) {
             saml_providers.push(provider);
         }
     }

@@ -416,6 +416,7 @@ pub struct RawSamlProvider {
     saml_endpoint: Field<String>,
     saml_client_id: Field<String>,
     saml_certificate: Field<OneOrMany>,
+    saml_certificate_file: Field<std::path::PathBuf>,
     saml_idp_entity_id: Field<String>,
     enabled: Field<bool>,
     role_attribute: Field<String>,
@@ -429,7 +430,7 @@ pub struct RawSamlProvider {
 }
 
 const SAML_KEYS: &[&str] = &[
-    "samlEndpoint", "samlClientId", "samlCertificate", "samlIdpEntityId", "enabled", "roleAttribute", "usernameAttribute",
+    "samlEndpoint", "samlClientId", "samlCertificate", "samlCertificateFile", "samlIdpEntityId", "enabled", "roleAttribute", "usernameAttribute",
     "clockSkew", "schemeOverride",
 ];
 
@@ -470,7 +471,8 @@ pub fn parse_certificates(texts: &[String]) -> Result<Vec<Vec<u8>>, String> {
 }
 
 impl RawSamlProvider {
-    pub fn validate(self, name: &str, prefix: &str, p: &mut Problems) -> Option<SamlProvider> {
+    /// `base_dir` resolves a relative `samlCertificateFile`.
+    pub fn validate(self, name: &str, prefix: &str, base_dir: &Path, p: &mut Problems) -> Option<SamlProvider> {
         let before = p.len();
         let f = |k: &str| join(prefix, k);
         p.unknown(prefix, &self.unknown, &known_keys(SAML_KEYS));
@@ -489,13 +491,26 @@ impl RawSamlProvider {
         if idp_entity_id.is_none() {
             p.push(f("samlIdpEntityId"), "is required: the identity provider's entity id (the Issuer of its responses)");
         }
-        let certs = match p.opt(&f("samlCertificate"), self.saml_certificate) {
-            None => {
-                p.push(f("samlCertificate"), "is required: the identity provider's signing certificate (unsigned responses are never accepted)");
+        let inline = p.opt(&f("samlCertificate"), self.saml_certificate);
+        let file = p.opt(&f("samlCertificateFile"), self.saml_certificate_file);
+        let certs = match (inline, file) {
+            (Some(_), Some(_)) => {
+                p.push(f("samlCertificate"), "set either `samlCertificate` or `samlCertificateFile`, not both");
                 None
             }
-            Some(OneOrMany::One(s)) => Some(vec![s]),
-            Some(OneOrMany::Many(v)) => Some(v),
+            (None, None) => {
+                p.push(f("samlCertificate"), "is required (or samlCertificateFile): the identity provider's signing certificate (unsigned responses are never accepted)");
+                None
+            }
+            (Some(OneOrMany::One(s)), None) => Some(vec![s]),
+            (Some(OneOrMany::Many(v)), None) => Some(v),
+            (None, Some(path)) => match std::fs::read_to_string(base_dir.join(&path)) {
+                Ok(text) => Some(vec![text]),
+                Err(e) => {
+                    p.push(f("samlCertificateFile"), format!("cannot read {}: {e}", base_dir.join(&path).display()));
+                    None
+                }
+            },
         };
         let certificates = certs.and_then(|c| match parse_certificates(&c) {
             Ok(d) if !d.is_empty() => Some(d),
@@ -533,7 +548,7 @@ impl RawSamlProvider {
 }
 
 /// Validate a SAML provider given as JSON (the admin API's `Add` body).
-pub fn saml_from_json(name: &str, json: &serde_json::Value) -> Result<SamlProvider, Vec<super::field::Problem>> {
+pub fn saml_from_json(name: &str, json: &serde_json::Value, base_dir: &Path) -> Result<SamlProvider, Vec<super::field::Problem>> {
     use figment::providers::Serialized;
     let mut p = Problems::default();
     if !json.is_object() {
@@ -547,7 +562,7 @@ pub fn saml_from_json(name: &str, json: &serde_json::Value) -> Result<SamlProvid
             return Err(p.into_vec());
         }
     };
-    match raw.validate(name, "", &mut p) {
+    match raw.validate(name, "", base_dir, &mut p) {
         Some(provider) if p.is_empty() => Ok(provider),
         _ => Err(p.into_vec()),
     }

@@ -235,7 +235,7 @@ impl Sso {
                 json
             }
             Protocol::Saml => {
-                let provider = saml_from_json(name, &body).map_err(problems)?;
+                let provider = saml_from_json(name, &body, &self.config.state_dir).map_err(problems)?;
                 let idp = SamlIdp::new(provider, |path| self.config.public_url.join(path)).map_err(|e| SsoError::BadRequest(e.to_string()))?;
                 self.login.store().update(move |s| s.saml_providers.insert(key, value)).await.map_err(|e| SsoError::Conflict(format!("could not save: {e}")))?;
                 let json = idp.config.to_plugin_json();

@@ -133,7 +133,7 @@ impl Sso {
                 tracing::warn!(provider = %name, "SAML provider in the state directory is shadowed by proxy.yaml");
                 continue;
             }
-            match crate::config::provider::saml_from_json(&name, &json) {
+            match crate::config::provider::saml_from_json(&name, &json, &config.state_dir) {
                 Ok(p) => match SamlIdp::new(p, |path| config.public_url.join(path)) {
                     Ok(idp) => {
                         saml.insert(name, Arc::new(idp));
@@ -308,7 +308,11 @@ impl Sso {
         if !grants.allowed {
             return Err(SsoError::NotAllowed { provider: name, username: identity.username });
         }
-        self.completion_page("SAML", &name, identity, grants, flow.linking, browser.as_deref().unwrap_or_default()).await
+        let mut page = self.completion_page("SAML", &name, identity, grants, flow.linking, browser.as_deref().unwrap_or_default()).await?;
+        // The cross-site cookie has done its job.
+        let gone = format!("{SAML_FLOW_COOKIE}=; Path=/; Secure; HttpOnly; SameSite=None; Max-Age=0");
+        page.headers_mut().append(SET_COOKIE, HeaderValue::from_str(&gone).expect("static cookie"));
+        Ok(page)
     }
 
     /// `GET /sso/SAML/metadata/{p}`: our SP metadata, for the IdP administrator.

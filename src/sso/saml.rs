@@ -144,8 +144,10 @@ impl SamlIdp {
                 is_passive: false,
                 requested_name_id_format: None,
                 requested_authn_context: None,
-                acs_index: Some(0),
-                acs_url: None,
+                // The URL, not an index: every IdP understands it (Keycloak and ADFS check it
+                // against the registered ACS URLs).
+                acs_index: None,
+                acs_url: Some(&self.acs_url),
                 response_binding: None,
             },
         )?;

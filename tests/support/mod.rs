@@ -7,6 +7,7 @@ pub mod browser;
 pub mod hostile_op;
 pub mod jellyfin_double;
 pub mod oidc_provider;
+pub mod saml_idp;
 pub mod saml_signer;
 
 pub mod tls_client;

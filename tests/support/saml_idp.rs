@@ -1,0 +1,99 @@
+//! Launches the real SAML identity provider (`tests/idp/saml-idp.mjs`, on npm `samlify`) on
+//! loopback for a test. Its signing key is made by `openssl`, like the fixtures'.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use super::oidc_provider::ensure_node_modules;
+use super::saml_signer::KeyPair;
+
+#[derive(Serialize, Clone, Debug)]
+pub struct SamlAccount {
+    pub login: String,
+    pub password: String,
+    pub name_id: String,
+    pub attributes: serde_json::Value,
+}
+
+pub struct SamlIdp {
+    pub entity_id: String,
+    pub sso_url: String,
+    /// The signing certificate as bare base64 DER, for `samlCertificate`.
+    pub cert_b64: String,
+    _keys: tempfile::TempDir,
+    _child: tokio::process::Child,
+}
+
+impl SamlIdp {
+    /// Start an IdP for the SP whose metadata is at `sp_metadata_url` (fetched at the first
+    /// login, so the proxy may start after the IdP). `sign`: `response`, `assertion` or `both`.
+    pub async fn start(sp_metadata_url: &str, sign: &str, accounts: Vec<SamlAccount>) -> SamlIdp {
+        ensure_node_modules();
+        let keys = tempfile::tempdir().unwrap();
+        let pair = KeyPair::generate(keys.path(), "saml-idp");
+        let entity_id = "http://127.0.0.1/test-saml-idp".to_string();
+        let cfg = serde_json::json!({
+            "entity_id": entity_id,
+            "key": pair.key, "cert": pair.cert,
+            "sp_metadata_url": sp_metadata_url,
+            "sign": sign,
+            "accounts": accounts,
+        });
+        let mut child = tokio::process::Command::new("node")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/idp/saml-idp.mjs"))
+            .env("SAML_IDP_CONFIG", cfg.to_string())
+            // Only to fetch the proxy's metadata over its self-signed loopback certificate.
+            .env("NODE_TLS_REJECT_UNAUTHORIZED", "0")
+            .env("NODE_NO_WARNINGS", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("node must be installed (tests/run.sh installs it)");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let ready = tokio::time::timeout(Duration::from_secs(20), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(json) = line.strip_prefix("SAML_IDP_READY ") {
+                    return Some(serde_json::from_str::<serde_json::Value>(json).unwrap());
+                }
+            }
+            None
+        })
+        .await
+        .expect("the SAML IdP did not start within 20 s")
+        .expect("the SAML IdP exited before it was ready");
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        SamlIdp { entity_id, sso_url: ready["sso_url"].as_str().unwrap().to_string(), cert_b64: pair.cert_b64(), _keys: keys, _child: child }
+    }
+}
+
+/// The double, a real SAML IdP and a proxy with provider `name` pointing at it (plus
+/// `provider_yaml` lines, indented six spaces).
+pub struct SamlSetup {
+    pub jf: super::jellyfin_double::JellyfinDouble,
+    pub idp: SamlIdp,
+    pub proxy: super::TestProxy,
+}
+
+pub async fn saml_setup(name: &str, sign: &str, accounts: Vec<SamlAccount>, provider_yaml: &str) -> SamlSetup {
+    let jf = super::jellyfin_double::JellyfinDouble::start(Default::default()).await;
+    saml_setup_with(jf, name, sign, accounts, provider_yaml).await
+}
+
+pub async fn saml_setup_with(jf: super::jellyfin_double::JellyfinDouble, name: &str, sign: &str, accounts: Vec<SamlAccount>, provider_yaml: &str) -> SamlSetup {
+    let listener = super::TestProxy::reserve();
+    let port = listener.local_addr().unwrap().port();
+    let idp = SamlIdp::start(&format!("https://127.0.0.1:{port}/sso/SAML/metadata/{name}"), sign, accounts).await;
+    let yaml = format!(
+        "jellyfin:\n  url: {}\n  api_key: test-api-key\nproviders:\n  saml:\n    {name}:\n      samlEndpoint: {}\n      samlClientId: jellyfin\n      samlIdpEntityId: {}\n      samlCertificate: {}\n{provider_yaml}",
+        jf.url(),
+        idp.sso_url,
+        idp.entity_id,
+        idp.cert_b64,
+    );
+    let proxy = super::TestProxy::start_on(listener, tempfile::tempdir().unwrap(), &yaml).await;
+    SamlSetup { jf, idp, proxy }
+}
