@@ -166,3 +166,29 @@ async fn unknown_provider_and_missing_relay_state() {
     assert_eq!(page.status, 400);
     assert!(page.body.contains("Start again"), "{}", page.body);
 }
+
+/// A SAML provider added through the admin API (the plugin's JSON) works at once, with no
+/// restart, through the same login path.
+#[tokio::test]
+async fn provider_added_through_the_api_signs_in_at_once() {
+    use support::jellyfin_double::{DoubleOptions, JellyfinDouble};
+    use support::saml_idp::SamlIdp;
+    let jf = JellyfinDouble::start(DoubleOptions::default()).await;
+    let listener = support::TestProxy::reserve();
+    let port = listener.local_addr().unwrap().port();
+    let idp = SamlIdp::start(&format!("https://127.0.0.1:{port}/sso/SAML/metadata/api"), "response", accounts()).await;
+    let proxy = support::TestProxy::start_on(listener, tempfile::tempdir().unwrap(), &format!("jellyfin:\n  url: {}\n  api_key: test-api-key\n", jf.url())).await;
+    let client = reqwest::Client::builder().danger_accept_invalid_certs(true).build().unwrap();
+    let body = json!({
+        "samlEndpoint": idp.sso_url, "samlClientId": "jellyfin", "samlIdpEntityId": idp.entity_id,
+        "samlCertificate": idp.cert_b64, "enabled": true, "roles": ["media"], "usernameAttribute": "uid",
+    });
+    let r = client.post(proxy.url("/sso/SAML/Add/api")).header("authorization", "MediaBrowser Token=\"test-api-key\"").json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let s = SamlSetup { jf, idp, proxy };
+    let mut b = Browser::new();
+    let page = to_completion(&mut b, &s, "/sso/SAML/start/api", "olga").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(auth(&mut b, &s, &page, "dev-api").await.status, 200);
+    assert!(s.jf.user_by_name("olga").is_some());
+}
