@@ -627,6 +627,36 @@ mod tests {
     }
 
     #[test]
+    fn saml_provider_certificates_inline_or_from_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = rcgen::generate_simple_self_signed(vec!["a".into()]).unwrap().cert;
+        let b = rcgen::generate_simple_self_signed(vec!["b".into()]).unwrap().cert;
+        std::fs::write(dir.path().join("idp.pem"), format!("{}{}", a.pem(), b.pem())).unwrap();
+        let head = "providers:\n  saml:\n    corp:\n      samlEndpoint: https://idp.example/sso\n      samlClientId: jf\n      samlIdpEntityId: https://idp.example\n";
+        let load_in = |t: &str| Config::from_parts(Some(t), "p.yaml", dir.path(), Env::prefixed("JSP_TEST_NEVER_SET_"));
+        let c = load_in(&format!("{head}      samlCertificateFile: idp.pem\n")).unwrap();
+        let p = &c.saml_providers[0];
+        assert_eq!(p.certificates, vec![a.der().to_vec(), b.der().to_vec()], "both PEM blocks, for key rollover");
+        assert_eq!(p.role_attribute, "Role");
+        assert_eq!(p.clock_skew, Duration::from_secs(60));
+        use base64::Engine;
+        let inline = base64::engine::general_purpose::STANDARD.encode(a.der());
+        let c = load_in(&format!("{head}      samlCertificate: {inline}\n      clockSkew: 2m\n      roleAttribute: groups\n")).unwrap();
+        assert_eq!(c.saml_providers[0].certificates, vec![a.der().to_vec()]);
+        assert_eq!(c.saml_providers[0].clock_skew, Duration::from_secs(120));
+        // Both, neither, a broken certificate, a missing file: each names the field.
+        for (extra, field, words) in [
+            (format!("      samlCertificate: {inline}\n      samlCertificateFile: idp.pem\n"), "samlCertificate", "not both"),
+            (String::new(), "samlCertificate", "is required"),
+            ("      samlCertificate: bm90IGEgY2VydGlmaWNhdGU=\n".to_string(), "samlCertificate", "certificate 0"),
+            ("      samlCertificateFile: missing.pem\n".to_string(), "samlCertificateFile", "cannot read"),
+        ] {
+            let Err(ConfigError::Invalid(ps)) = load_in(&format!("{head}{extra}")) else { panic!("{extra} accepted") };
+            assert!(ps.iter().any(|p| p.path == format!("providers.saml.corp.{field}") && p.message.contains(words)), "{extra}: {ps:?}");
+        }
+    }
+
+    #[test]
     fn public_url_base_path() {
         let u = PublicUrl::parse("https://media.example.com/jellyfin/").unwrap();
         assert_eq!(u.base_path(), "/jellyfin");

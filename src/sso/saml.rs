@@ -197,3 +197,90 @@ impl SamlIdp {
         Ok(self.sp.metadata_xml(false)?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn provider() -> SamlProvider {
+        let cert = rcgen::generate_simple_self_signed(vec!["idp".into()]).unwrap().cert;
+        SamlProvider {
+            name: "corp".into(),
+            enabled: true,
+            sso_url: url::Url::parse("https://idp.example/sso?tenant=1").unwrap(),
+            sp_entity_id: "jellyfin".into(),
+            idp_entity_id: "https://idp.example".into(),
+            certificates: vec![cert.der().to_vec()],
+            role_attribute: "Role".into(),
+            username_attribute: None,
+            clock_skew: std::time::Duration::from_secs(60),
+            grants: Default::default(),
+        }
+    }
+
+    fn idp() -> SamlIdp {
+        SamlIdp::new(provider(), |p| format!("https://media.example{p}")).unwrap()
+    }
+
+    #[test]
+    fn start_redirects_to_the_idp_with_relay_state_and_our_acs() {
+        let idp = idp();
+        let (url, tracker) = idp.start("flow-id").unwrap();
+        let url = url::Url::parse(&url).unwrap();
+        assert_eq!(url.host_str(), Some("idp.example"));
+        let q: std::collections::HashMap<_, _> = url.query_pairs().into_owned().collect();
+        assert_eq!(q["tenant"], "1", "the endpoint's own query is kept");
+        assert_eq!(q["RelayState"], "flow-id");
+        assert!(q.contains_key("SAMLRequest"));
+        assert!(!q.contains_key("Signature"), "requests are not signed");
+        assert_eq!(tracker.acs_endpoint().url, "https://media.example/sso/SAML/post/corp");
+        assert_eq!(tracker.idp_entity_id(), "https://idp.example");
+        // Each request has its own id.
+        assert_ne!(idp.start("x").unwrap().1.request_id(), tracker.request_id());
+    }
+
+    #[test]
+    fn metadata_lists_both_acs_urls_and_our_entity_id() {
+        let xml = idp().metadata_xml().unwrap();
+        assert!(xml.contains("entityID=\"jellyfin\""), "{xml}");
+        assert!(xml.contains("https://media.example/sso/SAML/post/corp") && xml.contains("https://media.example/sso/SAML/p/corp"), "{xml}");
+    }
+
+    #[test]
+    fn a_broken_response_is_malformed_not_a_panic() {
+        let idp = idp();
+        let (_, tracker) = idp.start("r").unwrap();
+        let replay = InMemoryReplayCache::new(10);
+        for input in ["%%%", "PHg+", ""] {
+            let e = idp.finish(input, "r", &tracker, &idp.acs_url, &replay).unwrap_err();
+            assert!(matches!(e, SamlError::Malformed(_)), "{input}: {e:?}");
+        }
+    }
+
+    #[test]
+    fn attributes_match_by_name_or_friendly_name() {
+        let a = Asserted {
+            name_id: "n".into(),
+            transient: false,
+            attributes: vec![
+                ("urn:oid:1.3.6.1.4.1.5923.1.1.1.7".into(), Some("groups".into()), vec!["a".into(), "b".into()]),
+                ("Role".into(), None, vec!["c".into()]),
+            ],
+        };
+        assert_eq!(a.values("groups"), ["a", "b"]);
+        assert_eq!(a.values("urn:oid:1.3.6.1.4.1.5923.1.1.1.7"), ["a", "b"]);
+        assert_eq!(a.values("Role"), ["c"]);
+        assert!(a.values("role").is_empty(), "names are case-sensitive, as in SAML");
+    }
+
+    #[test]
+    fn library_errors_map_to_the_right_kind() {
+        assert!(matches!(SamlError::from(saml::Error::XmlParse("DTDs not allowed".into())), SamlError::Malformed(_)));
+        assert!(matches!(SamlError::from(saml::Error::SignatureMissing), SamlError::Invalid(_)));
+        assert!(matches!(SamlError::from(saml::Error::ReplayCacheFull), SamlError::Full));
+        let SamlError::Status { code, message } = SamlError::from(saml::Error::StatusNotSuccess { code: "urn:x:Responder".into(), message: Some("no".into()) }) else {
+            panic!()
+        };
+        assert_eq!((code.as_str(), message.as_deref()), ("urn:x:Responder", Some("no")));
+    }
+}
