@@ -526,3 +526,16 @@ async fn metadata_names_our_entity_and_acs() {
     let missing = support::http1_client().get(f.proxy.url("/sso/SAML/metadata/nope")).send().await.unwrap();
     assert_eq!(missing.status(), 404);
 }
+
+/// The plugin's alias `POST /sso/SAML/p/{p}` is an ACS too; the response is still addressed to
+/// the ACS URL we asked for.
+#[tokio::test]
+async fn the_plugins_alias_path_is_an_acs_too() {
+    let f = fx("").await;
+    let mut s = f.start().await;
+    let xml = f.sign(&f.spec(&s, "lena"), SignOn::Response);
+    let form = vec![("SAMLResponse".to_string(), encode(&xml)), ("RelayState".to_string(), s.relay.clone())];
+    let page = s.browser.request(Method::POST, &f.proxy.url("/sso/SAML/p/test"), Some(&form), None).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(f.complete(&mut s, &page).await.status, 200);
+}

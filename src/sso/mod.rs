@@ -288,10 +288,10 @@ impl Sso {
         Ok(r)
     }
 
-    /// `POST /sso/SAML/post/{p}` (and `/sso/SAML/p/{p}`): the ACS, HTTP-POST binding.
+    /// `POST /sso/SAML/post/{p}` (and the plugin's alias `/sso/SAML/p/{p}`): the ACS, HTTP-POST
+    /// binding.
     async fn saml_acs(&self, name: String, req: Request<Incoming>) -> Result<Response<Body>, SsoError> {
         let idp = self.saml_idp(&name)?;
-        let alias = req.uri().path().to_ascii_lowercase().contains("/saml/p/");
         let browser = cookie(req.headers(), SAML_FLOW_COOKIE).or_else(|| cookie(req.headers(), FLOW_COOKIE)).map(str::to_string);
         let form = read_form(req, saml::MAX_ACS_BODY).await?;
         let relay = form.get("RelayState").ok_or(SsoError::MissingState)?;
@@ -301,8 +301,7 @@ impl Sso {
             return Err(SsoError::BadRequest("this sign-in was started for another provider".into()));
         }
         let tracker = flow.saml.as_ref().ok_or(SsoError::MissingState)?;
-        let acs = if alias { &idp.acs_alias_url } else { &idp.acs_url };
-        let asserted = idp.finish(response, relay, tracker, acs, &self.replay).map_err(|e| saml_error(&name, e))?;
+        let asserted = idp.finish(response, relay, tracker, &self.replay).map_err(|e| saml_error(&name, e))?;
         let identity = saml_identity(&idp, &asserted)?;
         let grants = identity::decide(&identity.roles, &idp.config.grants);
         if !grants.allowed {

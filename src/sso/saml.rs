@@ -84,20 +84,19 @@ pub struct SamlIdp {
     pub config: SamlProvider,
     sp: ServiceProvider,
     idp: IdpDescriptor,
-    /// The ACS URL we ask the IdP to post to (`/sso/SAML/post/{p}`).
+    /// The ACS URL we ask the IdP to post to (`/sso/SAML/post/{p}`), the only one in our
+    /// metadata. The plugin's alias path (`/sso/SAML/p/{p}`) is served too, but the response
+    /// must still be addressed (Destination, Recipient) to this URL, the one we asked for.
     pub acs_url: String,
-    /// The plugin's alias (`/sso/SAML/p/{p}`), accepted too.
-    pub acs_alias_url: String,
 }
 
 impl SamlIdp {
     /// `public_base` is the proxy's public URL joined with a path (`PublicUrl::join`).
     pub fn new(config: SamlProvider, join: impl Fn(&str) -> String) -> Result<SamlIdp, SamlError> {
         let acs_url = join(&format!("/sso/SAML/post/{}", config.name));
-        let acs_alias_url = join(&format!("/sso/SAML/p/{}", config.name));
         let sp = ServiceProvider::new(ServiceProviderConfig {
             entity_id: config.sp_entity_id.clone(),
-            acs: vec![SsoResponseEndpoint::post(acs_url.clone(), 0, true), SsoResponseEndpoint::post(acs_alias_url.clone(), 1, false)],
+            acs: vec![SsoResponseEndpoint::post(acs_url.clone(), 0, true)],
             slo: Vec::new(),
             name_id_formats: Vec::new(),
             signing_key: None,
@@ -129,7 +128,7 @@ impl SamlIdp {
             valid_until: None,
             cache_duration: None,
         };
-        Ok(SamlIdp { config, sp, idp, acs_url, acs_alias_url })
+        Ok(SamlIdp { config, sp, idp, acs_url })
     }
 
     /// The AuthnRequest as a redirect URL to the IdP, and the tracker to keep in the flow.
@@ -158,15 +157,7 @@ impl SamlIdp {
     }
 
     /// Verify the posted `SAMLResponse` (still base64) for the flow's tracker.
-    /// `acs_url` is the URL it was posted to (the canonical one or the alias).
-    pub fn finish(
-        &self,
-        saml_response_b64: &str,
-        relay_state: &str,
-        tracker: &LoginTracker,
-        acs_url: &str,
-        replay: &InMemoryReplayCache,
-    ) -> Result<Asserted, SamlError> {
+    pub fn finish(&self, saml_response_b64: &str, relay_state: &str, tracker: &LoginTracker, replay: &InMemoryReplayCache) -> Result<Asserted, SamlError> {
         let compact: String = saml_response_b64.chars().filter(|c| !c.is_ascii_whitespace()).collect();
         let xml = base64::engine::general_purpose::STANDARD
             .decode(compact.as_bytes())
@@ -178,7 +169,7 @@ impl SamlIdp {
             binding: SsoResponseBinding::HttpPost,
             relay_state: Some(relay_state),
             tracker: Some(tracker),
-            expected_destination: acs_url,
+            expected_destination: &self.acs_url,
             now: SystemTime::now(),
             clock_skew: self.config.clock_skew,
             replay_cache: Some(replay),
@@ -240,10 +231,11 @@ mod tests {
     }
 
     #[test]
-    fn metadata_lists_both_acs_urls_and_our_entity_id() {
+    fn metadata_lists_our_entity_id_and_the_one_acs() {
         let xml = idp().metadata_xml().unwrap();
         assert!(xml.contains("entityID=\"jellyfin\""), "{xml}");
-        assert!(xml.contains("https://media.example/sso/SAML/post/corp") && xml.contains("https://media.example/sso/SAML/p/corp"), "{xml}");
+        assert!(xml.contains("Location=\"https://media.example/sso/SAML/post/corp\""), "{xml}");
+        assert!(!xml.contains("/sso/SAML/p/corp"), "IdPs that pick an ACS from metadata must pick the one we ask for: {xml}");
     }
 
     #[test]
@@ -252,7 +244,7 @@ mod tests {
         let (_, tracker) = idp.start("r").unwrap();
         let replay = InMemoryReplayCache::new(10);
         for input in ["%%%", "PHg+", ""] {
-            let e = idp.finish(input, "r", &tracker, &idp.acs_url, &replay).unwrap_err();
+            let e = idp.finish(input, "r", &tracker, &replay).unwrap_err();
             assert!(matches!(e, SamlError::Malformed(_)), "{input}: {e:?}");
         }
     }
