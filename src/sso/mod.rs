@@ -194,23 +194,11 @@ impl Sso {
     }
 
     fn oidc_provider(&self, name: &str) -> Result<Arc<OidcProvider>, SsoError> {
-        self.oidc
-            .read()
-            .expect("providers lock")
-            .get(name)
-            .filter(|p| p.config.enabled)
-            .cloned()
-            .ok_or_else(|| SsoError::UnknownProvider(name.to_string()))
+        enabled(&self.oidc, name, |p| p.config.enabled)
     }
 
     fn saml_idp(&self, name: &str) -> Result<Arc<SamlIdp>, SsoError> {
-        self.saml
-            .read()
-            .expect("providers lock")
-            .get(name)
-            .filter(|p| p.config.enabled)
-            .cloned()
-            .ok_or_else(|| SsoError::UnknownProvider(name.to_string()))
+        enabled(&self.saml, name, |p| p.config.enabled)
     }
 
     pub async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
@@ -410,6 +398,16 @@ impl Sso {
         let status = if jellyfin_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
         json_response(status, body.to_string().into_bytes())
     }
+}
+
+/// The provider `name` from `map` if it is enabled; otherwise 404, as for an unknown one.
+fn enabled<T>(map: &RwLock<HashMap<String, Arc<T>>>, name: &str, is_enabled: impl Fn(&T) -> bool) -> Result<Arc<T>, SsoError> {
+    map.read()
+        .expect("providers lock")
+        .get(name)
+        .filter(|p| is_enabled(p))
+        .cloned()
+        .ok_or_else(|| SsoError::UnknownProvider(name.to_string()))
 }
 
 /// Build the identity from verified OIDC claims.

@@ -63,31 +63,37 @@ pub fn ensure_node_modules() {
     });
 }
 
+/// Start `tests/idp/{script}` under node with `envs`, and wait (20 s at most) for the line
+/// `{ready} {json}` it prints once it listens; returns the child and that JSON. What the script
+/// prints afterwards is drained so it never blocks on a full pipe.
+pub async fn start_node(script: &str, envs: &[(&str, String)], ready: &str) -> (tokio::process::Child, serde_json::Value) {
+    ensure_node_modules();
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg(idp_dir().join(script)).stdout(Stdio::piped()).stderr(Stdio::inherit()).kill_on_drop(true);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("node must be installed (tests/run.sh installs it)");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let prefix = format!("{ready} ");
+    let json = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(json) = line.strip_prefix(&prefix) {
+                return Some(serde_json::from_str::<serde_json::Value>(json).unwrap());
+            }
+        }
+        None
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{script} did not start within 20 s"))
+    .unwrap_or_else(|| panic!("{script} exited before it was ready"));
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, json)
+}
+
 impl OpenIdProvider {
     pub async fn start(cfg: &OpConfig) -> OpenIdProvider {
-        ensure_node_modules();
-        let mut child = tokio::process::Command::new("node")
-            .arg(idp_dir().join("oidc-provider.mjs"))
-            .env("OP_CONFIG", serde_json::to_string(cfg).unwrap())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("node must be installed (tests/run.sh installs it)");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let ready = tokio::time::timeout(Duration::from_secs(20), async {
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(json) = line.strip_prefix("OP_READY ") {
-                    return Some(serde_json::from_str::<serde_json::Value>(json).unwrap());
-                }
-            }
-            None
-        })
-        .await
-        .expect("the OpenID Provider did not start within 20 s")
-        .expect("the OpenID Provider exited before it was ready");
-        // Keep draining stdout so the child never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let (child, ready) = start_node("oidc-provider.mjs", &[("OP_CONFIG", serde_json::to_string(cfg).unwrap())], "OP_READY").await;
         OpenIdProvider { issuer: ready["issuer"].as_str().unwrap().to_string(), _child: child }
     }
 

@@ -1,13 +1,9 @@
 //! Launches the real SAML identity provider (`tests/idp/saml-idp.mjs`, on npm `samlify`) on
 //! loopback for a test. Its signing key is made by `openssl`, like the fixtures'.
 
-use std::process::Stdio;
-use std::time::Duration;
-
 use serde::Serialize;
-use tokio::io::{AsyncBufReadExt, BufReader};
 
-use super::oidc_provider::ensure_node_modules;
+use super::oidc_provider::start_node;
 use super::saml_signer::KeyPair;
 
 #[derive(Serialize, Clone, Debug)]
@@ -31,7 +27,6 @@ impl SamlIdp {
     /// Start an IdP for the SP whose metadata is at `sp_metadata_url` (fetched at the first
     /// login, so the proxy may start after the IdP). `sign`: `response`, `assertion` or `both`.
     pub async fn start(sp_metadata_url: &str, sign: &str, accounts: Vec<SamlAccount>) -> SamlIdp {
-        ensure_node_modules();
         let keys = tempfile::tempdir().unwrap();
         let pair = KeyPair::generate(keys.path(), "saml-idp");
         let entity_id = "http://127.0.0.1/test-saml-idp".to_string();
@@ -42,30 +37,13 @@ impl SamlIdp {
             "sign": sign,
             "accounts": accounts,
         });
-        let mut child = tokio::process::Command::new("node")
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/idp/saml-idp.mjs"))
-            .env("SAML_IDP_CONFIG", cfg.to_string())
+        let envs = [
+            ("SAML_IDP_CONFIG", cfg.to_string()),
             // Only to fetch the proxy's metadata over its self-signed loopback certificate.
-            .env("NODE_TLS_REJECT_UNAUTHORIZED", "0")
-            .env("NODE_NO_WARNINGS", "1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("node must be installed (tests/run.sh installs it)");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let ready = tokio::time::timeout(Duration::from_secs(20), async {
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(json) = line.strip_prefix("SAML_IDP_READY ") {
-                    return Some(serde_json::from_str::<serde_json::Value>(json).unwrap());
-                }
-            }
-            None
-        })
-        .await
-        .expect("the SAML IdP did not start within 20 s")
-        .expect("the SAML IdP exited before it was ready");
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            ("NODE_TLS_REJECT_UNAUTHORIZED", "0".to_string()),
+            ("NODE_NO_WARNINGS", "1".to_string()),
+        ];
+        let (child, ready) = start_node("saml-idp.mjs", &envs, "SAML_IDP_READY").await;
         SamlIdp { entity_id, sso_url: ready["sso_url"].as_str().unwrap().to_string(), cert_b64: pair.cert_b64(), _keys: keys, _child: child }
     }
 }
