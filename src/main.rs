@@ -105,7 +105,12 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let app = Arc::new(App::new(config.clone()).context("state directory")?);
     check_jellyfin(&app).await?;
 
-    let listener = server::bind(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
+    // Thread per core: one single-threaded runtime per core, each with its own accept loop on
+    // a SO_REUSEPORT listener and its own upstream pool, so a request and its upstream
+    // connection are driven by one thread without cross-thread wake-ups. Everything else
+    // (signals, reloads, sweeps, identity provider warm-up) stays on this runtime.
+    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let listeners = server::bind_shared(config.listen, workers).with_context(|| format!("cannot listen on {}", config.listen))?;
     if config.jellyfin.api_key.is_none() {
         tracing::warn!("jellyfin.api_key is not set: traffic is forwarded, but nobody can sign in through SSO");
     }
@@ -128,7 +133,24 @@ async fn run(config: Config) -> anyhow::Result<()> {
         }
         let _ = stop_tx.send(true);
     });
-    server::run(listener, app, acceptor, stopped(stop_rx)).await;
+    let permits = Arc::new(tokio::sync::Semaphore::new(config.limits.max_connections));
+    let mut finished = Vec::new();
+    for (i, listener) in listeners.into_iter().enumerate() {
+        let (app, acceptor, permits, stop) = (Arc::new(app.for_worker()), acceptor.clone(), permits.clone(), stopped(stop_rx.clone()));
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new().name(format!("serve-{i}")).spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("a listening socket registers with the runtime");
+                server::run_with_permits(listener, app, acceptor, permits, stop).await;
+            });
+            let _ = done_tx.send(());
+        })?;
+        finished.push(done_rx);
+    }
+    for f in finished {
+        let _ = f.await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

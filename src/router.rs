@@ -36,6 +36,17 @@ impl App {
         Ok(App { config, upstream, sso })
     }
 
+    /// The same application with its own pool of connections to Jellyfin, for a worker
+    /// thread: each worker's requests then use connections driven by that worker.
+    pub fn for_worker(&self) -> App {
+        let limits = &self.config.limits;
+        App {
+            config: self.config.clone(),
+            upstream: Upstream::new(&self.config.jellyfin.url, limits.upstream_connect_timeout, limits.upstream_header_timeout),
+            sso: self.sso.clone(),
+        }
+    }
+
     fn peer_trusted(&self, peer: &SocketAddr) -> bool {
         self.config.trusted_proxies.iter().any(|n| n.contains(&peer.ip()))
     }

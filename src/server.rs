@@ -31,9 +31,14 @@ use crate::router::{self, App};
 
 /// Serve HTTPS on `listener` until `shutdown` completes, then drain within the grace period.
 pub async fn run(listener: TcpListener, app: Arc<App>, tls: TlsAcceptor, shutdown: impl Future<Output = ()>) {
+    let permits = Arc::new(Semaphore::new(app.config.limits.max_connections));
+    run_with_permits(listener, app, tls, permits, shutdown).await
+}
+
+/// [`run`], with the connection limit shared with other accept loops (one per worker thread).
+pub async fn run_with_permits(listener: TcpListener, app: Arc<App>, tls: TlsAcceptor, permits: Arc<Semaphore>, shutdown: impl Future<Output = ()>) {
     let limits = app.config.limits.clone();
     let builder = http_builder(&limits);
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut conns = JoinSet::new();
     tokio::pin!(shutdown);
@@ -248,11 +253,30 @@ impl<I: AsyncWrite> AsyncWrite for IdleIo<I> {
 
 /// Bind a listener with SO_REUSEADDR, as servers do, so a restart does not wait on TIME_WAIT.
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    bind_with(addr, false)
+}
+
+/// `n` listeners on the same address with SO_REUSEPORT, one per worker thread: the kernel
+/// spreads new connections over them. Returned as std listeners, to be registered with each
+/// worker's own runtime.
+///
+/// SO_REUSEPORT alone would let a second copy of the proxy (same user) share the port and
+/// silently take half the connections, so the address is first bound without it: in use by
+/// anyone, that fails as a plain bind does. It also resolves port 0 to one port for all.
+pub fn bind_shared(addr: SocketAddr, n: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+    let addr = bind_with(addr, false)?.local_addr()?;
+    (0..n.max(1)).map(|_| bind_with(addr, true).and_then(TcpListener::into_std)).collect()
+}
+
+fn bind_with(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener> {
     let socket = match addr {
         SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
         SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
     };
     socket.set_reuseaddr(true)?;
+    if reuse_port {
+        socket.set_reuseport(true)?;
+    }
     socket.bind(addr)?;
     socket.listen(1024)
 }

@@ -81,3 +81,31 @@ async fn http_redirect_listener_answers_308_to_public_url() {
     assert_eq!(resp.status(), 308);
     assert_eq!(resp.headers()["location"], proxy.url("/web/index.html?x=1").as_str());
 }
+
+/// A second proxy on the same address fails with the reason, even though the first one's
+/// listeners use SO_REUSEPORT (which would otherwise let the two share the port).
+#[tokio::test]
+async fn a_second_proxy_on_the_same_address_is_refused() {
+    let jf = JellyfinDouble::start(DoubleOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let first = ProxyProcess::start(dir.path(), &jf.url(), "").await;
+    let second = tokio::process::Command::new(env!("CARGO_BIN_EXE_jellyfin-sso-proxy"))
+        .arg("--config")
+        .arg(dir.path().join("proxy.yaml"))
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let second = tokio::time::timeout(Duration::from_secs(10), second.wait_with_output())
+        .await
+        .expect("the second proxy started serving on the first one's address")
+        .unwrap();
+    assert!(!second.status.success());
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains(&format!("cannot listen on {}", first.addr)), "{err}");
+    // The first one still serves every request.
+    let c = support::http1_client();
+    for _ in 0..20 {
+        assert_eq!(c.get(first.url("/System/Info/Public")).send().await.unwrap().status(), 200);
+    }
+}
