@@ -6,6 +6,7 @@
 #
 #   bash bench/compare-nginx.sh            # full run (~4 minutes)
 #   DURATION=5 bash bench/compare-nginx.sh # shorter wrk/h2load runs
+#   BIN=/path/to/other/build bash bench/compare-nginx.sh   # measure another build (A/B)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-15}
@@ -18,8 +19,10 @@ command -v curl   >/dev/null || need+=(curl)
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
-cargo build --release -q
-BIN=$PWD/target/release/jellyfin-sso-proxy
+if [ -z "${BIN:-}" ]; then
+  cargo build --release -q
+  BIN=$PWD/target/release/jellyfin-sso-proxy
+fi
 
 T=$(mktemp -d)
 PIDS=()
