@@ -140,6 +140,8 @@ server.listen(0, '127.0.0.1', () => {
     privateKey: fs.readFileSync(cfg.key),
     signingCert: fs.readFileSync(cfg.cert),
     singleSignOnService: [{ Binding: B.redirect, Location: ssoUrl }],
+    // Not served (the proxy does not do SAML logout); declared so samlify does not warn.
+    singleLogoutService: [{ Binding: B.redirect, Location: `http://127.0.0.1:${port}/slo` }],
     nameIDFormat: ['urn:oasis:names:tc:SAML:2.0:nameid-format:persistent'],
     requestSignatureAlgorithm: 'http://www.w3.org/2001/04/xmldsig-more#rsa-sha256',
   });
