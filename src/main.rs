@@ -1,8 +1,10 @@
 //! The `jellyfin-sso-proxy` command: read the config, set up logging and TLS, then serve.
 //!
-//! The whole shape: [`Config`] is loaded and validated once; [`App`] holds the pooled
-//! Jellyfin client and the SSO state; [`server::run`] accepts TLS connections and hands each
-//! request to the router, which forwards to Jellyfin or answers `/sso/*`. SIGHUP reloads the
+//! The whole shape, and the composition root: [`Config`] is loaded and validated once; the
+//! state ([`State`]: durable SQLite + in-memory ephemeral), the Jellyfin REST client and the
+//! SSO side ([`Sso`]) are built once here and handed in; each worker thread gets an [`App`]
+//! with its own upstream pool; [`server`] accepts TLS connections and hands each request to
+//! the router, which forwards to Jellyfin or answers `/sso/*`. SIGHUP reloads the
 //! certificate; SIGTERM/SIGINT stop accepting and let in-flight requests finish.
 
 use std::path::PathBuf;
@@ -15,7 +17,11 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio_rustls::TlsAcceptor;
 
 use jellyfin_sso_proxy::config::{Config, ConfigError};
+use jellyfin_sso_proxy::jellyfin::Jellyfin;
+use jellyfin_sso_proxy::proxy::Upstream;
 use jellyfin_sso_proxy::router::App;
+use jellyfin_sso_proxy::sso::Sso;
+use jellyfin_sso_proxy::state::{Caps, State};
 use jellyfin_sso_proxy::tls::{self, CertStore};
 use jellyfin_sso_proxy::{logging, server};
 
@@ -102,8 +108,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
         tracing::warn!(cert = %config.tls.cert.display(), "no certificate configured: generated a self-signed one for localhost; browsers will warn until you install a real one");
     }
     let acceptor = TlsAcceptor::from(certs.server_config());
-    let app = Arc::new(App::new(config.clone()).context("state directory")?);
-    check_jellyfin(&app).await?;
+    let caps = Caps { flows: config.sso.max_pending_flows, completions: config.sso.max_pending_flows, ..Caps::default() };
+    let state = State::open_default(&config.state_dir, caps).await.context("state")?;
+    let limits = &config.limits;
+    let jellyfin = Jellyfin::new(&config.jellyfin.url, config.jellyfin.api_key.clone(), limits.upstream_connect_timeout, limits.upstream_header_timeout);
+    let sso = Arc::new(Sso::new(config.clone(), state, jellyfin).await.context("state")?);
+    tokio::spawn(sso.clone().sweep_forever());
+    check_jellyfin(&sso).await?;
 
     // Thread per core: one single-threaded runtime per core, each with its own accept loop on
     // a SO_REUSEPORT listener and its own upstream pool, so a request and its upstream
@@ -136,7 +147,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let permits = Arc::new(tokio::sync::Semaphore::new(config.limits.max_connections));
     let mut finished = Vec::new();
     for (i, listener) in listeners.into_iter().enumerate() {
-        let (app, acceptor, permits, stop) = (Arc::new(app.for_worker()), acceptor.clone(), permits.clone(), stopped(stop_rx.clone()));
+        // Each worker's requests use upstream connections driven by that worker.
+        let upstream = Upstream::new(&config.jellyfin.url, config.limits.upstream_connect_timeout, config.limits.upstream_header_timeout);
+        let app = Arc::new(App::new(config.clone(), upstream, sso.clone()));
+        let (acceptor, permits, stop) = (acceptor.clone(), permits.clone(), stopped(stop_rx.clone()));
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
         std::thread::Builder::new().name(format!("serve-{i}")).spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
@@ -158,9 +172,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
 /// Report Jellyfin and the identity providers at start-up. Jellyfin being down is only a
 /// warning (it may start after us); a Jellyfin that is too old, rejects the API key, or has
 /// Quick Connect off is an error, because no login could ever work.
-async fn check_jellyfin(app: &App) -> anyhow::Result<()> {
+async fn check_jellyfin(sso: &Sso) -> anyhow::Result<()> {
     use jellyfin_sso_proxy::jellyfin::JellyfinError;
-    match app.sso.login.jellyfin.check_ready().await {
+    match sso.jellyfin().check_ready().await {
         Ok(info) => tracing::info!(server = %info.server_name, version = %info.version, id = %info.id, "Jellyfin is ready"),
         // Misconfigurations no retry can fix: refuse to start with the reason.
         Err(e @ (JellyfinError::UnsupportedVersion { .. } | JellyfinError::ApiKeyRejected | JellyfinError::QuickConnectDisabled)) => {
@@ -169,7 +183,7 @@ async fn check_jellyfin(app: &App) -> anyhow::Result<()> {
         // Down, starting up (503), or answering oddly: serve anyway; requests show what happens.
         Err(e) => tracing::warn!(error = %e, "Jellyfin is not ready yet; the proxy starts anyway"),
     }
-    for p in app.sso.oidc_providers() {
+    for p in sso.oidc_providers() {
         for r in p.config.relaxations() {
             tracing::warn!(provider = %p.config.name, "security check relaxed: {r}");
         }

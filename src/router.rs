@@ -1,70 +1,79 @@
-//! The one service every connection runs: `/sso/*` goes to the SSO endpoints, everything
-//! else is forwarded to Jellyfin. It also writes the access log line, one per request,
-//! with secrets redacted and the error reason attached when there was one.
+//! The one service every connection runs. It builds the request's [`RequestContext`] once,
+//! parses the proxy's own routes once ([`SsoRoute`]), and sends `/sso/*` to the SSO
+//! endpoints and everything else to Jellyfin. It answers `/sso/health` itself (it owns the
+//! upstream) and writes the access-log line, one per request, with secrets redacted, the
+//! request id, and the error reason when there was one.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use http::{Request, Response};
+use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
+use tracing::Instrument;
 
 use crate::body::Body;
 use crate::config::Config;
+use crate::context::RequestContext;
 use crate::error::{self, ErrorNote};
-use crate::pages;
 use crate::proxy::{headers::redacted_path, Upstream};
-use crate::sso::Sso;
-use crate::store::{Store, StoreError};
+use crate::sso::http::json_response;
+use crate::sso::{Sso, SsoRoute};
 
-/// Everything a request may need, shared by all connections.
+/// How long a health answer is reused, so the endpoint cannot be used to hammer Jellyfin.
+const HEALTH_CACHE: Duration = Duration::from_secs(1);
+
+/// Everything a request may need, shared by the connections of one worker.
 pub struct App {
     pub config: Arc<Config>,
     pub upstream: Upstream,
     pub sso: Arc<Sso>,
+    health: Mutex<Option<(Instant, bool)>>,
 }
 
 impl App {
-    /// Build the shared state: upstream pool, persisted state, SSO machinery. Must be called
-    /// inside a tokio runtime (it starts the sweeper of expired logins and sessions).
-    pub fn new(config: Arc<Config>) -> Result<App, StoreError> {
-        let upstream = Upstream::new(&config.jellyfin.url, config.limits.upstream_connect_timeout, config.limits.upstream_header_timeout);
-        let store = Arc::new(Store::open(&config.state_dir)?);
-        let sso = Arc::new(Sso::new(config.clone(), upstream.clone(), store));
-        tokio::spawn(sso.clone().sweep_forever());
-        Ok(App { config, upstream, sso })
+    /// The application for one worker: its own pool of connections to Jellyfin (`upstream`),
+    /// the shared SSO side.
+    pub fn new(config: Arc<Config>, upstream: Upstream, sso: Arc<Sso>) -> App {
+        App { config, upstream, sso, health: Mutex::new(None) }
     }
 
-    /// The same application with its own pool of connections to Jellyfin, for a worker
-    /// thread: each worker's requests then use connections driven by that worker.
-    pub fn for_worker(&self) -> App {
-        let limits = &self.config.limits;
-        App {
-            config: self.config.clone(),
-            upstream: Upstream::new(&self.config.jellyfin.url, limits.upstream_connect_timeout, limits.upstream_header_timeout),
-            sso: self.sso.clone(),
-        }
-    }
-
-    fn peer_trusted(&self, peer: &SocketAddr) -> bool {
-        self.config.trusted_proxies.iter().any(|n| n.contains(&peer.ip()))
-    }
-
-    /// Is `path` under `{base}/sso/`?
-    fn is_sso(&self, path: &str) -> bool {
-        let base = self.config.public_url.base_path();
-        path.strip_prefix(base).is_some_and(|rest| rest == "/sso" || rest.starts_with("/sso/"))
-    }
-
-    /// The plugin's self-service page, kept at its old path.
-    fn is_linking_page(&self, path: &str) -> bool {
-        path.strip_prefix(self.config.public_url.base_path()).is_some_and(|rest| rest.eq_ignore_ascii_case("/SSOViews/linking"))
+    /// `GET /sso/health`: 200 when the proxy is up and Jellyfin answers, 503 otherwise.
+    /// Anonymous callers learn only up/down; the reason goes to the log.
+    async fn health(&self) -> Response<Body> {
+        let cached = self.health.lock().expect("health lock").filter(|(at, _)| at.elapsed() < HEALTH_CACHE);
+        let up = match cached {
+            Some((_, up)) => up,
+            None => {
+                let up = match self.upstream.probe(Duration::from_secs(3)).await {
+                    Ok(s) if s.is_success() => true,
+                    Ok(s) => {
+                        tracing::warn!(jellyfin = %self.upstream.display(), status = %s, "health: Jellyfin answered with an error");
+                        false
+                    }
+                    Err(e) => {
+                        tracing::warn!(jellyfin = %self.upstream.display(), error = %e, "health: Jellyfin is not reachable");
+                        false
+                    }
+                };
+                *self.health.lock().expect("health lock") = Some((Instant::now(), up));
+                up
+            }
+        };
+        let body = serde_json::json!({ "proxy": "up", "jellyfin": if up { "up" } else { "down" } });
+        json_response(if up { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, body.to_string().into_bytes())
     }
 }
 
 /// Handle one request from `peer`. Never fails: errors become responses here.
-pub async fn handle(app: Arc<App>, mut req: Request<Incoming>, peer: SocketAddr) -> Result<Response<Body>, Infallible> {
+pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Result<Response<Body>, Infallible> {
+    let ctx = RequestContext::new(req.headers(), peer, &app.config.trusted_proxies);
+    let span = tracing::info_span!("request", id = %ctx.id);
+    Ok(serve(app, req, ctx).instrument(span).await)
+}
+
+async fn serve(app: Arc<App>, mut req: Request<Incoming>, ctx: RequestContext) -> Response<Body> {
     let start = Instant::now();
     let method = req.method().clone();
     let version = req.version();
@@ -73,22 +82,22 @@ pub async fn handle(app: Arc<App>, mut req: Request<Incoming>, peer: SocketAddr)
     let mut path = log_all.then(|| redacted_path(req.uri()));
     let uri = req.uri().clone();
 
-    let resp = if app.is_linking_page(uri.path()) {
-        crate::sso::linking_page::page(app.config.public_url.base_path())
-    } else if app.is_sso(uri.path()) {
-        app.sso.handle(req).await
-    } else {
-        // Only the format of a possible error page is needed from the request headers.
-        let json = pages::wants_json(req.headers());
-        app.sso.sessions.inject(&method, req.headers_mut(), &uri);
-        match app.upstream.forward(req, peer, app.peer_trusted(&peer)).await {
-            Ok(r) => r,
-            Err(e) => error::respond_as(&e, json),
+    let resp = match SsoRoute::parse(&method, uri.path(), app.config.public_url.base_path()) {
+        Some(SsoRoute::Health) => app.health().await,
+        Some(SsoRoute::LinkingPage) => app.sso.linking_page(),
+        Some(route) => app.sso.handle(route, req, &ctx).await,
+        None => {
+            app.sso.sessions.inject(&method, req.headers_mut(), &uri, &ctx.cookies).await;
+            match app.upstream.forward(req, &ctx).await {
+                Ok(r) => r,
+                Err(e) => error::respond_as(&e, ctx.wants_json),
+            }
         }
     };
 
     let status = resp.status().as_u16();
     let ms = start.elapsed().as_secs_f64() * 1000.0;
+    let peer = ctx.peer;
     match resp.extensions().get::<ErrorNote>() {
         Some(ErrorNote(reason)) => {
             let path = path.get_or_insert_with(|| redacted_path(&uri));
@@ -97,5 +106,5 @@ pub async fn handle(app: Arc<App>, mut req: Request<Incoming>, peer: SocketAddr)
         None if log_all => tracing::info!(target: "access", %peer, %method, path = path.as_deref().unwrap_or(""), ?version, status, ms, "request"),
         None => {}
     }
-    Ok(resp)
+    resp
 }

@@ -13,6 +13,7 @@
 //! user and device id, so minting again for the same user and device replaces the earlier
 //! session's token (see docs/jellyfin-api.md).
 
+pub mod credentials;
 pub mod dto;
 pub mod error;
 
@@ -25,6 +26,7 @@ use serde_json::json;
 use url::Url;
 
 use crate::config::Secret;
+pub use credentials::{mediabrowser_header, parse_mediabrowser_header};
 pub use dto::*;
 pub use error::JellyfinError;
 
@@ -43,53 +45,11 @@ pub struct DeviceInfo {
 }
 
 /// Who presented a token.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Caller {
     /// An API key: administrator rights, no user.
     ApiKey,
     User { id: String, name: String, is_admin: bool },
-}
-
-/// Build a `MediaBrowser` authorization header. Values are percent-encoded, which Jellyfin's
-/// `AuthorizationContext` decodes, so quotes and commas in device names cannot break it.
-pub fn mediabrowser_header(params: &[(&str, &str)]) -> String {
-    let parts: Vec<String> = params
-        .iter()
-        .map(|(k, v)| format!("{k}=\"{}\"", url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>()))
-        .collect();
-    format!("MediaBrowser {}", parts.join(", "))
-}
-
-/// Parse the parameters of a `MediaBrowser`/`Emby` authorization header, as Jellyfin's
-/// `AuthorizationContext` does: `Key="value"` pairs separated by commas, values percent-decoded.
-pub fn parse_mediabrowser_header(value: &str) -> Option<Vec<(String, String)>> {
-    let (scheme, rest) = value.trim().split_once(' ')?;
-    if !(scheme.eq_ignore_ascii_case("MediaBrowser") || scheme.eq_ignore_ascii_case("Emby")) {
-        return None;
-    }
-    let mut out = Vec::new();
-    let mut in_quotes = false;
-    let mut start = 0;
-    let bytes = rest.as_bytes();
-    let mut push = |part: &str| {
-        if let Some((k, v)) = part.split_once('=') {
-            let v = v.trim().trim_matches('"');
-            let decoded = url::form_urlencoded::parse(format!("v={v}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default();
-            out.push((k.trim().to_string(), decoded));
-        }
-    };
-    for (i, b) in bytes.iter().enumerate() {
-        match b {
-            b'"' => in_quotes = !in_quotes,
-            b',' if !in_quotes => {
-                push(&rest[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    push(&rest[start..]);
-    Some(out)
 }
 
 /// The Jellyfin REST client. Cheap to clone (the connection pool is shared).
@@ -452,23 +412,10 @@ mod tests {
     }
 
     #[test]
-    fn header_values_are_encoded() {
-        let h = mediabrowser_header(&[("Device", "Bob's \"Phone\", 2"), ("Token", "abc")]);
-        assert_eq!(h, "MediaBrowser Device=\"Bob%27s+%22Phone%22%2C+2\", Token=\"abc\"");
-    }
-
-    #[test]
     fn refusals_keep_jellyfin_message() {
         assert_eq!(refusal_message("\"There must be at least one user in the system with administrative access.\"", StatusCode::BAD_REQUEST), "There must be at least one user in the system with administrative access.");
         assert_eq!(refusal_message("{\"title\":\"Bad\",\"detail\":\"Missing field\"}", StatusCode::BAD_REQUEST), "Missing field");
         assert_eq!(refusal_message("", StatusCode::FORBIDDEN), "Forbidden");
-    }
-
-    #[test]
-    fn parses_mediabrowser_headers() {
-        let p = parse_mediabrowser_header("MediaBrowser Client=\"Jellyfin Web\", Device=\"Bob%27s, Phone\", Token=\"abc\"").unwrap();
-        assert_eq!(p, vec![("Client".into(), "Jellyfin Web".into()), ("Device".into(), "Bob's, Phone".into()), ("Token".into(), "abc".into())]);
-        assert!(parse_mediabrowser_header("Bearer abc").is_none());
     }
 
     #[test]

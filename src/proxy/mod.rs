@@ -8,7 +8,6 @@
 
 pub mod headers;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use http::header::{HeaderValue, HOST};
@@ -21,6 +20,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use url::Url;
 
 use crate::body::{stream, Body};
+use crate::context::RequestContext;
 use crate::error::ProxyError;
 
 /// The pooled HTTP client to Jellyfin and the rules for using it.
@@ -59,15 +59,15 @@ impl Upstream {
         }
     }
 
-    /// Forward one request from `peer` to Jellyfin and return its response, streaming.
-    pub async fn forward(&self, mut req: Request<Incoming>, peer: SocketAddr, peer_trusted: bool) -> Result<Response<Body>, ProxyError> {
+    /// Forward one request (from `ctx.peer`) to Jellyfin and return its response, streaming.
+    pub async fn forward(&self, mut req: Request<Incoming>, ctx: &RequestContext) -> Result<Response<Body>, ProxyError> {
         let upgrade = req.version() == Version::HTTP_11 && headers::is_upgrade_request(req.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
 
         let (mut parts, body) = req.into_parts();
         let host = headers::original_host(&parts.headers, &parts.uri);
         headers::strip_hop_by_hop(&mut parts.headers, upgrade);
-        headers::set_forwarded(&mut parts.headers, peer.ip(), peer_trusted, host.as_ref());
+        headers::set_forwarded(&mut parts.headers, ctx.peer.ip(), ctx.peer_trusted, host.as_ref());
         if let Some(h) = host {
             parts.headers.insert(HOST, h);
         }

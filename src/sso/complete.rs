@@ -12,7 +12,7 @@ use http::{Response, StatusCode};
 
 use crate::body::{full, Body};
 use crate::pages::escape;
-use crate::sso::flows::random_token;
+use crate::state::random_token;
 
 /// What the page needs to finish.
 pub struct Completion<'a> {

@@ -5,7 +5,7 @@ use http::StatusCode;
 
 use crate::error::HttpError;
 use crate::jellyfin::JellyfinError;
-use crate::sso::flows::TakeError;
+use crate::state::{StateError, TakeError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SsoError {
@@ -24,7 +24,12 @@ pub enum SsoError {
     #[error("too many logins in progress ({0} pending)")]
     Busy(usize),
     #[error("login state refused: {0}")]
-    State(#[from] TakeError),
+    State(TakeError),
+    /// The state layer failed (a database write, a backend down): our fault, a 500.
+    #[error("state storage failed: {0}")]
+    Storage(String),
+    #[error("the SAML replay cache is full")]
+    ReplayCacheFull,
     #[error("the login state is missing from the callback")]
     MissingState,
     #[error("identity provider {provider} is unreachable or broken: {detail}")]
@@ -49,6 +54,24 @@ pub enum SsoError {
     Jellyfin(#[from] JellyfinError),
 }
 
+impl From<TakeError> for SsoError {
+    fn from(e: TakeError) -> Self {
+        match e {
+            TakeError::Backend(e) => e.into(),
+            other => SsoError::State(other),
+        }
+    }
+}
+
+impl From<StateError> for SsoError {
+    fn from(e: StateError) -> Self {
+        match e {
+            StateError::Full { .. } => SsoError::Busy(0),
+            other => SsoError::Storage(crate::error::error_chain(&other)),
+        }
+    }
+}
+
 impl HttpError for SsoError {
     fn status(&self) -> StatusCode {
         match self {
@@ -56,7 +79,8 @@ impl HttpError for SsoError {
             SsoError::Unauthorized => StatusCode::UNAUTHORIZED,
             SsoError::Forbidden(_) => StatusCode::FORBIDDEN,
             SsoError::Conflict(_) => StatusCode::CONFLICT,
-            SsoError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            SsoError::Busy(_) | SsoError::ReplayCacheFull => StatusCode::SERVICE_UNAVAILABLE,
+            SsoError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
             SsoError::State(_) | SsoError::MissingState | SsoError::BadRequest(_) => StatusCode::BAD_REQUEST,
             SsoError::IdpUnavailable { .. } => StatusCode::BAD_GATEWAY,
             SsoError::IdpRefused { .. } | SsoError::InvalidToken { .. } | SsoError::NotAllowed { .. } => StatusCode::UNAUTHORIZED,
@@ -73,7 +97,8 @@ impl HttpError for SsoError {
             SsoError::Forbidden(_) => "Forbidden",
             SsoError::Conflict(_) => "Conflict",
             SsoError::UnknownProvider(_) => "Unknown sign-in provider",
-            SsoError::Busy(_) => "Too many sign-ins at once",
+            SsoError::Busy(_) | SsoError::ReplayCacheFull => "Too many sign-ins at once",
+            SsoError::Storage(_) => "The server could not save this",
             SsoError::State(_) | SsoError::MissingState => "This sign-in link has expired",
             SsoError::IdpUnavailable { .. } => "The identity provider is not reachable",
             SsoError::IdpRefused { .. } => "Sign-in was not completed",
@@ -93,7 +118,8 @@ impl HttpError for SsoError {
             SsoError::Unauthorized => "Missing or invalid credentials: send a Jellyfin API key or access token in Authorization: MediaBrowser Token=\"...\".".into(),
             SsoError::Forbidden(what) => format!("You may not {what}."),
             SsoError::UnknownProvider(p) => format!("There is no sign-in provider called \u{201c}{p}\u{201d} on this server."),
-            SsoError::Busy(_) => "The server is handling too many sign-ins right now. Try again in a minute.".into(),
+            SsoError::Busy(_) | SsoError::ReplayCacheFull => "The server is handling too many sign-ins right now. Try again in a minute.".into(),
+            SsoError::Storage(_) => "Something went wrong on the server while saving or reading sign-in data; nothing was changed. Try again, and tell the administrator if it keeps happening.".into(),
             SsoError::State(_) | SsoError::MissingState => {
                 "This sign-in was started in another browser tab or window, was already used, or took too long. Start again from the sign-in page.".into()
             }

@@ -17,16 +17,31 @@ pub enum Protocol {
 }
 
 impl Protocol {
+    /// The name in the durable state and the admin API's JSON (`oid`, `saml`).
     pub fn as_str(self) -> &'static str {
         match self {
             Protocol::Oid => "oid",
             Protocol::Saml => "saml",
         }
     }
+    /// The path segment of the plugin's URLs (`OID`, `SAML`).
+    pub fn url_segment(self) -> &'static str {
+        match self {
+            Protocol::Oid => "OID",
+            Protocol::Saml => "SAML",
+        }
+    }
+    pub fn from_str(s: &str) -> Option<Protocol> {
+        match s {
+            "oid" => Some(Protocol::Oid),
+            "saml" => Some(Protocol::Saml),
+            _ => None,
+        }
+    }
 }
 
 /// Who the identity provider says this person is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Identity {
     pub protocol: Protocol,
     pub provider: String,
@@ -39,7 +54,7 @@ pub struct Identity {
 }
 
 /// What the rules decided for this identity.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Grants {
     pub allowed: bool,
     pub is_admin: bool,

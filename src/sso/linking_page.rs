@@ -2,7 +2,8 @@
 //!
 //! A signed-in Jellyfin user sees the identities linked to their account (with a remove
 //! button each) and a "link" button for each enabled provider. The page holds no data of
-//! its own: its script reads the web client's token from `jellyfin_credentials` and calls the
+//! its own beyond the list of enabled providers of both protocols (from the registry): its
+//! script reads the web client's token from `jellyfin_credentials` and calls the
 //! admin API (`/sso/{mode}/links/{user}`, `DELETE /sso/{mode}/Link/…`) as that user, so the
 //! same authorization rules apply as for any script.
 
@@ -11,11 +12,12 @@ use http::Response;
 
 use crate::body::{full, Body};
 use crate::pages::escape;
-use crate::sso::flows::random_token;
+use crate::state::random_token;
 
 const SCRIPT: &str = r#"
 (function () {
-  var base = JSON.parse(document.getElementById('jsp-base').textContent);
+  var cfg = JSON.parse(document.getElementById('jsp-data').textContent);
+  var base = cfg.base;
   var list = document.getElementById('links');
   var msg = document.getElementById('msg');
   var creds = JSON.parse(localStorage.getItem('jellyfin_credentials') || '{"Servers":[]}');
@@ -26,11 +28,10 @@ const SCRIPT: &str = r#"
   function load() {
     list.textContent = '';
     Promise.all([
-      fetch(base + '/sso/OID/GetNames').then(function (r) { return r.json(); }),
       fetch(base + '/sso/oid/links/' + encodeURIComponent(me.UserId), { headers: auth }).then(function (r) { return r.ok ? r.json() : {}; }),
       fetch(base + '/sso/saml/links/' + encodeURIComponent(me.UserId), { headers: auth }).then(function (r) { return r.ok ? r.json() : {}; })
     ]).then(function (res) {
-      var names = res[0], links = { oid: res[1], saml: res[2] };
+      var links = { oid: res[0], saml: res[1] };
       ['oid', 'saml'].forEach(function (mode) {
         Object.keys(links[mode]).forEach(function (provider) {
           links[mode][provider].forEach(function (canonical) {
@@ -48,9 +49,9 @@ const SCRIPT: &str = r#"
       if (!list.children.length) { list.appendChild(el('li', 'No linked identities yet.')); }
       var add = document.getElementById('add');
       add.textContent = '';
-      names.forEach(function (p) {
-        var a = el('a', 'Link ' + p);
-        a.href = base + '/sso/OID/start/' + encodeURIComponent(p) + '?isLinking=true';
+      cfg.providers.forEach(function (p) {
+        var a = el('a', 'Link ' + p.name);
+        a.href = base + '/sso/' + p.mode + '/start/' + encodeURIComponent(p.name) + '?isLinking=true';
         add.appendChild(el('p')).appendChild(a);
       });
     }).catch(function () { msg.textContent = 'The server could not be reached.'; });
@@ -59,7 +60,13 @@ const SCRIPT: &str = r#"
 })();
 "#;
 
-pub fn page(base_path: &str) -> Response<Body> {
+/// The page for a server under `base_path`, offering `providers` (`(URL segment, name)` of
+/// each enabled provider, from the registry).
+pub fn page(base_path: &str, providers: &[(&str, &str)]) -> Response<Body> {
+    let data = serde_json::json!({
+        "base": base_path,
+        "providers": providers.iter().map(|(mode, name)| serde_json::json!({"mode": mode, "name": name})).collect::<Vec<_>>(),
+    });
     let nonce = random_token();
     let html = format!(
         r#"<!doctype html><html lang=en><head><meta charset=utf-8><meta name=viewport content="width=device-width"><title>Linked sign-ins</title>
@@ -67,10 +74,10 @@ pub fn page(base_path: &str) -> Response<Body> {
 <body><h1>Linked sign-ins</h1><p id=msg></p><ul id=links></ul><h2>Link another</h2><div id=add></div>
 <p><a href="{base}/web/index.html">Back to Jellyfin</a></p>
 <noscript><p>This page needs JavaScript.</p></noscript>
-<script type="application/json" id="jsp-base">{base_json}</script>
+<script type="application/json" id="jsp-data">{data}</script>
 <script nonce="{nonce}">{script}</script></body></html>"#,
         base = escape(base_path),
-        base_json = crate::sso::complete::script_json(&serde_json::Value::String(base_path.to_string())),
+        data = crate::sso::complete::script_json(&data),
         script = SCRIPT,
     );
     let mut r = Response::new(full(html));

@@ -1,158 +1,180 @@
-//! Signing a verified identity in to Jellyfin: one path for OIDC and SAML.
+//! The protocol-neutral login path, shared by OIDC and SAML.
 //!
-//! 1. Find the Jellyfin user: through the account link (protocol, provider, subject);
-//!    otherwise a same-named user (never an administrator unless the provider opts in, and
-//!    never one already linked to another identity of this provider); otherwise create one
-//!    with an unusable random password and password login switched off.
-//! 2. Record the link. 3. Apply the grants by policy read-modify-write, when the provider's
-//!    `enableAuthorization` is on. 4. Upload the avatar (a failure is logged, login goes on).
-//! 5. Mint a token for the browser's device through Quick Connect.
+//! - [`Sso::begin`]: a new pending flow (an enum with each protocol's own state), bound to
+//!   the browser by the `__Host-jsp-flow` cookie, then the protocol's redirect to the
+//!   provider. The flow's id is the OIDC `state` or the SAML RelayState.
+//! - [`Sso::take_flow`]: the callback takes the flow once (replay, another browser, expiry
+//!   and another provider are all refused).
+//! - [`Sso::conclude`]: from a verified [`Identity`] on, everything is the same: the role
+//!   gate, then the completion page with a one-time handle bound to the same cookie.
+//! - [`Sso::auth`]: the completion page posts the handle and its device; the identity is
+//!   signed in to Jellyfin ([`super::provision`]) and the proxy's browser session is set.
+//!
+//! Pending entries live in the ephemeral state as bytes, so another backend can hold them;
+//! the SAML library's tracker is sealed (AES-256-GCM) before it is stored, as the library
+//! requires of anything that leaves the process.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, SystemTime};
 
-use tokio::sync::RwLock;
+use http::header::SET_COOKIE;
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use serde::{Deserialize, Serialize};
 
-use crate::config::provider::GrantRules;
-use crate::config::Secret;
-use crate::jellyfin::{providers, AuthenticationResult, DeviceInfo, Jellyfin, JellyfinError, PublicSystemInfo, UserDto};
-use crate::sso::error::SsoError;
-use crate::sso::flows::random_token;
-use crate::sso::identity::{self, Grants, Identity};
-use crate::store::{now_secs, Link, Store};
+use super::error::SsoError;
+use super::http::{json_response, read_json, redirect, AuthBody};
+use super::identity::{self, Grants, Identity, Protocol};
+use super::oidc::AuthRequest;
+use super::registry::Provider;
+use super::{complete, Sso};
+use crate::body::Body;
+use crate::context::RequestContext;
+use crate::cookie::{self, SameSite};
+use crate::state::{looks_like_token, random_token, Kind};
 
-/// Largest avatar the proxy downloads.
-const MAX_AVATAR_BYTES: usize = 5 * 1024 * 1024;
-const SERVER_INFO_TTL: Duration = Duration::from_secs(300);
+/// How long the completion page has to call `Auth`.
+const COMPLETION_TTL: Duration = Duration::from_secs(120);
 
-pub struct Login {
-    pub jellyfin: Jellyfin,
-    store: Arc<Store>,
-    http: reqwest::Client,
-    info: RwLock<Option<(PublicSystemInfo, Instant)>>,
+/// A login between start and callback: each protocol's own state.
+#[derive(Serialize, Deserialize)]
+pub enum PendingFlow {
+    Oidc { provider: String, linking: bool, auth: AuthRequest },
+    /// `tracker`: the library's LoginTracker (request id, IdP, ACS, pinned certificates), sealed.
+    Saml { provider: String, linking: bool, tracker: String },
 }
 
-impl Login {
-    pub fn new(jellyfin: Jellyfin, store: Arc<Store>, http: reqwest::Client) -> Login {
-        Login { jellyfin, store, http, info: RwLock::new(None) }
+impl PendingFlow {
+    pub fn protocol(&self) -> Protocol {
+        match self {
+            PendingFlow::Oidc { .. } => Protocol::Oid,
+            PendingFlow::Saml { .. } => Protocol::Saml,
+        }
     }
-
-    pub fn store(&self) -> &Arc<Store> {
-        &self.store
+    pub fn provider(&self) -> &str {
+        match self {
+            PendingFlow::Oidc { provider, .. } | PendingFlow::Saml { provider, .. } => provider,
+        }
     }
+    pub fn linking(&self) -> bool {
+        match self {
+            PendingFlow::Oidc { linking, .. } | PendingFlow::Saml { linking, .. } => *linking,
+        }
+    }
+}
 
-    /// Jellyfin's public info, cached for a few minutes.
-    pub async fn server_info(&self) -> Result<PublicSystemInfo, JellyfinError> {
-        if let Some((info, at)) = self.info.read().await.as_ref() {
-            if at.elapsed() < SERVER_INFO_TTL {
-                return Ok(info.clone());
+/// A verified identity waiting for the completion page's `Auth` (or `Link`) call.
+#[derive(Serialize, Deserialize)]
+pub struct PendingCompletion {
+    pub identity: Identity,
+    pub grants: Grants,
+    pub linking: bool,
+}
+
+fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("pending entries serialize")
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, SsoError> {
+    serde_json::from_slice(bytes).map_err(|e| SsoError::Storage(format!("a pending entry could not be read back: {e}")))
+}
+
+impl Sso {
+    /// `GET /sso/{OID,SAML}/start/{p}[?isLinking=true]`.
+    pub(super) async fn begin(&self, provider: Provider, linking: bool, ctx: &RequestContext) -> Result<Response<Body>, SsoError> {
+        // Refuse before anything is sent to the identity provider.
+        let pending = self.state.ephemeral.count(Kind::Flow).await?;
+        if pending >= self.config.sso.max_pending_flows {
+            let _ = self.state.ephemeral.sweep().await;
+            if self.state.ephemeral.count(Kind::Flow).await? >= self.config.sso.max_pending_flows {
+                return Err(SsoError::Busy(pending));
             }
         }
-        let info = self.jellyfin.server_info().await?;
-        *self.info.write().await = Some((info.clone(), Instant::now()));
-        Ok(info)
-    }
-
-    /// The whole sign-in; returns Jellyfin's `AuthenticationResult` for the device.
-    pub async fn sign_in(&self, who: &Identity, rules: &GrantRules, grants: &Grants, device: &DeviceInfo) -> Result<AuthenticationResult, SsoError> {
-        if !self.jellyfin.has_api_key() {
-            return Err(SsoError::NoApiKey);
-        }
-        let user = self.find_or_create(who, rules).await?;
-        if rules.enable_authorization {
-            self.jellyfin.update_policy(&user.id, |p| identity::apply(p, grants)).await?;
-        }
-        if let Some(url) = &who.avatar_url {
-            if let Err(e) = self.set_avatar(&user.id, url).await {
-                tracing::warn!(user = %user.name, error = %e, "avatar not updated; sign-in continues");
-            }
-        }
-        let result = self.jellyfin.mint_token(&user.id, device).await?;
-        tracing::info!(user = %user.name, provider = %who.provider, protocol = who.protocol.as_str(), device = %device.device_id, "signed in");
-        Ok(result)
-    }
-
-    async fn find_or_create(&self, who: &Identity, rules: &GrantRules) -> Result<UserDto, SsoError> {
-        let state = self.store.read();
-        if let Some(link) = state.link_for(who.protocol, &who.provider, &who.subject) {
-            match self.jellyfin.user(&link.user_id).await {
-                Ok(u) => return Ok(u),
-                Err(JellyfinError::UserNotFound(_)) => {
-                    tracing::warn!(provider = %who.provider, "linked Jellyfin user no longer exists; matching by name again");
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        let user = match self.jellyfin.find_user_by_name(&who.username).await? {
-            Some(u) => {
-                self.check_adoption(&u, who, rules)?;
-                u
-            }
-            None => self.create(who, rules).await?,
+        let (browser, new_cookie) = match ctx.cookies.flow.as_deref().filter(|c| looks_like_token(c)) {
+            Some(c) => (c.to_string(), false),
+            None => (random_token(), true),
         };
-        let link = Link {
-            mode: who.protocol,
-            provider: who.provider.clone(),
-            canonical_name: who.subject.clone(),
-            user_id: user.id.clone(),
-            linked_at: now_secs(),
-        };
-        self.store.update(move |s| s.put_link(link)).await.map_err(|e| SsoError::BadRequest(format!("cannot save the account link: {e}")))?;
-        Ok(user)
-    }
-
-    /// May this identity take over the existing same-named user `u`?
-    fn check_adoption(&self, u: &UserDto, who: &Identity, rules: &GrantRules) -> Result<(), SsoError> {
-        let state = self.store.read();
-        let linked_elsewhere = state
-            .links_of_user(&u.id)
-            .any(|l| l.mode == who.protocol && l.provider == who.provider && l.canonical_name != who.subject);
-        if linked_elsewhere {
-            return Err(SsoError::LinkedElsewhere(u.name.clone()));
-        }
-        if u.is_admin() && !rules.adopt_existing_admins {
-            return Err(SsoError::AdminNotAdopted(u.name.clone()));
-        }
-        Ok(())
-    }
-
-    async fn create(&self, who: &Identity, rules: &GrantRules) -> Result<UserDto, SsoError> {
-        // Nobody ever sees this password; with InvalidAuthProvider it is never checked anyway.
-        let password = Secret::new(random_token());
-        let user = match self.jellyfin.create_user(&who.username, &password).await {
-            Ok(u) => u,
-            // Another login for the same new user may have won the race: use that user.
-            Err(JellyfinError::Refused { .. }) => match self.jellyfin.find_user_by_name(&who.username).await? {
-                Some(u) => {
-                    self.check_adoption(&u, who, rules)?;
-                    return Ok(u);
-                }
-                None => return Err(SsoError::BadRequest(format!("Jellyfin would not create user {}", who.username))),
-            },
-            Err(e) => return Err(e.into()),
-        };
-        let auth = rules.default_provider.as_deref().unwrap_or(providers::INVALID_AUTH);
-        self.jellyfin.set_auth_provider(&user.id, auth, providers::DEFAULT_PASSWORD_RESET).await?;
-        tracing::info!(user = %user.name, provider = %who.provider, "created Jellyfin user");
-        Ok(user)
-    }
-
-    async fn set_avatar(&self, user_id: &str, url: &str) -> Result<(), String> {
-        let mut resp = self.http.get(url).send().await.map_err(|e| e.to_string())?;
-        if !resp.status().is_success() {
-            return Err(format!("{url} answered {}", resp.status()));
-        }
-        let content_type = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-        if !content_type.starts_with("image/") {
-            return Err(format!("{url} is not an image ({content_type})"));
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
-            if body.len() + chunk.len() > MAX_AVATAR_BYTES {
-                return Err(format!("{url} is larger than {MAX_AVATAR_BYTES} bytes"));
+        let id = random_token();
+        let name = provider.name().to_string();
+        let (url, flow) = match &provider {
+            Provider::Oidc(p) => {
+                let auth = AuthRequest::new_random();
+                let url = p.authorization_url(&id, &auth).await.map_err(|e| SsoError::IdpUnavailable { provider: name.clone(), detail: e.to_string() })?;
+                (url.to_string(), PendingFlow::Oidc { provider: name.clone(), linking, auth })
             }
-            body.extend_from_slice(&chunk);
+            Provider::Saml(idp) => {
+                let (url, tracker) = idp.start(&id).map_err(|e| super::saml_login::saml_error(&name, e))?;
+                let sealed = tracker.to_payload().seal(&self.seal_key).map_err(|e| SsoError::Storage(format!("cannot seal the SAML tracker: {e}")))?;
+                (url, PendingFlow::Saml { provider: name.clone(), linking, tracker: sealed })
+            }
+        };
+        self.state.ephemeral.put_once(Kind::Flow, &id, &browser, self.config.sso.flow_ttl, encode(&flow)).await?;
+        let mut r = redirect(&url);
+        let ttl = self.config.sso.flow_ttl;
+        if new_cookie {
+            r.headers_mut().append(SET_COOKIE, cookie::set(cookie::FLOW, &browser, SameSite::Lax, ttl));
         }
-        self.jellyfin.upload_avatar(user_id, &body, &content_type).await.map_err(|e| e.to_string())
+        if provider.protocol() == Protocol::Saml {
+            r.headers_mut().append(SET_COOKIE, cookie::set(cookie::SAML_FLOW, &browser, SameSite::None, ttl));
+        }
+        Ok(r)
+    }
+
+    /// Take the flow `id` once for `browser`; it must belong to `provider`.
+    pub(super) async fn take_flow(&self, id: &str, browser: Option<&str>, provider: &Provider) -> Result<PendingFlow, SsoError> {
+        let flow: PendingFlow = decode(&self.state.ephemeral.take(Kind::Flow, id, browser).await?)?;
+        if flow.protocol() != provider.protocol() || flow.provider() != provider.name() {
+            return Err(SsoError::BadRequest("this sign-in was started for another provider".into()));
+        }
+        Ok(flow)
+    }
+
+    /// Open a sealed SAML tracker of a flow no older than the flow TTL.
+    pub(super) fn open_tracker(&self, sealed: &str) -> Result<::saml::LoginTracker, SsoError> {
+        ::saml::LoginTracker::open(sealed, &self.seal_key, SystemTime::now(), self.config.sso.flow_ttl + Duration::from_secs(60))
+            .map_err(|e| SsoError::Storage(format!("the SAML tracker could not be opened: {e}")))
+    }
+
+    /// A verified identity: role gate, then the completion page.
+    pub(super) async fn conclude(&self, provider: &Provider, identity: Identity, linking: bool, browser: &str) -> Result<Response<Body>, SsoError> {
+        let grants = identity::decide(&identity.roles, provider.grants());
+        if !grants.allowed {
+            return Err(SsoError::NotAllowed { provider: provider.name().to_string(), username: identity.username });
+        }
+        let handle = random_token();
+        let pending = PendingCompletion { identity, grants, linking };
+        self.state.ephemeral.put_once(Kind::Completion, &handle, browser, COMPLETION_TTL, encode(&pending)).await?;
+        let info = self.provision.server_info().await.ok();
+        let (server_name, version) = info.map(|i| (i.server_name, i.version)).unwrap_or_else(|| ("Jellyfin".into(), "10.10.0".into()));
+        Ok(complete::page(&complete::Completion {
+            mode: provider.protocol().url_segment(),
+            provider: provider.name(),
+            handle: &handle,
+            server_url: &self.config.public_url.join(""),
+            base_path: self.config.public_url.base_path(),
+            server_name: &server_name,
+            app_version: &version,
+            linking,
+        }))
+    }
+
+    /// Take the completion handle posted by the page.
+    pub(super) async fn take_completion(&self, handle: &str, ctx: &RequestContext) -> Result<PendingCompletion, SsoError> {
+        decode(&self.state.ephemeral.take(Kind::Completion, handle, ctx.cookies.flow.as_deref()).await?)
+    }
+
+    /// `POST /sso/{OID,SAML}/Auth/{p}` with `{deviceId, deviceName, appName, appVersion, data}`.
+    pub(super) async fn auth(&self, provider: Provider, req: Request<Incoming>, ctx: &RequestContext) -> Result<Response<Body>, SsoError> {
+        let body: AuthBody = read_json(req).await?;
+        let pending = self.take_completion(&body.data, ctx).await?;
+        if pending.identity.provider != provider.name() || pending.identity.protocol != provider.protocol() || pending.linking {
+            return Err(SsoError::BadRequest("this sign-in belongs to another provider or is a linking flow".into()));
+        }
+        let device = body.device()?;
+        let result = self.provision.sign_in(&pending.identity, provider.grants(), &pending.grants, &device).await?;
+        let json = serde_json::to_vec(&result).expect("AuthenticationResult serializes");
+        let mut r = json_response(StatusCode::OK, json);
+        let set = self.sessions.create(&result.access_token).await?;
+        r.headers_mut().insert(SET_COOKIE, set);
+        Ok(r)
     }
 }

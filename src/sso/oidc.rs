@@ -129,7 +129,7 @@ struct Discovered {
 }
 
 /// What the browser's flow must remember between start and callback.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct AuthRequest {
     pub pkce_verifier: String,
     pub nonce: String,
@@ -138,7 +138,7 @@ pub struct AuthRequest {
 impl AuthRequest {
     /// A fresh PKCE verifier (32 random bytes) and nonce.
     pub fn new_random() -> AuthRequest {
-        AuthRequest { pkce_verifier: PkceCodeVerifier::new(crate::sso::flows::random_token()).secret().clone(), nonce: crate::sso::flows::random_token() }
+        AuthRequest { pkce_verifier: PkceCodeVerifier::new(crate::state::random_token()).secret().clone(), nonce: crate::state::random_token() }
     }
 }
 

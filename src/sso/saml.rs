@@ -15,7 +15,7 @@ use std::time::SystemTime;
 
 use base64::Engine;
 use saml::{
-    Binding, ConsumeResponse, Dispatch, Endpoint, IdpDescriptor, InMemoryReplayCache, LoginTracker, NameIdFormat, PeerCryptoPolicy,
+    Binding, ConsumeResponse, Dispatch, Endpoint, IdpDescriptor, LoginTracker, NameIdFormat, PeerCryptoPolicy,
     ReplayMode, ServiceProvider, ServiceProviderConfig, SpLogoutSigning, SpLogoutWantSigned, SpWantSigned, SsoResponseBinding,
     SsoResponseEndpoint, StartLogin, X509Certificate,
 };
@@ -44,6 +44,9 @@ pub enum SamlError {
     /// The replay cache is full: refuse rather than forget.
     #[error("replay cache full")]
     Full,
+    /// The replay cache could not be asked.
+    #[error("replay cache unavailable: {0}")]
+    Backend(String),
 }
 
 impl From<saml::Error> for SamlError {
@@ -52,7 +55,8 @@ impl From<saml::Error> for SamlError {
         match e {
             E::XmlParse(_) | E::Inflate | E::SchemaViolation { .. } => SamlError::Malformed(e.to_string()),
             E::StatusNotSuccess { code, message } => SamlError::Status { code, message },
-            E::ReplayCacheFull | E::ReplayCache { .. } => SamlError::Full,
+            E::ReplayCacheFull => SamlError::Full,
+            E::ReplayCache { reason } => SamlError::Backend(reason.to_string()),
             E::InvalidConfiguration { .. } | E::NoPeerSigningCert | E::UnsupportedByPeer { .. } => SamlError::Setup(e.to_string()),
             other => SamlError::Invalid(other.to_string()),
         }
@@ -157,7 +161,7 @@ impl SamlIdp {
     }
 
     /// Verify the posted `SAMLResponse` (still base64) for the flow's tracker.
-    pub fn finish(&self, saml_response_b64: &str, relay_state: &str, tracker: &LoginTracker, replay: &InMemoryReplayCache) -> Result<Asserted, SamlError> {
+    pub fn finish(&self, saml_response_b64: &str, relay_state: &str, tracker: &LoginTracker, replay: &dyn saml::ReplayCache) -> Result<Asserted, SamlError> {
         let compact: String = saml_response_b64.chars().filter(|c| !c.is_ascii_whitespace()).collect();
         let xml = base64::engine::general_purpose::STANDARD
             .decode(compact.as_bytes())
@@ -242,7 +246,7 @@ mod tests {
     fn a_broken_response_is_malformed_not_a_panic() {
         let idp = idp();
         let (_, tracker) = idp.start("r").unwrap();
-        let replay = InMemoryReplayCache::new(10);
+        let replay = saml::InMemoryReplayCache::new(10);
         for input in ["%%%", "PHg+", ""] {
             let e = idp.finish(input, "r", &tracker, &replay).unwrap_err();
             assert!(matches!(e, SamlError::Malformed(_)), "{input}: {e:?}");

@@ -2,110 +2,76 @@
 //! (a GET or HEAD that carries no Jellyfin credentials) reach Jellyfin with the user's token.
 //!
 //! The cookie (`__Host-jsp-session`: Secure, HttpOnly, SameSite=Strict, with an expiry) holds
-//! a random id; the map is keyed by its SHA-256, so a memory dump holds no usable cookie.
-//! Injection is never done for other methods, for `/sso/`, or when the request already
-//! carries credentials. Sessions are bounded in number and swept when expired.
+//! a random id; the ephemeral state keys the session by its SHA-256, so a memory dump holds
+//! no usable cookie. Injection is never done for other methods, for `/sso/`, or when the
+//! request already carries credentials of any form Jellyfin accepts
+//! ([`crate::jellyfin::credentials`]). A session lookup that fails (a state backend down)
+//! injects nothing and the request goes on.
 
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use dashmap::DashMap;
 use http::header::{HeaderValue, AUTHORIZATION};
 use http::{HeaderMap, Method, Uri};
-use sha2::{Digest, Sha256};
+use serde::{Deserialize, Serialize};
 
-use crate::sso::flows::random_token;
+use crate::cookie::{self, Cookies, SameSite};
+use crate::jellyfin::credentials::has_credentials;
+use crate::state::{digest, looks_like_token, random_token, Ephemeral, Kind, StateError};
 
-pub const SESSION_COOKIE: &str = "__Host-jsp-session";
-const MAX_SESSIONS: usize = 100_000;
-
-struct Session {
+#[derive(Serialize, Deserialize)]
+struct BrowserSession {
     token: String,
-    expires: Instant,
 }
 
 pub struct Sessions {
-    map: DashMap<[u8; 32], Session>,
+    ephemeral: Arc<dyn Ephemeral>,
     ttl: Duration,
 }
 
-fn key(cookie: &str) -> [u8; 32] {
-    Sha256::digest(cookie.as_bytes()).into()
-}
-
-/// Value of cookie `name` in the request's `Cookie` headers.
-pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.trim())
-}
-
-/// Does the request already carry Jellyfin credentials of any kind?
-pub fn has_credentials(headers: &HeaderMap, uri: &Uri) -> bool {
-    const HEADERS: [&str; 4] = ["authorization", "x-emby-authorization", "x-emby-token", "x-mediabrowser-token"];
-    if HEADERS.iter().any(|h| headers.contains_key(*h)) {
-        return true;
-    }
-    uri.query().is_some_and(|q| {
-        url::form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k.eq_ignore_ascii_case("api_key") || k.eq_ignore_ascii_case("apikey"))
-    })
-}
-
 impl Sessions {
-    pub fn new(ttl: Duration) -> Sessions {
-        Sessions { map: DashMap::new(), ttl }
+    pub fn new(ephemeral: Arc<dyn Ephemeral>, ttl: Duration) -> Sessions {
+        Sessions { ephemeral, ttl }
     }
 
     /// Start a session for `token`; returns the `Set-Cookie` value.
-    pub fn create(&self, token: &str) -> String {
-        if self.map.len() >= MAX_SESSIONS {
-            self.sweep();
-            if self.map.len() >= MAX_SESSIONS {
-                // Drop the sessions closest to expiry rather than refuse a login.
-                let mut v: Vec<([u8; 32], Instant)> = self.map.iter().map(|e| (*e.key(), e.expires)).collect();
-                v.sort_by_key(|(_, t)| *t);
-                for (k, _) in v.into_iter().take(MAX_SESSIONS / 10) {
-                    self.map.remove(&k);
-                }
-            }
-        }
+    pub async fn create(&self, token: &str) -> Result<HeaderValue, StateError> {
         let id = random_token();
-        self.map.insert(key(&id), Session { token: token.to_string(), expires: Instant::now() + self.ttl });
-        format!("{SESSION_COOKIE}={id}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={}", self.ttl.as_secs())
+        let value = serde_json::to_vec(&BrowserSession { token: token.to_string() }).expect("session serializes");
+        self.ephemeral.set(Kind::Session, &digest(&id), value, self.ttl).await?;
+        Ok(cookie::set(cookie::SESSION, &id, SameSite::Strict, self.ttl))
     }
 
     /// The token to inject for this request, if any.
-    pub fn token_for(&self, method: &Method, headers: &HeaderMap, uri: &Uri) -> Option<String> {
+    pub async fn token_for(&self, method: &Method, headers: &HeaderMap, uri: &Uri, cookies: &Cookies) -> Option<String> {
         if !(method == Method::GET || method == Method::HEAD) || has_credentials(headers, uri) {
             return None;
         }
-        let id = cookie(headers, SESSION_COOKIE)?;
-        let s = self.map.get(&key(id))?;
-        (s.expires > Instant::now()).then(|| s.token.clone())
+        let id = cookies.session.as_deref().filter(|c| looks_like_token(c))?;
+        match self.ephemeral.get(Kind::Session, &digest(id)).await {
+            Ok(Some(bytes)) => serde_json::from_slice::<BrowserSession>(&bytes).ok().map(|s| s.token),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "browser session lookup failed; forwarding without it");
+                None
+            }
+        }
     }
 
     /// Add `Authorization: MediaBrowser Token="…"` when the rules allow.
-    pub fn inject(&self, method: &Method, headers: &mut HeaderMap, uri: &Uri) {
-        if let Some(token) = self.token_for(method, headers, uri) {
+    pub async fn inject(&self, method: &Method, headers: &mut HeaderMap, uri: &Uri, cookies: &Cookies) {
+        if let Some(token) = self.token_for(method, headers, uri, cookies).await {
             if let Ok(v) = HeaderValue::from_str(&format!("MediaBrowser Token=\"{token}\"")) {
                 headers.insert(AUTHORIZATION, v);
             }
         }
-    }
-
-    pub fn sweep(&self) {
-        let now = Instant::now();
-        self.map.retain(|_, s| s.expires > now);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::{Caps, MemoryEphemeral};
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -115,19 +81,25 @@ mod tests {
         h
     }
 
-    #[test]
-    fn injects_only_for_credential_less_get_with_session() {
-        let s = Sessions::new(Duration::from_secs(60));
-        let set = s.create("tok");
+    #[tokio::test]
+    async fn injects_only_for_credential_less_get_with_session() {
+        let s = Sessions::new(Arc::new(MemoryEphemeral::new(Caps::default())), Duration::from_secs(60));
+        let set = s.create("tok").await.unwrap();
+        let set = set.to_str().unwrap();
         assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.contains("Secure"));
         let id = set.split(';').next().unwrap().split_once('=').unwrap().1;
-        let cookie = format!("a=b; {SESSION_COOKIE}={id}");
+        let h = headers(&[("cookie", &format!("a=b; {}={id}", cookie::SESSION))]);
+        let c = Cookies::parse(&h);
         let uri: Uri = "/Items/1/Images/Primary".parse().unwrap();
-        assert_eq!(s.token_for(&Method::GET, &headers(&[("cookie", &cookie)]), &uri).as_deref(), Some("tok"));
-        assert_eq!(s.token_for(&Method::POST, &headers(&[("cookie", &cookie)]), &uri), None);
-        assert_eq!(s.token_for(&Method::GET, &headers(&[("cookie", &cookie), ("authorization", "MediaBrowser Token=\"x\"")]), &uri), None);
+        assert_eq!(s.token_for(&Method::GET, &h, &uri, &c).await.as_deref(), Some("tok"));
+        assert_eq!(s.token_for(&Method::POST, &h, &uri, &c).await, None);
+        let with_auth = headers(&[("authorization", "MediaBrowser Token=\"x\"")]);
+        assert_eq!(s.token_for(&Method::GET, &with_auth, &uri, &c).await, None);
+        let with_legacy = headers(&[("x-mediabrowser-token", "x")]);
+        assert_eq!(s.token_for(&Method::GET, &with_legacy, &uri, &c).await, None, "every credential form counts");
         let with_key: Uri = "/Items?api_key=zzz".parse().unwrap();
-        assert_eq!(s.token_for(&Method::GET, &headers(&[("cookie", &cookie)]), &with_key), None);
-        assert_eq!(s.token_for(&Method::GET, &headers(&[("cookie", "__Host-jsp-session=forged")]), &uri), None);
+        assert_eq!(s.token_for(&Method::GET, &h, &with_key, &c).await, None);
+        let forged = headers(&[("cookie", "__Host-jsp-session=forged")]);
+        assert_eq!(s.token_for(&Method::GET, &forged, &uri, &Cookies::parse(&forged)).await, None);
     }
 }

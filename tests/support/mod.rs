@@ -20,7 +20,11 @@ use std::time::Duration;
 
 use figment::providers::Env;
 use jellyfin_sso_proxy::config::Config;
+use jellyfin_sso_proxy::jellyfin::Jellyfin;
+use jellyfin_sso_proxy::proxy::Upstream;
 use jellyfin_sso_proxy::router::App;
+use jellyfin_sso_proxy::sso::Sso;
+use jellyfin_sso_proxy::state::{Caps, State};
 use jellyfin_sso_proxy::server;
 use jellyfin_sso_proxy::tls::CertStore;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -71,7 +75,14 @@ impl TestProxy {
         let config = Arc::new(config);
         let (certs, _) = CertStore::open(&config.tls).unwrap();
         let acceptor = tokio_rustls::TlsAcceptor::from(certs.server_config());
-        let app = Arc::new(App::new(config).unwrap());
+        let caps = Caps { flows: config.sso.max_pending_flows, completions: config.sso.max_pending_flows, ..Caps::default() };
+        let state = State::open_default(&config.state_dir, caps).await.unwrap_or_else(|e| panic!("state: {e}"));
+        let limits = &config.limits;
+        let jellyfin = Jellyfin::new(&config.jellyfin.url, config.jellyfin.api_key.clone(), limits.upstream_connect_timeout, limits.upstream_header_timeout);
+        let sso = Arc::new(Sso::new(config.clone(), state, jellyfin).await.unwrap());
+        tokio::spawn(sso.clone().sweep_forever());
+        let upstream = Upstream::new(&config.jellyfin.url, limits.upstream_connect_timeout, limits.upstream_header_timeout);
+        let app = Arc::new(App::new(config.clone(), upstream, sso));
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(server::run(listener, app.clone(), acceptor, async {
             let _ = rx.await;

@@ -1,0 +1,66 @@
+//! Account links through the plugin's API, and `Unregister`.
+//!
+//! - `GET /sso/{mode}/links/{user}`: provider → linked subjects of that user.
+//! - `POST /sso/{mode}/Link/{p}/{user}`: the completion page of a linking flow links the
+//!   identity it verified to the signed-in user.
+//! - `DELETE /sso/{mode}/Link/{p}/{user}/{subject}`.
+//! - `POST /sso/Unregister/{username}`: hand the user back to another authentication
+//!   provider and drop their links. The links are removed first, so a storage failure
+//!   leaves Jellyfin untouched.
+
+use std::collections::BTreeMap;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+
+use super::error::SsoError;
+use super::http::{json_ok, read_json, AuthBody};
+use super::identity::Protocol;
+use super::Sso;
+use crate::body::Body;
+use crate::context::RequestContext;
+use crate::state::{now_secs, Link};
+
+impl Sso {
+    pub(super) async fn links(&self, protocol: Protocol, user: &str) -> Result<Response<Body>, SsoError> {
+        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for l in self.state.durable.links_of_user(user).await?.into_iter().filter(|l| l.protocol == protocol.as_str()) {
+            out.entry(l.provider).or_default().push(l.subject);
+        }
+        Ok(json_ok(&out))
+    }
+
+    pub(super) async fn link(&self, protocol: Protocol, provider: &str, user: &str, req: Request<Incoming>, ctx: &RequestContext) -> Result<Response<Body>, SsoError> {
+        let body: AuthBody = read_json(req).await?;
+        let pending = self.take_completion(&body.data, ctx).await?;
+        if pending.identity.provider != provider || pending.identity.protocol != protocol || !pending.linking {
+            return Err(SsoError::BadRequest("this sign-in is not a linking flow for this provider".into()));
+        }
+        let user_dto = self.jellyfin.user(user).await?;
+        let link = Link { protocol: protocol.as_str().into(), provider: provider.into(), subject: pending.identity.subject, user_id: user_dto.id, linked_at: now_secs() };
+        self.state.durable.put_link(link.clone()).await?;
+        Ok(json_ok(&serde_json::json!({
+            "mode": protocol, "provider": link.provider, "canonicalName": link.subject, "userId": link.user_id, "linkedAt": link.linked_at,
+        })))
+    }
+
+    pub(super) async fn unlink(&self, protocol: Protocol, provider: &str, user: &str, subject: &str) -> Result<Response<Body>, SsoError> {
+        if self.state.durable.remove_link(protocol.as_str(), provider, user, subject).await? == 0 {
+            return Err(SsoError::NotFoundWhat("no such link".into()));
+        }
+        Ok(json_ok(&serde_json::json!({})))
+    }
+
+    /// The body is a JSON string: the new authentication provider.
+    pub(super) async fn unregister(&self, username: &str, req: Request<Incoming>) -> Result<Response<Body>, SsoError> {
+        let provider: String = read_json(req).await?;
+        if provider.trim().is_empty() || provider.len() > 256 {
+            return Err(SsoError::BadRequest("body: a JSON string naming the authentication provider".into()));
+        }
+        let user = self.jellyfin.find_user_by_name(username).await?.ok_or_else(|| SsoError::NotFoundWhat(format!("no Jellyfin user {username}")))?;
+        self.state.durable.remove_links_of_user(&user.id).await?;
+        self.jellyfin.update_policy(&user.id, |p| p.authentication_provider_id = provider.trim().to_string()).await?;
+        tracing::info!(user = %user.name, "user unregistered from SSO");
+        Ok(json_ok(&serde_json::json!({})))
+    }
+}

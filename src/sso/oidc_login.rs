@@ -1,0 +1,68 @@
+//! The OIDC side of a login: the callback's query and the verified claims, turned into an
+//! [`Identity`]. Everything before (the redirect) is [`super::oidc`]; everything after is
+//! the shared path in [`super::login`].
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+
+use super::error::SsoError;
+use super::http::query_map;
+use super::identity::{self, Identity, Protocol};
+use super::login::PendingFlow;
+use super::oidc::{OidcError, OidcProvider};
+use super::registry::Provider;
+use super::Sso;
+use crate::body::Body;
+use crate::context::RequestContext;
+
+impl Sso {
+    /// `GET /sso/OID/redirect/{p}?code&state` (or `error`).
+    pub(super) async fn oidc_callback(&self, provider: Provider, req: &Request<Incoming>, ctx: &RequestContext) -> Result<Response<Body>, SsoError> {
+        let Provider::Oidc(oidc) = &provider else { return Err(SsoError::UnknownProvider(provider.name().to_string())) };
+        let name = provider.name();
+        let q = query_map(req);
+        let state = q.get("state").ok_or(SsoError::MissingState)?;
+        let browser = ctx.cookies.flow.as_deref();
+        let PendingFlow::Oidc { linking, auth, .. } = self.take_flow(state, browser, &provider).await? else {
+            return Err(SsoError::MissingState);
+        };
+        if let Some(error) = q.get("error") {
+            return Err(SsoError::IdpRefused { provider: name.into(), error: error.clone(), description: q.get("error_description").cloned() });
+        }
+        if let Some(iss) = q.get("iss") {
+            if !oidc.config.do_not_validate_issuer_name && iss.trim_end_matches('/') != oidc.issuer().trim_end_matches('/') {
+                return Err(SsoError::InvalidToken { provider: name.into(), detail: format!("callback iss {iss} is not the issuer") });
+            }
+        }
+        let code = q.get("code").ok_or_else(|| SsoError::BadRequest("the callback has no code".into()))?;
+        let claims = oidc.finish(code, &auth).await.map_err(|e| match e {
+            OidcError::InvalidToken(detail) => SsoError::InvalidToken { provider: name.into(), detail },
+            other => SsoError::IdpUnavailable { provider: name.into(), detail: other.to_string() },
+        })?;
+        let identity = oidc_identity(oidc, &claims)?;
+        self.conclude(&provider, identity, linking, browser.unwrap_or_default()).await
+    }
+}
+
+/// Build the identity from verified OIDC claims.
+pub fn oidc_identity(provider: &OidcProvider, claims: &serde_json::Value) -> Result<Identity, SsoError> {
+    let cfg = &provider.config;
+    let invalid = |detail: String| SsoError::InvalidToken { provider: cfg.name.clone(), detail };
+    let subject = identity::string_claim(claims, &cfg.subject_claim).ok_or_else(|| invalid(format!("no `{}` claim to link the account by", cfg.subject_claim)))?;
+    let username = cfg
+        .username_claim
+        .as_deref()
+        .and_then(|c| identity::string_claim(claims, c))
+        .or_else(|| identity::string_claim(claims, "preferred_username"))
+        .or_else(|| identity::string_claim(claims, "sub"))
+        .and_then(|u| identity::clean_username(&u))
+        .ok_or_else(|| invalid("no usable username claim".into()))?;
+    Ok(Identity {
+        protocol: Protocol::Oid,
+        provider: cfg.name.clone(),
+        subject,
+        username,
+        roles: identity::roles_at(claims, &cfg.role_claim),
+        avatar_url: cfg.avatar_url_format.as_deref().and_then(|f| identity::avatar_url(f, claims)),
+    })
+}

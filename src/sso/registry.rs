@@ -1,0 +1,171 @@
+//! The provider registry: every identity provider the proxy serves, of both protocols and
+//! from both sources (`proxy.yaml` and the admin API), behind one lookup.
+//!
+//! A provider is built once from its validated configuration into its run-time form (an
+//! OIDC client with cached discovery, or a SAML SP/IdP pair), then installed. Providers
+//! from the admin API arrive as the plugin's JSON and go through the one JSON-to-config
+//! path, so they are validated exactly as the file is. A file provider always wins over an
+//! API provider of the same name and cannot be changed through the API.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use crate::config::provider::{oid_from_json, saml_from_json, GrantRules};
+use crate::config::{Config, PublicUrl};
+
+use super::error::SsoError;
+use super::identity::Protocol;
+use super::oidc::OidcProvider;
+use super::saml::SamlIdp;
+
+/// One provider at run time.
+#[derive(Clone)]
+pub enum Provider {
+    Oidc(Arc<OidcProvider>),
+    Saml(Arc<SamlIdp>),
+}
+
+impl Provider {
+    pub fn name(&self) -> &str {
+        match self {
+            Provider::Oidc(p) => &p.config.name,
+            Provider::Saml(p) => &p.config.name,
+        }
+    }
+    pub fn protocol(&self) -> Protocol {
+        match self {
+            Provider::Oidc(_) => Protocol::Oid,
+            Provider::Saml(_) => Protocol::Saml,
+        }
+    }
+    pub fn enabled(&self) -> bool {
+        match self {
+            Provider::Oidc(p) => p.config.enabled,
+            Provider::Saml(p) => p.config.enabled,
+        }
+    }
+    pub fn grants(&self) -> &GrantRules {
+        match self {
+            Provider::Oidc(p) => &p.config.grants,
+            Provider::Saml(p) => &p.config.grants,
+        }
+    }
+    /// The plugin's JSON shape, secrets redacted.
+    pub fn to_plugin_json(&self) -> serde_json::Value {
+        match self {
+            Provider::Oidc(p) => p.config.to_plugin_json(),
+            Provider::Saml(p) => p.config.to_plugin_json(),
+        }
+    }
+}
+
+/// Where a provider was defined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    File,
+    Api,
+}
+
+pub struct Registry {
+    providers: RwLock<HashMap<(Protocol, String), (Provider, Source)>>,
+    public_url: PublicUrl,
+    state_dir: PathBuf,
+    http: reqwest::Client,
+}
+
+impl Registry {
+    /// The file's providers, then the stored API providers `(protocol, name, plugin JSON)`
+    /// not shadowed by the file. A provider that fails to build is logged and left out: one
+    /// broken provider never stops the others.
+    pub fn load(config: &Config, stored: impl IntoIterator<Item = (Protocol, String, serde_json::Value)>, http: reqwest::Client) -> Registry {
+        let registry = Registry { providers: RwLock::new(HashMap::new()), public_url: config.public_url.clone(), state_dir: config.state_dir.clone(), http };
+        let file = config
+            .oid_providers
+            .iter()
+            .map(|p| Ok(Provider::Oidc(Arc::new(registry.oidc_runtime(p.clone())))))
+            .chain(config.saml_providers.iter().map(|p| registry.saml_runtime(p.clone()).map(|s| Provider::Saml(Arc::new(s)))));
+        for built in file {
+            match built {
+                Ok(p) => registry.install(p, Source::File),
+                Err(e) => tracing::error!("provider from proxy.yaml stays disabled: {e}"),
+            }
+        }
+        for (protocol, name, json) in stored {
+            if registry.source(protocol, &name) == Some(Source::File) {
+                tracing::warn!(provider = %name, protocol = protocol.as_str(), "provider in the state directory is shadowed by proxy.yaml");
+                continue;
+            }
+            match registry.build(protocol, &name, &json) {
+                Ok(p) => registry.install(p, Source::Api),
+                Err(e) => tracing::error!(provider = %name, protocol = protocol.as_str(), "stored provider is invalid and stays disabled: {e}"),
+            }
+        }
+        registry
+    }
+
+    /// Validate the plugin's JSON for `protocol` exactly as `proxy.yaml` is, and build it.
+    pub fn build(&self, protocol: Protocol, name: &str, json: &serde_json::Value) -> Result<Provider, SsoError> {
+        let problems = |ps: Vec<crate::config::field::Problem>| SsoError::BadRequest(ps.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; "));
+        Ok(match protocol {
+            Protocol::Oid => Provider::Oidc(Arc::new(self.oidc_runtime(oid_from_json(name, json, &self.state_dir).map_err(problems)?))),
+            Protocol::Saml => {
+                let cfg = saml_from_json(name, json, &self.state_dir).map_err(problems)?;
+                Provider::Saml(Arc::new(self.saml_runtime(cfg).map_err(|e| SsoError::BadRequest(e.to_string()))?))
+            }
+        })
+    }
+
+    fn oidc_runtime(&self, cfg: crate::config::provider::OidProvider) -> OidcProvider {
+        let redirect = self.public_url.join(&format!("/sso/OID/redirect/{}", cfg.name));
+        OidcProvider::new(cfg, &redirect, self.http.clone())
+    }
+
+    fn saml_runtime(&self, cfg: crate::config::provider::SamlProvider) -> Result<SamlIdp, super::saml::SamlError> {
+        let name = cfg.name.clone();
+        SamlIdp::new(cfg, |path| self.public_url.join(path)).map_err(|e| super::saml::SamlError::Setup(format!("{name}: {e}")))
+    }
+
+    pub fn install(&self, provider: Provider, source: Source) {
+        let key = (provider.protocol(), provider.name().to_string());
+        self.providers.write().expect("registry lock").insert(key, (provider, source));
+    }
+
+    pub fn remove(&self, protocol: Protocol, name: &str) -> bool {
+        self.providers.write().expect("registry lock").remove(&(protocol, name.to_string())).is_some()
+    }
+
+    pub fn source(&self, protocol: Protocol, name: &str) -> Option<Source> {
+        self.providers.read().expect("registry lock").get(&(protocol, name.to_string())).map(|(_, s)| *s)
+    }
+
+    /// The enabled provider `name` of `protocol`; otherwise 404, as for an unknown one.
+    pub fn enabled(&self, protocol: Protocol, name: &str) -> Result<Provider, SsoError> {
+        self.providers
+            .read()
+            .expect("registry lock")
+            .get(&(protocol, name.to_string()))
+            .map(|(p, _)| p.clone())
+            .filter(Provider::enabled)
+            .ok_or_else(|| SsoError::UnknownProvider(name.to_string()))
+    }
+
+    /// Every provider of `protocol` (enabled or not), sorted by name.
+    pub fn list(&self, protocol: Protocol) -> Vec<Provider> {
+        let mut v: Vec<Provider> = self.providers.read().expect("registry lock").values().map(|(p, _)| p.clone()).filter(|p| p.protocol() == protocol).collect();
+        v.sort_by(|a, b| a.name().cmp(b.name()));
+        v
+    }
+
+    /// Every enabled provider of either protocol, sorted by protocol then name.
+    pub fn all_enabled(&self) -> Vec<Provider> {
+        let mut v = self.list(Protocol::Oid);
+        v.extend(self.list(Protocol::Saml));
+        v.retain(Provider::enabled);
+        v
+    }
+
+    pub fn oidc_providers(&self) -> Vec<Arc<OidcProvider>> {
+        self.list(Protocol::Oid).into_iter().filter_map(|p| if let Provider::Oidc(o) = p { Some(o) } else { None }).collect()
+    }
+}
