@@ -10,6 +10,7 @@
 //! - [`jellyfin`]: typed client for Jellyfin's REST API, including Quick Connect token minting.
 //! - [`sso`]: the SSO plugin's HTTP API.
 //! - [`error`]: error enums and the single error → response mapping; [`pages`]: HTML pages.
+//! - [`state`]: ephemeral and durable state behind two traits (in memory + SQLite).
 //! - [`body`]: the streaming body type; [`logging`]: log setup.
 
 pub mod body;
@@ -21,6 +22,7 @@ pub mod pages;
 pub mod proxy;
 pub mod router;
 pub mod server;
+pub mod state;
 pub mod store;
 pub mod sso;
 pub mod tls;

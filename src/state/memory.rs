@@ -1,0 +1,449 @@
+//! The in-memory [`Ephemeral`] backend: one concurrent map per kind and shape of use, each
+//! bounded by [`Caps`], everything lost on restart.
+//!
+//! Times are wall-clock milliseconds (so `first_seen`'s `until` compares with the rest); tests
+//! move this backend's clock forward instead of sleeping. Caps are checked before inserting a
+//! new key, so concurrent inserts can pass a cap by at most the number of callers racing.
+//! What happens at a cap depends on the shape of use (see [`super::ephemeral`]): take-once,
+//! replay and rate entries are refused after a sweep; key/value entries evict those closest to
+//! expiry, so a browser session never refuses a login.
+
+use std::hash::Hash;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use dashmap::DashMap;
+use subtle::ConstantTimeEq;
+
+use super::ephemeral::{Ephemeral, Kind, TakeError};
+use super::{digest, StateError};
+
+/// How many entries each kind may hold. Every cap is at least 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caps {
+    /// Logins in progress ([`Kind::Flow`]).
+    pub flows: usize,
+    /// Finished logins waiting to be picked up ([`Kind::Completion`]).
+    pub completions: usize,
+    /// Browser sessions ([`Kind::Session`]).
+    pub sessions: usize,
+    /// Cached token owners ([`Kind::Caller`]).
+    pub callers: usize,
+    /// Replay ids, per kind ([`Kind::SamlAssertion`], [`Kind::LogoutJti`]).
+    pub replay: usize,
+    /// Rate counters, per namespace ([`Kind::Rate`]).
+    pub rate: usize,
+}
+
+impl Default for Caps {
+    fn default() -> Caps {
+        Caps { flows: 10_000, completions: 10_000, sessions: 100_000, callers: 10_000, replay: 100_000, rate: 100_000 }
+    }
+}
+
+impl Caps {
+    pub fn of(&self, kind: Kind) -> usize {
+        let cap = match kind {
+            Kind::Flow => self.flows,
+            Kind::Completion => self.completions,
+            Kind::Session => self.sessions,
+            Kind::Caller => self.callers,
+            Kind::SamlAssertion | Kind::LogoutJti => self.replay,
+            Kind::Rate(_) => self.rate,
+        };
+        cap.max(1)
+    }
+}
+
+struct Once {
+    created: u64,
+    expires: u64,
+    browser: [u8; 32],
+    value: Vec<u8>,
+}
+
+struct Kv {
+    expires: u64,
+    value: Vec<u8>,
+}
+
+struct Window {
+    ends: u64,
+    hits: u64,
+}
+
+/// Something that expires at a wall-clock millisecond.
+trait Expires {
+    fn expires(&self) -> u64;
+}
+impl Expires for Once {
+    fn expires(&self) -> u64 {
+        self.expires
+    }
+}
+impl Expires for Kv {
+    fn expires(&self) -> u64 {
+        self.expires
+    }
+}
+impl Expires for Window {
+    fn expires(&self) -> u64 {
+        self.ends
+    }
+}
+impl Expires for u64 {
+    fn expires(&self) -> u64 {
+        *self
+    }
+}
+
+type Table<K, V> = Arc<DashMap<K, V>>;
+
+/// One map per kind, created on first use.
+struct Tables<K, V>(DashMap<Kind, Table<K, V>>);
+
+impl<K: Eq + Hash, V: Expires> Tables<K, V> {
+    fn new() -> Self {
+        Tables(DashMap::new())
+    }
+    fn of(&self, kind: Kind) -> Table<K, V> {
+        if let Some(t) = self.0.get(&kind) {
+            return t.clone();
+        }
+        self.0.entry(kind).or_insert_with(|| Arc::new(DashMap::new())).clone()
+    }
+    fn live(&self, kind: Kind, now: u64) -> usize {
+        self.0.get(&kind).map(|t| t.iter().filter(|e| e.expires() > now).count()).unwrap_or(0)
+    }
+    fn sweep(&self, now: u64) -> usize {
+        let tables: Vec<_> = self.0.iter().map(|t| t.value().clone()).collect();
+        tables.iter().map(|t| sweep(t, now)).sum()
+    }
+}
+
+fn sweep<K: Eq + Hash, V: Expires>(t: &DashMap<K, V>, now: u64) -> usize {
+    let before = t.len();
+    t.retain(|_, e| e.expires() > now);
+    before.saturating_sub(t.len())
+}
+
+/// Room for one more new key in `t`, sweeping first; `false` when still full.
+fn room<K: Eq + Hash, V: Expires>(t: &DashMap<K, V>, key: &K, cap: usize, now: u64) -> bool {
+    if t.len() < cap || t.contains_key(key) {
+        return true;
+    }
+    sweep(t, now);
+    t.len() < cap
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The in-memory backend. See the module documentation.
+pub struct MemoryEphemeral {
+    caps: Caps,
+    once: Tables<String, Once>,
+    kv: Tables<[u8; 32], Kv>,
+    seen: Tables<String, u64>,
+    rate: Tables<String, Window>,
+    /// Added to the wall clock; moved only by tests.
+    skew_ms: AtomicU64,
+}
+
+impl MemoryEphemeral {
+    pub fn new(caps: Caps) -> MemoryEphemeral {
+        MemoryEphemeral { caps, once: Tables::new(), kv: Tables::new(), seen: Tables::new(), rate: Tables::new(), skew_ms: AtomicU64::new(0) }
+    }
+
+    fn now(&self) -> u64 {
+        millis(SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()).saturating_add(self.skew_ms.load(Ordering::Relaxed))
+    }
+
+    /// Move this store's clock forward by `by` (tests only: ages every entry at once).
+    #[cfg(test)]
+    pub(crate) fn advance(&self, by: Duration) {
+        self.skew_ms.fetch_add(millis(by), Ordering::Relaxed);
+    }
+}
+
+#[async_trait]
+impl Ephemeral for MemoryEphemeral {
+    async fn put_once(&self, kind: Kind, id: &str, browser: &str, ttl: Duration, value: Vec<u8>) -> Result<(), StateError> {
+        let (t, now) = (self.once.of(kind), self.now());
+        let id = id.to_owned();
+        if !room(&t, &id, self.caps.of(kind), now) {
+            return Err(StateError::Full { kind });
+        }
+        t.insert(id, Once { created: now, expires: now.saturating_add(millis(ttl)), browser: digest(browser), value });
+        Ok(())
+    }
+
+    async fn take(&self, kind: Kind, id: &str, browser: Option<&str>) -> Result<Vec<u8>, TakeError> {
+        let (_, entry) = self.once.of(kind).remove(id).ok_or(TakeError::Unknown)?;
+        if entry.expires <= self.now() {
+            return Err(TakeError::Expired);
+        }
+        let presented = digest(browser.ok_or(TakeError::WrongBrowser)?);
+        if !bool::from(presented.ct_eq(&entry.browser)) {
+            return Err(TakeError::WrongBrowser);
+        }
+        Ok(entry.value)
+    }
+
+    async fn list(&self, kind: Kind) -> Result<Vec<(Duration, Vec<u8>)>, StateError> {
+        let now = self.now();
+        let t = self.once.of(kind);
+        let live = t.iter().filter(|e| e.expires > now);
+        Ok(live.map(|e| (Duration::from_millis(now.saturating_sub(e.created)), e.value.clone())).collect())
+    }
+
+    async fn count(&self, kind: Kind) -> Result<usize, StateError> {
+        let now = self.now();
+        Ok(self.once.live(kind, now) + self.kv.live(kind, now) + self.seen.live(kind, now) + self.rate.live(kind, now))
+    }
+
+    async fn set(&self, kind: Kind, key: &[u8; 32], value: Vec<u8>, ttl: Duration) -> Result<(), StateError> {
+        let (t, now, cap) = (self.kv.of(kind), self.now(), self.caps.of(kind));
+        if !room(&t, key, cap, now) {
+            // Evict the tenth closest to expiry, so that this is rare, rather than refuse.
+            let mut by_expiry: Vec<([u8; 32], u64)> = t.iter().map(|e| (*e.key(), e.expires)).collect();
+            let n = (cap / 10).clamp(1, by_expiry.len().max(1));
+            if by_expiry.len() > n {
+                by_expiry.select_nth_unstable_by_key(n - 1, |(_, expires)| *expires);
+            }
+            for (k, _) in by_expiry.into_iter().take(n) {
+                t.remove(&k);
+            }
+        }
+        t.insert(*key, Kv { expires: now.saturating_add(millis(ttl)), value });
+        Ok(())
+    }
+
+    async fn get(&self, kind: Kind, key: &[u8; 32]) -> Result<Option<Vec<u8>>, StateError> {
+        let (t, now) = (self.kv.of(kind), self.now());
+        let value = t.get(key).map(|e| (e.expires > now).then(|| e.value.clone()));
+        match value {
+            Some(Some(v)) => Ok(Some(v)),
+            Some(None) => {
+                t.remove_if(key, |_, e| e.expires <= now);
+                Ok(None)
+            }
+            None => Ok(None),
+        }
+    }
+
+    async fn delete(&self, kind: Kind, key: &[u8; 32]) -> Result<bool, StateError> {
+        Ok(self.kv.of(kind).remove(key).is_some())
+    }
+
+    async fn first_seen(&self, kind: Kind, key: &str, until: SystemTime) -> Result<bool, StateError> {
+        let (t, now) = (self.seen.of(kind), self.now());
+        let until = millis(until.duration_since(UNIX_EPOCH).unwrap_or_default());
+        if until <= now {
+            return Ok(true);
+        }
+        let key = key.to_owned();
+        if !room(&t, &key, self.caps.of(kind), now) {
+            return Err(StateError::Full { kind });
+        }
+        let mut seen = t.entry(key).or_insert(0);
+        if *seen > now {
+            return Ok(false);
+        }
+        *seen = until;
+        Ok(true)
+    }
+
+    async fn hit(&self, kind: Kind, key: &str, window: Duration) -> Result<u64, StateError> {
+        let (t, now) = (self.rate.of(kind), self.now());
+        let key = key.to_owned();
+        if !room(&t, &key, self.caps.of(kind), now) {
+            return Err(StateError::Full { kind });
+        }
+        let mut w = t.entry(key).or_insert(Window { ends: 0, hits: 0 });
+        if w.ends <= now {
+            *w = Window { ends: now.saturating_add(millis(window).max(1)), hits: 0 };
+        }
+        w.hits += 1;
+        Ok(w.hits)
+    }
+
+    async fn sweep(&self) -> Result<usize, StateError> {
+        let now = self.now();
+        Ok(self.once.sweep(now) + self.kv.sweep(now) + self.seen.sweep(now) + self.rate.sweep(now))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::random_token;
+
+    const MIN: Duration = Duration::from_secs(60);
+
+    fn store(cap: usize) -> MemoryEphemeral {
+        MemoryEphemeral::new(Caps { flows: cap, completions: cap, sessions: cap, callers: cap, replay: cap, rate: cap })
+    }
+
+    #[tokio::test]
+    async fn taken_once_by_the_same_browser() {
+        let s = store(10);
+        let (id, cookie) = (random_token(), random_token());
+        s.put_once(Kind::Flow, &id, &cookie, MIN, b"seven".to_vec()).await.unwrap();
+        assert_eq!(s.count(Kind::Flow).await.unwrap(), 1);
+        assert_eq!(s.take(Kind::Completion, &id, Some(&cookie)).await, Err(TakeError::Unknown), "kinds are separate");
+        assert_eq!(s.take(Kind::Flow, &id, Some(&cookie)).await.unwrap(), b"seven");
+        assert_eq!(s.take(Kind::Flow, &id, Some(&cookie)).await, Err(TakeError::Unknown), "replay refused");
+    }
+
+    #[tokio::test]
+    async fn another_browser_or_no_cookie_is_refused_and_burns_the_entry() {
+        let s = store(10);
+        s.put_once(Kind::Flow, "a", &random_token(), MIN, vec![]).await.unwrap();
+        assert_eq!(s.take(Kind::Flow, "a", Some(&random_token())).await, Err(TakeError::WrongBrowser));
+        assert_eq!(s.take(Kind::Flow, "a", None).await, Err(TakeError::Unknown), "burnt");
+        s.put_once(Kind::Flow, "b", "c", MIN, vec![]).await.unwrap();
+        assert_eq!(s.take(Kind::Flow, "b", None).await, Err(TakeError::WrongBrowser));
+    }
+
+    #[tokio::test]
+    async fn expired_entries_refuse_are_not_listed_and_are_swept() {
+        let s = store(10);
+        s.put_once(Kind::Flow, "a", "c", MIN, vec![1]).await.unwrap();
+        s.put_once(Kind::Flow, "b", "c", MIN, vec![2]).await.unwrap();
+        s.put_once(Kind::Flow, "long", "c", MIN * 10, vec![3]).await.unwrap();
+        s.advance(Duration::from_secs(30));
+        let listed = s.list(Kind::Flow).await.unwrap();
+        assert_eq!(listed.len(), 3);
+        assert!(listed.iter().all(|(age, _)| *age >= Duration::from_secs(30) && *age < Duration::from_secs(31)));
+        s.advance(Duration::from_secs(31));
+        assert_eq!(s.take(Kind::Flow, "a", Some("c")).await, Err(TakeError::Expired));
+        let listed = s.list(Kind::Flow).await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert!(listed[0].0 >= Duration::from_secs(61) && listed[0].1 == vec![3]);
+        assert_eq!(s.count(Kind::Flow).await.unwrap(), 1);
+        assert_eq!(s.sweep().await.unwrap(), 1, "b");
+        assert_eq!(s.take(Kind::Flow, "long", Some("c")).await.unwrap(), vec![3]);
+    }
+
+    #[tokio::test]
+    async fn take_once_capacity_is_enforced_after_sweeping() {
+        let s = store(2);
+        s.put_once(Kind::Flow, "a", "c", MIN, vec![]).await.unwrap();
+        s.put_once(Kind::Flow, "b", "c", MIN, vec![]).await.unwrap();
+        assert!(matches!(s.put_once(Kind::Flow, "x", "c", MIN, vec![]).await, Err(StateError::Full { kind: Kind::Flow })));
+        s.put_once(Kind::Completion, "x", "c", MIN, vec![]).await.expect("caps are per kind");
+        s.advance(MIN * 2);
+        s.put_once(Kind::Flow, "x", "c", MIN, vec![]).await.expect("expired entries make room");
+        assert_eq!(s.count(Kind::Flow).await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn key_values_expire_and_delete() {
+        let s = store(10);
+        let k = digest("cookie");
+        s.set(Kind::Session, &k, b"tok".to_vec(), MIN).await.unwrap();
+        assert_eq!(s.get(Kind::Session, &k).await.unwrap().as_deref(), Some(&b"tok"[..]));
+        assert_eq!(s.get(Kind::Caller, &k).await.unwrap(), None, "kinds are separate");
+        s.set(Kind::Session, &k, b"tok2".to_vec(), MIN).await.unwrap();
+        assert_eq!(s.get(Kind::Session, &k).await.unwrap().as_deref(), Some(&b"tok2"[..]), "replaced");
+        assert!(s.delete(Kind::Session, &k).await.unwrap());
+        assert!(!s.delete(Kind::Session, &k).await.unwrap());
+        s.set(Kind::Session, &k, b"tok".to_vec(), MIN).await.unwrap();
+        s.advance(MIN);
+        assert_eq!(s.get(Kind::Session, &k).await.unwrap(), None);
+        assert_eq!(s.count(Kind::Session).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn key_values_at_the_cap_evict_the_closest_to_expiry() {
+        let s = store(20);
+        for i in 0..20u64 {
+            s.set(Kind::Session, &digest(&i.to_string()), vec![], MIN * (i as u32 + 1)).await.unwrap();
+        }
+        s.set(Kind::Session, &digest("new"), vec![1], MIN).await.expect("never refused");
+        assert_eq!(s.get(Kind::Session, &digest("new")).await.unwrap(), Some(vec![1]));
+        assert_eq!(s.get(Kind::Session, &digest("0")).await.unwrap(), None, "closest to expiry evicted");
+        assert_eq!(s.get(Kind::Session, &digest("1")).await.unwrap(), None, "a tenth of the cap evicted");
+        assert!(s.get(Kind::Session, &digest("2")).await.unwrap().is_some());
+        assert_eq!(s.count(Kind::Session).await.unwrap(), 19);
+        // Replacing an existing key at the cap evicts nothing.
+        s.set(Kind::Session, &digest("new"), vec![2], MIN).await.unwrap();
+        assert_eq!(s.count(Kind::Session).await.unwrap(), 19);
+        // Expired entries go first.
+        s.advance(MIN * 5 + Duration::from_secs(1));
+        s.set(Kind::Session, &digest("a"), vec![], MIN).await.unwrap();
+        s.set(Kind::Session, &digest("b"), vec![], MIN).await.unwrap();
+        assert!(s.get(Kind::Session, &digest("19")).await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn first_seen_until_expiry_then_refuses_when_full() {
+        let s = store(2);
+        let until = SystemTime::now() + MIN;
+        assert!(s.first_seen(Kind::SamlAssertion, "id1", until).await.unwrap());
+        assert!(!s.first_seen(Kind::SamlAssertion, "id1", until).await.unwrap(), "replay");
+        assert!(s.first_seen(Kind::LogoutJti, "id1", until).await.unwrap(), "kinds are separate");
+        assert!(s.first_seen(Kind::SamlAssertion, "id2", until).await.unwrap());
+        assert!(matches!(s.first_seen(Kind::SamlAssertion, "id3", until).await, Err(StateError::Full { .. })), "never forget");
+        s.advance(MIN + Duration::from_secs(1));
+        assert!(s.first_seen(Kind::SamlAssertion, "id3", until + MIN * 2).await.unwrap(), "expired ids make room");
+        assert!(s.first_seen(Kind::SamlAssertion, "id1", until + MIN * 2).await.unwrap(), "expired id is new again");
+        assert!(!s.first_seen(Kind::SamlAssertion, "id1", until + MIN * 2).await.unwrap());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn first_seen_is_atomic_under_concurrency() {
+        let s = Arc::new(store(1000));
+        for round in 0..20 {
+            let barrier = Arc::new(tokio::sync::Barrier::new(16));
+            let tasks: Vec<_> = (0..16)
+                .map(|_| {
+                    let (s, barrier) = (s.clone(), barrier.clone());
+                    tokio::spawn(async move {
+                        barrier.wait().await;
+                        s.first_seen(Kind::SamlAssertion, &format!("id{round}"), SystemTime::now() + MIN).await.unwrap()
+                    })
+                })
+                .collect();
+            let mut firsts = 0;
+            for t in tasks {
+                firsts += t.await.unwrap() as usize;
+            }
+            assert_eq!(firsts, 1, "round {round}");
+        }
+    }
+
+    #[tokio::test]
+    async fn rate_counts_per_fixed_window_and_is_bounded() {
+        let s = store(2);
+        let k = Kind::Rate("login-ip");
+        assert_eq!(s.hit(k, "1.2.3.4", MIN).await.unwrap(), 1);
+        assert_eq!(s.hit(k, "1.2.3.4", MIN).await.unwrap(), 2);
+        assert_eq!(s.hit(Kind::Rate("other"), "1.2.3.4", MIN).await.unwrap(), 1, "namespaces are separate");
+        s.advance(Duration::from_secs(59));
+        assert_eq!(s.hit(k, "1.2.3.4", MIN).await.unwrap(), 3);
+        assert_eq!(s.hit(k, "5.6.7.8", MIN).await.unwrap(), 1);
+        assert!(matches!(s.hit(k, "9.9.9.9", MIN).await, Err(StateError::Full { .. })));
+        s.advance(Duration::from_secs(1));
+        assert_eq!(s.hit(k, "1.2.3.4", MIN).await.unwrap(), 1, "new window");
+        s.advance(Duration::from_secs(60));
+        assert_eq!(s.hit(k, "9.9.9.9", MIN).await.unwrap(), 1, "expired windows make room");
+        assert_eq!(s.count(k).await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn sweep_covers_every_shape() {
+        let s = store(10);
+        s.put_once(Kind::Flow, "a", "c", MIN, vec![]).await.unwrap();
+        s.set(Kind::Caller, &digest("t"), vec![], MIN).await.unwrap();
+        s.first_seen(Kind::LogoutJti, "j", SystemTime::now() + MIN).await.unwrap();
+        s.hit(Kind::Rate("r"), "k", MIN).await.unwrap();
+        assert_eq!(s.sweep().await.unwrap(), 0);
+        s.advance(MIN);
+        assert_eq!(s.sweep().await.unwrap(), 4);
+    }
+}

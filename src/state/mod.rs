@@ -1,0 +1,124 @@
+//! All of the proxy's state, behind two small interfaces so that a second backend is one new
+//! file: [`Ephemeral`] for what may be lost on restart (logins in progress, browser sessions,
+//! caches, replay ids, rate counters) and [`Durable`] for what must survive it (account links,
+//! providers added through the API, minted sessions, app passwords).
+//!
+//! Today the ephemeral side lives in memory ([`memory::MemoryEphemeral`]) and the durable side
+//! in one SQLite file ([`sqlite::SqliteDurable`]); [`State::open_default`] opens both and, the
+//! first time, imports the `state.json` written by earlier versions ([`import`]). The layer
+//! takes plain parameters (a directory, caps, TTLs): it knows nothing of the configuration file
+//! or of the SSO code that uses it.
+
+pub mod durable;
+#[cfg(test)]
+mod durable_tests;
+pub mod ephemeral;
+pub mod import;
+pub mod memory;
+pub mod sqlite;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use base64::Engine;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+pub use durable::{normalise_user_id, AppPassword, Durable, Link, MintedSession, StoredProvider};
+pub use ephemeral::{Ephemeral, Kind, TakeError};
+pub use memory::{Caps, MemoryEphemeral};
+pub use sqlite::SqliteDurable;
+
+/// Everything that can go wrong in the state layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// A bounded ephemeral store is full of live entries and refuses rather than forget one.
+    #[error("too many entries of kind {kind}")]
+    Full { kind: Kind },
+    #[error("cannot create the state directory {path}: {source}")]
+    CreateDir { path: PathBuf, source: std::io::Error },
+    #[error("cannot use {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    /// The database (or a record in it) cannot be read: never replaced by an empty one.
+    #[error("{path} is not a usable state database ({detail}); fix or move it away: the proxy will not start empty over it")]
+    Corrupt { path: PathBuf, detail: String },
+    #[error("cannot open the state database {path}: {source}")]
+    Open { path: PathBuf, source: sqlx::Error },
+    #[error("cannot bring the state database {path} up to date: {source}")]
+    Migrate { path: PathBuf, source: sqlx::migrate::MigrateError },
+    #[error("state database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A legacy `state.json` that cannot be imported; nothing was imported or renamed.
+    #[error("{path} cannot be imported ({detail}); fix or move it away: the proxy will not start without it")]
+    Import { path: PathBuf, detail: String },
+    /// The ephemeral backend failed (a network store, later; never the memory backend).
+    #[error("ephemeral state backend: {0}")]
+    Backend(String),
+}
+
+/// The two halves of the state, shared by every part of the proxy.
+#[derive(Clone)]
+pub struct State {
+    pub ephemeral: Arc<dyn Ephemeral>,
+    pub durable: Arc<dyn Durable>,
+}
+
+impl State {
+    /// SQLite `state.db` in `dir` (created if missing, refused if broken) with the legacy
+    /// `state.json` imported into it, and an in-memory ephemeral store bounded by `caps`.
+    ///
+    /// Nothing sweeps the ephemeral store by itself: call `ephemeral.sweep()` now and then.
+    pub async fn open_default(dir: &Path, caps: Caps) -> Result<State, StateError> {
+        let durable = SqliteDurable::open(dir).await?;
+        import::import_legacy(dir, &durable).await?;
+        Ok(State { ephemeral: Arc::new(MemoryEphemeral::new(caps)), durable: Arc::new(durable) })
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// 32 random bytes, URL-safe base64 without padding: ids, cookie values, handles.
+pub fn random_token() -> String {
+    let mut b = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+/// Is this a value [`random_token`] could have produced? (Cheap shape check for cookies.)
+pub fn looks_like_token(s: &str) -> bool {
+    s.len() == 43 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// SHA-256 of `s`: how cookies and tokens are keyed, so a dump of the state holds none.
+pub fn digest(s: &str) -> [u8; 32] {
+    Sha256::digest(s.as_bytes()).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_have_the_expected_shape() {
+        let t = random_token();
+        assert!(looks_like_token(&t));
+        assert_ne!(t, random_token());
+        assert!(!looks_like_token("short"));
+        assert!(!looks_like_token(&format!("{}=", &t[..42])));
+        assert_eq!(digest("a"), digest("a"));
+        assert_ne!(digest("a"), digest("b"));
+    }
+
+    #[tokio::test]
+    async fn open_default_gives_both_halves() {
+        let d = tempfile::tempdir().unwrap();
+        let s = State::open_default(d.path(), Caps::default()).await.unwrap();
+        s.ephemeral.put_once(Kind::Flow, "id", "c", std::time::Duration::from_secs(60), b"v".to_vec()).await.unwrap();
+        assert_eq!(s.ephemeral.take(Kind::Flow, "id", Some("c")).await.unwrap(), b"v");
+        assert!(s.durable.providers().await.unwrap().is_empty());
+        assert!(d.path().join("state.db").exists());
+    }
+}

@@ -1,0 +1,397 @@
+//! The SQLite [`Durable`] backend: one file, `state.db`, in the state directory.
+//!
+//! Why sqlx: it is one async query layer over SQLite now and PostgreSQL in the scale-out step,
+//! with embedded versioned migrations (`migrations/sqlite/`, applied on open), so the second
+//! backend is the same kind of file with its own SQL. Queries are built at run time
+//! (`sqlx::query`), not checked at compile time, so building needs no database.
+//!
+//! Durability: WAL journal with `synchronous=FULL`, so a write is on stable storage before it
+//! is acknowledged and survives `kill -9` and power loss; foreign keys on; a busy timeout so
+//! concurrent writers wait for each other instead of failing. The file holds provider
+//! secrets: it is created owner-only (0600), and SQLite gives its WAL files the same mode.
+//!
+//! A database that cannot be read (not a database, corrupt, `quick_check` failing, or a schema
+//! newer than this build) refuses to open with an error naming the file: the proxy never
+//! creates a fresh database over an existing one.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::migrate::{MigrateError, Migrator};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{Row, SqliteExecutor};
+
+use super::durable::{normalise_user_id, AppPassword, Durable, Link, MintedSession, StoredProvider};
+use super::StateError;
+
+/// The database's file name in the state directory.
+pub const DB_FILE: &str = "state.db";
+
+static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
+
+/// The SQLite backend. Cheap to share: a pool of connections.
+pub struct SqliteDurable {
+    pool: SqlitePool,
+    path: PathBuf,
+}
+
+/// SQLite's primary result codes that mean "this file is not a usable database".
+const SQLITE_CORRUPT: i32 = 11;
+const SQLITE_NOTADB: i32 = 26;
+
+impl SqliteDurable {
+    /// Open `state.db` in `dir`, creating the directory and an empty database if missing, and
+    /// bring its schema up to date.
+    pub async fn open(dir: &Path) -> Result<SqliteDurable, StateError> {
+        std::fs::create_dir_all(dir).map_err(|source| StateError::CreateDir { path: dir.to_path_buf(), source })?;
+        let path = dir.join(DB_FILE);
+        create_private(&path)?;
+        let options = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(false)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await.map_err(|e| classify(&path, e))?;
+        let check: Vec<String> = sqlx::query_scalar("PRAGMA quick_check").fetch_all(&pool).await.map_err(|e| classify(&path, e))?;
+        if check != ["ok"] {
+            return Err(StateError::Corrupt { path, detail: format!("quick_check: {}", check.join("; ")) });
+        }
+        MIGRATOR.run(&pool).await.map_err(|source| match source {
+            MigrateError::Execute(e) => classify(&path, e),
+            source => StateError::Migrate { path: path.clone(), source },
+        })?;
+        Ok(SqliteDurable { pool, path })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Close every connection (checkpointing the WAL); later calls fail.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    fn corrupt(&self, detail: String) -> StateError {
+        StateError::Corrupt { path: self.path.clone(), detail }
+    }
+
+    fn provider_from(&self, row: &SqliteRow) -> Result<StoredProvider, StateError> {
+        let (protocol, name, json): (String, String, String) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+        let json = serde_json::from_str(&json).map_err(|e| self.corrupt(format!("provider {protocol}/{name} is not JSON: {e}")))?;
+        Ok(StoredProvider { protocol, name, json })
+    }
+}
+
+/// Create `path` empty and owner-only unless it exists (an existing file is never touched).
+fn create_private(path: &Path) -> Result<(), StateError> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    match opts.open(path) {
+        Ok(f) => f.sync_all().map_err(|source| StateError::Io { path: path.to_path_buf(), source }),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(source) => Err(StateError::Io { path: path.to_path_buf(), source }),
+    }
+}
+
+/// A "not a database" or "corrupt" answer → [`StateError::Corrupt`]; anything else → `Open`.
+fn classify(path: &Path, e: sqlx::Error) -> StateError {
+    if let sqlx::Error::Database(db) = &e {
+        let primary = db.code().and_then(|c| c.parse::<i32>().ok()).map(|c| c & 0xff);
+        if matches!(primary, Some(SQLITE_CORRUPT | SQLITE_NOTADB)) {
+            return StateError::Corrupt { path: path.to_path_buf(), detail: db.message().to_string() };
+        }
+    }
+    StateError::Open { path: path.to_path_buf(), source: e }
+}
+
+fn int(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn uint(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+const LINK: &str = "SELECT protocol, provider, subject, user_id, linked_at FROM links";
+
+fn link_from(row: &SqliteRow) -> Result<Link, sqlx::Error> {
+    Ok(Link {
+        protocol: row.try_get(0)?,
+        provider: row.try_get(1)?,
+        subject: row.try_get(2)?,
+        user_id: row.try_get(3)?,
+        linked_at: uint(row.try_get(4)?),
+    })
+}
+
+async fn upsert_link<'e>(e: impl SqliteExecutor<'e>, l: &Link) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO links (protocol, provider, subject, user_id, user_key, linked_at) VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT (protocol, provider, subject) DO UPDATE SET
+           user_id = excluded.user_id, user_key = excluded.user_key, linked_at = excluded.linked_at",
+    )
+    .bind(&l.protocol)
+    .bind(&l.provider)
+    .bind(&l.subject)
+    .bind(&l.user_id)
+    .bind(normalise_user_id(&l.user_id))
+    .bind(int(l.linked_at))
+    .execute(e)
+    .await?;
+    Ok(())
+}
+
+async fn upsert_provider<'e>(e: impl SqliteExecutor<'e>, p: &StoredProvider) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO providers (protocol, name, json) VALUES (?, ?, ?) ON CONFLICT (protocol, name) DO UPDATE SET json = excluded.json")
+        .bind(&p.protocol)
+        .bind(&p.name)
+        .bind(p.json.to_string())
+        .execute(e)
+        .await?;
+    Ok(())
+}
+
+const MINT: &str = "SELECT user_id, device_id, provider, protocol, subject, sid, id_token, refresh_token, how, client, device_name,
+    minted_at, last_validated, app_password_id FROM minted_sessions";
+
+fn mint_from(row: &SqliteRow) -> Result<MintedSession, sqlx::Error> {
+    Ok(MintedSession {
+        user_id: row.try_get(0)?,
+        device_id: row.try_get(1)?,
+        provider: row.try_get(2)?,
+        protocol: row.try_get(3)?,
+        subject: row.try_get(4)?,
+        sid: row.try_get(5)?,
+        id_token: row.try_get(6)?,
+        refresh_token: row.try_get(7)?,
+        how: row.try_get(8)?,
+        client: row.try_get(9)?,
+        device_name: row.try_get(10)?,
+        minted_at: uint(row.try_get(11)?),
+        last_validated: row.try_get::<Option<i64>, _>(12)?.map(uint),
+        app_password_id: row.try_get(13)?,
+    })
+}
+
+const APP_PASSWORD: &str = "SELECT id, user_id, name, hash, created_at, last_used_at, last_device FROM app_passwords";
+
+fn app_password_from(row: &SqliteRow) -> Result<AppPassword, sqlx::Error> {
+    Ok(AppPassword {
+        id: row.try_get(0)?,
+        user_id: row.try_get(1)?,
+        name: row.try_get(2)?,
+        hash: row.try_get(3)?,
+        created_at: uint(row.try_get(4)?),
+        last_used_at: row.try_get::<Option<i64>, _>(5)?.map(uint),
+        last_device: row.try_get(6)?,
+    })
+}
+
+fn all<T>(rows: Vec<SqliteRow>, f: fn(&SqliteRow) -> Result<T, sqlx::Error>) -> Result<Vec<T>, StateError> {
+    Ok(rows.iter().map(f).collect::<Result<_, _>>()?)
+}
+
+#[async_trait]
+impl Durable for SqliteDurable {
+    async fn link(&self, protocol: &str, provider: &str, subject: &str) -> Result<Option<Link>, StateError> {
+        let q = format!("{LINK} WHERE protocol = ? AND provider = ? AND subject = ?");
+        let row = sqlx::query(&q).bind(protocol).bind(provider).bind(subject).fetch_optional(&self.pool).await?;
+        Ok(row.as_ref().map(link_from).transpose()?)
+    }
+
+    async fn links_of_user(&self, user_id: &str) -> Result<Vec<Link>, StateError> {
+        let q = format!("{LINK} WHERE user_key = ? ORDER BY linked_at, protocol, provider, subject");
+        all(sqlx::query(&q).bind(normalise_user_id(user_id)).fetch_all(&self.pool).await?, link_from)
+    }
+
+    async fn put_link(&self, link: Link) -> Result<(), StateError> {
+        Ok(upsert_link(&self.pool, &link).await?)
+    }
+
+    async fn remove_link(&self, protocol: &str, provider: &str, user_id: &str, subject: &str) -> Result<u64, StateError> {
+        let done = sqlx::query("DELETE FROM links WHERE protocol = ? AND provider = ? AND user_key = ? AND subject = ?")
+            .bind(protocol)
+            .bind(provider)
+            .bind(normalise_user_id(user_id))
+            .bind(subject)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn remove_links_of_user(&self, user_id: &str) -> Result<u64, StateError> {
+        let done = sqlx::query("DELETE FROM links WHERE user_key = ?").bind(normalise_user_id(user_id)).execute(&self.pool).await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn providers(&self) -> Result<Vec<StoredProvider>, StateError> {
+        let rows = sqlx::query("SELECT protocol, name, json FROM providers ORDER BY protocol, name").fetch_all(&self.pool).await?;
+        rows.iter().map(|r| self.provider_from(r)).collect()
+    }
+
+    async fn provider(&self, protocol: &str, name: &str) -> Result<Option<StoredProvider>, StateError> {
+        let row = sqlx::query("SELECT protocol, name, json FROM providers WHERE protocol = ? AND name = ?")
+            .bind(protocol)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(|r| self.provider_from(r)).transpose()
+    }
+
+    async fn put_provider(&self, provider: StoredProvider) -> Result<(), StateError> {
+        Ok(upsert_provider(&self.pool, &provider).await?)
+    }
+
+    async fn remove_provider(&self, protocol: &str, name: &str) -> Result<bool, StateError> {
+        let done = sqlx::query("DELETE FROM providers WHERE protocol = ? AND name = ?").bind(protocol).bind(name).execute(&self.pool).await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn import(&self, links: Vec<Link>, providers: Vec<StoredProvider>) -> Result<(), StateError> {
+        let mut tx = self.pool.begin().await?;
+        for l in &links {
+            upsert_link(&mut *tx, l).await?;
+        }
+        for p in &providers {
+            upsert_provider(&mut *tx, p).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn record_mint(&self, m: MintedSession) -> Result<(), StateError> {
+        sqlx::query(
+            "INSERT INTO minted_sessions (user_key, device_id, user_id, provider, protocol, subject, sid, id_token, refresh_token,
+               how, client, device_name, minted_at, last_validated, app_password_id)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (user_key, device_id) DO UPDATE SET
+               user_id = excluded.user_id, provider = excluded.provider, protocol = excluded.protocol,
+               subject = excluded.subject, sid = excluded.sid, id_token = excluded.id_token,
+               refresh_token = excluded.refresh_token, how = excluded.how, client = excluded.client,
+               device_name = excluded.device_name, minted_at = excluded.minted_at,
+               last_validated = excluded.last_validated, app_password_id = excluded.app_password_id",
+        )
+        .bind(normalise_user_id(&m.user_id))
+        .bind(&m.device_id)
+        .bind(&m.user_id)
+        .bind(&m.provider)
+        .bind(&m.protocol)
+        .bind(&m.subject)
+        .bind(&m.sid)
+        .bind(&m.id_token)
+        .bind(&m.refresh_token)
+        .bind(&m.how)
+        .bind(&m.client)
+        .bind(&m.device_name)
+        .bind(int(m.minted_at))
+        .bind(m.last_validated.map(int))
+        .bind(&m.app_password_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn mints_of_user(&self, user_id: &str) -> Result<Vec<MintedSession>, StateError> {
+        let q = format!("{MINT} WHERE user_key = ? ORDER BY minted_at, device_id");
+        all(sqlx::query(&q).bind(normalise_user_id(user_id)).fetch_all(&self.pool).await?, mint_from)
+    }
+
+    async fn mint(&self, user_id: &str, device_id: &str) -> Result<Option<MintedSession>, StateError> {
+        let q = format!("{MINT} WHERE user_key = ? AND device_id = ?");
+        let row = sqlx::query(&q).bind(normalise_user_id(user_id)).bind(device_id).fetch_optional(&self.pool).await?;
+        Ok(row.as_ref().map(mint_from).transpose()?)
+    }
+
+    async fn remove_mint(&self, user_id: &str, device_id: &str) -> Result<bool, StateError> {
+        let done = sqlx::query("DELETE FROM minted_sessions WHERE user_key = ? AND device_id = ?")
+            .bind(normalise_user_id(user_id))
+            .bind(device_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn mints_by_sid(&self, provider: &str, sid: &str) -> Result<Vec<MintedSession>, StateError> {
+        let q = format!("{MINT} WHERE provider = ? AND sid = ? ORDER BY minted_at, device_id");
+        all(sqlx::query(&q).bind(provider).bind(sid).fetch_all(&self.pool).await?, mint_from)
+    }
+
+    async fn mints_by_subject(&self, protocol: &str, provider: &str, subject: &str) -> Result<Vec<MintedSession>, StateError> {
+        let q = format!("{MINT} WHERE protocol = ? AND provider = ? AND subject = ? ORDER BY minted_at, device_id");
+        all(sqlx::query(&q).bind(protocol).bind(provider).bind(subject).fetch_all(&self.pool).await?, mint_from)
+    }
+
+    async fn mints_older_than(&self, provider: &str, minted_before: u64) -> Result<Vec<MintedSession>, StateError> {
+        let q = format!("{MINT} WHERE provider = ? AND minted_at < ? ORDER BY minted_at, device_id");
+        all(sqlx::query(&q).bind(provider).bind(int(minted_before)).fetch_all(&self.pool).await?, mint_from)
+    }
+
+    async fn set_validated(&self, user_id: &str, device_id: &str, at: u64) -> Result<bool, StateError> {
+        let done = sqlx::query("UPDATE minted_sessions SET last_validated = ? WHERE user_key = ? AND device_id = ?")
+            .bind(int(at))
+            .bind(normalise_user_id(user_id))
+            .bind(device_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn add_app_password(&self, p: AppPassword) -> Result<(), StateError> {
+        sqlx::query(
+            "INSERT INTO app_passwords (id, user_id, user_key, name, hash, created_at, last_used_at, last_device)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&p.id)
+        .bind(&p.user_id)
+        .bind(normalise_user_id(&p.user_id))
+        .bind(&p.name)
+        .bind(&p.hash)
+        .bind(int(p.created_at))
+        .bind(p.last_used_at.map(int))
+        .bind(&p.last_device)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn app_passwords_of_user(&self, user_id: &str) -> Result<Vec<AppPassword>, StateError> {
+        let q = format!("{APP_PASSWORD} WHERE user_key = ? ORDER BY created_at, id");
+        all(sqlx::query(&q).bind(normalise_user_id(user_id)).fetch_all(&self.pool).await?, app_password_from)
+    }
+
+    async fn app_password(&self, id: &str) -> Result<Option<AppPassword>, StateError> {
+        let q = format!("{APP_PASSWORD} WHERE id = ?");
+        let row = sqlx::query(&q).bind(id).fetch_optional(&self.pool).await?;
+        Ok(row.as_ref().map(app_password_from).transpose()?)
+    }
+
+    async fn remove_app_password(&self, id: &str) -> Result<bool, StateError> {
+        let done = sqlx::query("DELETE FROM app_passwords WHERE id = ?").bind(id).execute(&self.pool).await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn touch_app_password(&self, id: &str, device: &str, at: u64) -> Result<bool, StateError> {
+        let done = sqlx::query("UPDATE app_passwords SET last_used_at = ?, last_device = ? WHERE id = ?")
+            .bind(int(at))
+            .bind(device)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn remove_app_passwords_of_user(&self, user_id: &str) -> Result<u64, StateError> {
+        let done = sqlx::query("DELETE FROM app_passwords WHERE user_key = ?").bind(normalise_user_id(user_id)).execute(&self.pool).await?;
+        Ok(done.rows_affected())
+    }
+}
