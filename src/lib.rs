@@ -15,6 +15,8 @@
 
 pub mod body;
 pub mod config;
+pub mod context;
+pub mod cookie;
 pub mod error;
 pub mod jellyfin;
 pub mod logging;
@@ -23,6 +25,5 @@ pub mod proxy;
 pub mod router;
 pub mod server;
 pub mod state;
-pub mod store;
 pub mod sso;
 pub mod tls;
