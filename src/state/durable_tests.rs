@@ -239,6 +239,7 @@ async fn a_damaged_database_is_refused_naming_the_file() {
     for i in 0..200 {
         s.put_link(link("oid", &format!("subject-{i:0>200}"), "u")).await.unwrap();
     }
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(s.pool()).await.unwrap();
     s.close().await;
     let mut bytes = std::fs::read(d.path().join(DB_FILE)).unwrap();
     assert!(bytes.len() > 8192, "{}", bytes.len());
