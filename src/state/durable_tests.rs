@@ -70,7 +70,8 @@ async fn links_round_trip_and_survive_reopen() {
 async fn providers_round_trip_and_survive_reopen() {
     let d = tempfile::tempdir().unwrap();
     let s = open(d.path()).await;
-    let kc = StoredProvider { protocol: "oid".into(), name: "kc".into(), json: serde_json::json!({"OidSecret": "s", "Scopes": ["a", "b"]}) };
+    let kc =
+        StoredProvider { protocol: "oid".into(), name: "kc".into(), json: serde_json::json!({"OidSecret": "s", "Scopes": ["a", "b"]}) };
     s.put_provider(kc.clone()).await.unwrap();
     s.put_provider(StoredProvider { protocol: "saml".into(), ..kc.clone() }).await.unwrap();
     s.put_provider(StoredProvider { json: serde_json::json!({"OidSecret": "t"}), ..kc.clone() }).await.unwrap();
@@ -137,7 +138,15 @@ async fn minted_sessions_round_trip_and_survive_reopen() {
 async fn app_passwords_round_trip_and_survive_reopen() {
     let d = tempfile::tempdir().unwrap();
     let s = open(d.path()).await;
-    let p = AppPassword { id: "ap1".into(), user_id: USER.into(), name: "Kodi".into(), hash: vec![7; 32], created_at: 10, last_used_at: None, last_device: None };
+    let p = AppPassword {
+        id: "ap1".into(),
+        user_id: USER.into(),
+        name: "Kodi".into(),
+        hash: vec![7; 32],
+        created_at: 10,
+        last_used_at: None,
+        last_device: None,
+    };
     s.add_app_password(p.clone()).await.unwrap();
     assert!(matches!(s.add_app_password(p.clone()).await, Err(StateError::Database(_))), "ids are unique");
     s.add_app_password(AppPassword { id: "ap2".into(), created_at: 20, ..p.clone() }).await.unwrap();
@@ -230,6 +239,7 @@ async fn a_damaged_database_is_refused_naming_the_file() {
     for i in 0..200 {
         s.put_link(link("oid", &format!("subject-{i:0>200}"), "u")).await.unwrap();
     }
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(s.pool()).await.unwrap();
     s.close().await;
     let mut bytes = std::fs::read(d.path().join(DB_FILE)).unwrap();
     assert!(bytes.len() > 8192, "{}", bytes.len());
@@ -237,4 +247,36 @@ async fn a_damaged_database_is_refused_naming_the_file() {
         *b = 0xa5;
     }
     refused(&bytes).await;
+}
+
+#[tokio::test]
+async fn writes_are_durable_and_foreign_keys_on() {
+    let d = tempfile::tempdir().unwrap();
+    let s = open(d.path()).await;
+    let mut conn = s.pool().acquire().await.unwrap();
+    let journal: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&mut *conn).await.unwrap();
+    let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous").fetch_one(&mut *conn).await.unwrap();
+    let foreign_keys: i64 = sqlx::query_scalar("PRAGMA foreign_keys").fetch_one(&mut *conn).await.unwrap();
+    let busy: i64 = sqlx::query_scalar("PRAGMA busy_timeout").fetch_one(&mut *conn).await.unwrap();
+    assert_eq!((journal.as_str(), synchronous, foreign_keys), ("wal", 2, 1), "WAL, synchronous=FULL, foreign keys");
+    assert!(busy > 0);
+}
+
+#[tokio::test]
+async fn a_database_from_a_newer_version_is_refused_naming_the_file() {
+    let d = tempfile::tempdir().unwrap();
+    let s = open(d.path()).await;
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES (9999, 'future', 1, x'00', 0)",
+    )
+    .execute(s.pool())
+    .await
+    .unwrap();
+    s.close().await;
+    let err = match SqliteDurable::open(d.path()).await {
+        Err(e) => e,
+        Ok(_) => panic!("opened"),
+    };
+    assert!(matches!(err, StateError::Migrate { .. }), "{err:?}");
+    assert!(err.to_string().contains(&d.path().join(DB_FILE).display().to_string()), "{err}");
 }

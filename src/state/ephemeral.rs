@@ -78,12 +78,20 @@ pub enum TakeError {
     Backend(StateError),
 }
 
+impl From<StateError> for TakeError {
+    fn from(e: StateError) -> TakeError {
+        TakeError::Backend(e)
+    }
+}
+
 impl PartialEq for TakeError {
     /// Backend errors never compare equal (so tests can `assert_eq!` the other outcomes).
     fn eq(&self, other: &Self) -> bool {
         matches!(
             (self, other),
-            (TakeError::Unknown, TakeError::Unknown) | (TakeError::Expired, TakeError::Expired) | (TakeError::WrongBrowser, TakeError::WrongBrowser)
+            (TakeError::Unknown, TakeError::Unknown)
+                | (TakeError::Expired, TakeError::Expired)
+                | (TakeError::WrongBrowser, TakeError::WrongBrowser)
         )
     }
 }

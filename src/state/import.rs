@@ -84,11 +84,19 @@ fn parse(bytes: &[u8]) -> Result<(Vec<Link>, Vec<StoredProvider>), String> {
     let links = state
         .links
         .into_iter()
-        .map(|l| Link { protocol: l.mode.protocol().into(), provider: l.provider, subject: l.canonical_name, user_id: l.user_id, linked_at: l.linked_at })
+        .map(|l| Link {
+            protocol: l.mode.protocol().into(),
+            provider: l.provider,
+            subject: l.canonical_name,
+            user_id: l.user_id,
+            linked_at: l.linked_at,
+        })
         .collect();
     let providers = [("oid", state.oid_providers), ("saml", state.saml_providers)]
         .into_iter()
-        .flat_map(|(protocol, by_name)| by_name.into_iter().map(move |(name, json)| StoredProvider { protocol: protocol.into(), name, json }))
+        .flat_map(|(protocol, by_name)| {
+            by_name.into_iter().map(move |(name, json)| StoredProvider { protocol: protocol.into(), name, json })
+        })
         .collect();
     Ok((links, providers))
 }

@@ -15,6 +15,8 @@ mod durable_tests;
 pub mod ephemeral;
 pub mod import;
 pub mod memory;
+#[cfg(test)]
+mod memory_tests;
 pub mod sqlite;
 
 use std::path::{Path, PathBuf};
@@ -44,7 +46,10 @@ pub enum StateError {
     Corrupt { path: PathBuf, detail: String },
     #[error("cannot open the state database {path}: {source}")]
     Open { path: PathBuf, source: sqlx::Error },
-    #[error("cannot bring the state database {path} up to date: {source}")]
+    /// The schema cannot be brought up to date, e.g. a database written by a newer version.
+    #[error(
+        "cannot bring the state database {path} up to date ({source}); was it written by a newer version? The proxy will not start over it"
+    )]
     Migrate { path: PathBuf, source: sqlx::migrate::MigrateError },
     #[error("state database: {0}")]
     Database(#[from] sqlx::Error),

@@ -76,6 +76,11 @@ impl SqliteDurable {
         self.pool.close().await;
     }
 
+    #[cfg(test)]
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     fn corrupt(&self, detail: String) -> StateError {
         StateError::Corrupt { path: self.path.clone(), detail }
     }
@@ -152,12 +157,14 @@ async fn upsert_link<'e>(e: impl SqliteExecutor<'e>, l: &Link) -> Result<(), sql
 }
 
 async fn upsert_provider<'e>(e: impl SqliteExecutor<'e>, p: &StoredProvider) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO providers (protocol, name, json) VALUES (?, ?, ?) ON CONFLICT (protocol, name) DO UPDATE SET json = excluded.json")
-        .bind(&p.protocol)
-        .bind(&p.name)
-        .bind(p.json.to_string())
-        .execute(e)
-        .await?;
+    sqlx::query(
+        "INSERT INTO providers (protocol, name, json) VALUES (?, ?, ?) ON CONFLICT (protocol, name) DO UPDATE SET json = excluded.json",
+    )
+    .bind(&p.protocol)
+    .bind(&p.name)
+    .bind(p.json.to_string())
+    .execute(e)
+    .await?;
     Ok(())
 }
 
@@ -253,7 +260,8 @@ impl Durable for SqliteDurable {
     }
 
     async fn remove_provider(&self, protocol: &str, name: &str) -> Result<bool, StateError> {
-        let done = sqlx::query("DELETE FROM providers WHERE protocol = ? AND name = ?").bind(protocol).bind(name).execute(&self.pool).await?;
+        let done =
+            sqlx::query("DELETE FROM providers WHERE protocol = ? AND name = ?").bind(protocol).bind(name).execute(&self.pool).await?;
         Ok(done.rows_affected() > 0)
     }
 
