@@ -1,0 +1,263 @@
+//! Validation of provider settings: raw ([`RawOidProvider`], [`RawSamlProvider`]) → typed
+//! ([`OidProvider`], [`SamlProvider`]).
+//!
+//! One validator per protocol serves `proxy.yaml` and the admin API's `Add` body, so both
+//! accept and refuse exactly the same things. Each problem is recorded with its dotted path
+//! (under the caller's prefix, e.g. `providers.oid.corp`). The grant rules, the same for
+//! both protocols, have one validator used by both.
+
+use std::path::Path;
+use std::time::Duration;
+
+use url::Url;
+
+use super::raw::{known_keys, OneOrMany, RawGrants, RawOidProvider, RawSamlProvider, OID_KEYS, SAML_KEYS};
+use super::{GrantRules, OidProvider, SamlProvider, TokenAuthMethod};
+use crate::config::field::{join, Field, Problems};
+use crate::config::secret;
+
+impl RawGrants {
+    fn validate(self, prefix: &str, p: &mut Problems) -> GrantRules {
+        let f = |k: &str| join(prefix, k);
+        let rules = GrantRules {
+            enable_authorization: p.take(&f("enableAuthorization"), self.enable_authorization, false),
+            enable_all_folders: p.take(&f("enableAllFolders"), self.enable_all_folders, false),
+            enabled_folders: non_empty(p.take(&f("enabledFolders"), self.enabled_folders, Vec::new())),
+            roles: non_empty(p.take(&f("roles"), self.roles, Vec::new())),
+            admin_roles: non_empty(p.take(&f("adminRoles"), self.admin_roles, Vec::new())),
+            enable_folder_roles: p.take(&f("enableFolderRoles"), self.enable_folder_roles, false),
+            folder_role_mapping: p.take(&f("folderRoleMapping"), self.folder_role_mapping, Vec::new()),
+            enable_live_tv_roles: p.take(&f("enableLiveTvRoles"), self.enable_live_tv_roles, false),
+            enable_live_tv: p.take(&f("enableLiveTv"), self.enable_live_tv, false),
+            enable_live_tv_management: p.take(&f("enableLiveTvManagement"), self.enable_live_tv_management, false),
+            live_tv_roles: non_empty(p.take(&f("liveTvRoles"), self.live_tv_roles, Vec::new())),
+            live_tv_management_roles: non_empty(p.take(&f("liveTvManagementRoles"), self.live_tv_management_roles, Vec::new())),
+            adopt_existing_admins: p.take(&f("adoptExistingAdmins"), self.adopt_existing_admins, false),
+            default_provider: opt_string(p, &f("defaultProvider"), self.default_provider),
+        };
+        // Jellyfin refuses a policy whose folder ids are not Guids (UserPolicy.EnabledFolders is
+        // Guid[]): catch that here instead of at someone's login.
+        for (i, id) in rules.enabled_folders.iter().enumerate() {
+            if !is_guid(id) {
+                p.push(format!("{}.{i}", f("enabledFolders")), format!("`{id}` is not a Jellyfin library id (32 hex digits, see Dashboard > Libraries or GET /Library/VirtualFolders)"));
+            }
+        }
+        for (i, m) in rules.folder_role_mapping.iter().enumerate() {
+            for id in m.folders.iter().filter(|id| !is_guid(id)) {
+                p.push(format!("{}.{i}.folders", f("folderRoleMapping")), format!("`{id}` is not a Jellyfin library id (32 hex digits)"));
+            }
+        }
+        rules
+    }
+}
+
+/// A Guid as Jellyfin parses it: 32 hex digits, dashes and braces allowed.
+fn is_guid(s: &str) -> bool {
+    let hex: Vec<char> = s.trim().trim_matches(|c| c == '{' || c == '}').chars().filter(|c| *c != '-').collect();
+    hex.len() == 32 && hex.iter().all(char::is_ascii_hexdigit)
+}
+
+/// Provider names appear in URLs (`/sso/OID/start/{name}`): keep them to a safe alphabet.
+pub fn valid_provider_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+fn non_empty(list: Vec<String>) -> Vec<String> {
+    list.into_iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+}
+
+/// A required URL setting: missing, unparsable or refused by `scheme_ok` are problems.
+fn required_url(p: &mut Problems, path: &str, f: Field<String>, what: &str, scheme_ok: impl Fn(&Url) -> Result<(), &'static str>) -> Option<Url> {
+    let Some(s) = opt_string(p, path, f) else {
+        p.push(path, format!("is required: {what}"));
+        return None;
+    };
+    match Url::parse(&s) {
+        Ok(u) => match scheme_ok(&u) {
+            Ok(()) => Some(u),
+            Err(why) => {
+                p.push(path, why);
+                None
+            }
+        },
+        Err(e) => {
+            p.push(path, format!("not a URL: {e}"));
+            None
+        }
+    }
+}
+
+fn opt_string(p: &mut Problems, path: &str, f: Field<String>) -> Option<String> {
+    p.opt(path, f).map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+}
+
+impl RawOidProvider {
+    /// Validate into an [`OidProvider`], recording problems under `prefix` (e.g. `providers.oid.corp`).
+    pub fn validate(self, name: &str, prefix: &str, base_dir: &Path, p: &mut Problems) -> Option<OidProvider> {
+        let before = p.len();
+        let f = |k: &str| join(prefix, k);
+        p.unknown(prefix, &self.unknown, &known_keys(OID_KEYS));
+        if !valid_provider_name(name) {
+            p.push(prefix, "provider names may use letters, digits, `_`, `-` and `.` (at most 64)");
+        }
+        let disable_https = p.take(&f("disableHttps"), self.disable_https, false);
+        let issuer = required_url(p, &f("oidEndpoint"), self.oid_endpoint, "the issuer URL of the identity provider", |u| match u.scheme() {
+            "https" => Ok(()),
+            "http" if disable_https => Ok(()),
+            "http" => Err("is http://; use https:// or set disableHttps: true (insecure, for testing)"),
+            _ => Err("must be an https:// URL"),
+        });
+        let client_id = opt_string(p, &f("oidClientId"), self.oid_client_id);
+        if client_id.is_none() {
+            p.push(f("oidClientId"), "is required: the client id registered at the identity provider");
+        }
+        let client_secret = secret(p, &f("oidSecret"), self.oid_secret, self.oid_secret_file, base_dir);
+        let method_text = opt_string(p, &f("tokenEndpointAuthMethod"), self.token_endpoint_auth_method);
+        let token_auth_method = match method_text.as_deref() {
+            None if client_secret.is_some() => TokenAuthMethod::ClientSecretBasic,
+            None => TokenAuthMethod::None,
+            Some("client_secret_basic") => TokenAuthMethod::ClientSecretBasic,
+            Some("client_secret_post") => TokenAuthMethod::ClientSecretPost,
+            Some("none") => TokenAuthMethod::None,
+            Some(other) => {
+                p.push(f("tokenEndpointAuthMethod"), format!("must be client_secret_basic, client_secret_post or none (got `{other}`)"));
+                TokenAuthMethod::ClientSecretBasic
+            }
+        };
+        if token_auth_method != TokenAuthMethod::None && client_secret.is_none() && client_id.is_some() {
+            p.push(f("oidSecret"), format!("is required with tokenEndpointAuthMethod {}", token_auth_method.as_str()));
+        }
+        let mut scopes = non_empty(p.take(&f("oidScopes"), self.oid_scopes, Vec::new()));
+        scopes.retain(|s| s != "openid");
+        let role_claim = opt_string(p, &f("roleClaim"), self.role_claim).unwrap_or_else(|| "roles".to_string());
+        let _ = p.opt(&f("schemeOverride"), self.scheme_override);
+        let _ = p.opt(&f("portOverride"), self.port_override);
+        let grants = self.grants.validate(prefix, p);
+        let provider = OidProvider {
+            name: name.to_string(),
+            enabled: p.take(&f("enabled"), self.enabled, true),
+            issuer: issuer?,
+            client_id: client_id?,
+            client_secret,
+            token_auth_method,
+            scopes,
+            role_claim,
+            username_claim: opt_string(p, &f("defaultUsernameClaim"), self.default_username_claim),
+            subject_claim: opt_string(p, &f("subjectClaim"), self.subject_claim).unwrap_or_else(|| "sub".to_string()),
+            avatar_url_format: opt_string(p, &f("avatarUrlFormat"), self.avatar_url_format),
+            grants,
+            disable_https,
+            disable_pushed_authorization: p.take(&f("disablePushedAuthorization"), self.disable_pushed_authorization, false),
+            do_not_validate_endpoints: p.take(&f("doNotValidateEndpoints"), self.do_not_validate_endpoints, false),
+            do_not_validate_issuer_name: p.take(&f("doNotValidateIssuerName"), self.do_not_validate_issuer_name, false),
+            do_not_load_profile: p.take(&f("doNotLoadProfile"), self.do_not_load_profile, false),
+        };
+        (p.len() == before).then_some(provider)
+    }
+}
+
+/// Certificates given as PEM (one or more blocks) or bare base64 DER, as IdP consoles show them.
+pub fn parse_certificates(texts: &[String]) -> Result<Vec<Vec<u8>>, String> {
+    use base64::Engine;
+    use rustls_pki_types::pem::PemObject;
+    let mut out = Vec::new();
+    for (i, t) in texts.iter().enumerate() {
+        let t = t.trim();
+        if t.contains("-----BEGIN") {
+            let certs: Vec<_> = rustls_pki_types::CertificateDer::pem_slice_iter(t.as_bytes())
+                .collect::<Result<_, _>>()
+                .map_err(|e| format!("certificate {i}: not valid PEM: {e}"))?;
+            if certs.is_empty() {
+                return Err(format!("certificate {i}: no CERTIFICATE block in the PEM"));
+            }
+            out.extend(certs.into_iter().map(|c| c.to_vec()));
+        } else {
+            let compact: String = t.chars().filter(|c| !c.is_whitespace()).collect();
+            let der = base64::engine::general_purpose::STANDARD.decode(compact).map_err(|e| format!("certificate {i}: neither PEM nor base64 DER: {e}"))?;
+            out.push(der);
+        }
+    }
+    for (i, der) in out.iter().enumerate() {
+        // The same parser the SAML verifier uses, so what passes here is usable there.
+        saml::X509Certificate::from_der(der).map_err(|e| format!("certificate {i}: not a usable X.509 certificate: {e}"))?;
+    }
+    Ok(out)
+}
+
+impl RawSamlProvider {
+    /// Validate into a [`SamlProvider`], recording problems under `prefix` (e.g.
+    /// `providers.saml.corp`); `base_dir` resolves a relative `samlCertificateFile`.
+    pub fn validate(self, name: &str, prefix: &str, base_dir: &Path, p: &mut Problems) -> Option<SamlProvider> {
+        let before = p.len();
+        let f = |k: &str| join(prefix, k);
+        p.unknown(prefix, &self.unknown, &known_keys(SAML_KEYS));
+        if !valid_provider_name(name) {
+            p.push(prefix, "provider names may use letters, digits, `_`, `-` and `.` (at most 64)");
+        }
+        let sso_url = required_url(p, &f("samlEndpoint"), self.saml_endpoint, "the identity provider's SAML sign-on URL", |u| match u.scheme() {
+            "https" | "http" => Ok(()),
+            _ => Err("must be an http(s) URL"),
+        });
+        let sp_entity_id = opt_string(p, &f("samlClientId"), self.saml_client_id);
+        if sp_entity_id.as_ref().is_none_or(|s| s.chars().any(char::is_whitespace)) {
+            p.push(f("samlClientId"), "is required: this proxy's entity id at the identity provider (no spaces)");
+        }
+        let idp_entity_id = opt_string(p, &f("samlIdpEntityId"), self.saml_idp_entity_id);
+        if idp_entity_id.is_none() {
+            p.push(f("samlIdpEntityId"), "is required: the identity provider's entity id (the Issuer of its responses)");
+        }
+        let inline = p.opt(&f("samlCertificate"), self.saml_certificate);
+        let file = p.opt(&f("samlCertificateFile"), self.saml_certificate_file);
+        let certs = match (inline, file) {
+            (Some(_), Some(_)) => {
+                p.push(f("samlCertificate"), "set either `samlCertificate` or `samlCertificateFile`, not both");
+                None
+            }
+            (None, None) => {
+                p.push(f("samlCertificate"), "is required (or samlCertificateFile): the identity provider's signing certificate (unsigned responses are never accepted)");
+                None
+            }
+            (Some(OneOrMany::One(s)), None) => Some(vec![s]),
+            (Some(OneOrMany::Many(v)), None) => Some(v),
+            (None, Some(path)) => match std::fs::read_to_string(base_dir.join(&path)) {
+                Ok(text) => Some(vec![text]),
+                Err(e) => {
+                    p.push(f("samlCertificateFile"), format!("cannot read {}: {e}", base_dir.join(&path).display()));
+                    None
+                }
+            },
+        };
+        let certificates = certs.and_then(|c| match parse_certificates(&c) {
+            Ok(d) if !d.is_empty() => Some(d),
+            Ok(_) => {
+                p.push(f("samlCertificate"), "holds no certificate");
+                None
+            }
+            Err(e) => {
+                p.push(f("samlCertificate"), e);
+                None
+            }
+        });
+        let clock_skew = p.parse(&f("clockSkew"), self.clock_skew, Duration::from_secs(60), |s| {
+            humantime::parse_duration(s).map_err(|e| format!("not a duration like `60s`: {e}"))
+        });
+        if clock_skew > Duration::from_secs(600) {
+            p.push(f("clockSkew"), "must be at most 10m");
+        }
+        let _ = p.opt(&f("schemeOverride"), self.scheme_override);
+        let grants = self.grants.validate(prefix, p);
+        let provider = SamlProvider {
+            name: name.to_string(),
+            enabled: p.take(&f("enabled"), self.enabled, true),
+            sso_url: sso_url?,
+            sp_entity_id: sp_entity_id?,
+            idp_entity_id: idp_entity_id?,
+            certificates: certificates?,
+            role_attribute: opt_string(p, &f("roleAttribute"), self.role_attribute).unwrap_or_else(|| "Role".to_string()),
+            username_attribute: opt_string(p, &f("usernameAttribute"), self.username_attribute),
+            clock_skew,
+            grants,
+        };
+        (p.len() == before).then_some(provider)
+    }
+}

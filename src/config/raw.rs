@@ -1,0 +1,109 @@
+//! The raw configuration: what figment reads from `proxy.yaml` and the `JSP_*` environment.
+//!
+//! Every leaf is a lenient [`Field`] and every section keeps the keys it does not know, so
+//! reading never stops at a bad value; `validate.rs` turns these structs into the typed
+//! [`Config`](super::Config) and reports each problem. The `*_KEYS` lists are the keys each
+//! section accepts, for the "did you mean" hint on an unknown key. The provider sections are
+//! read with the raw types of [`provider`](super::provider), shared with the admin API.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::field::{Field, Unknown};
+use super::provider::{RawOidProvider, RawSamlProvider};
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct RawConfig {
+    pub(super) listen: Field<String>,
+    pub(super) public_url: Field<String>,
+    pub(super) http_redirect_listen: Field<String>,
+    pub(super) trusted_proxies: Field<Vec<String>>,
+    pub(super) state_dir: Field<PathBuf>,
+    pub(super) tls: Field<RawTls>,
+    pub(super) jellyfin: Field<RawJellyfin>,
+    pub(super) limits: Field<RawLimits>,
+    pub(super) log: Field<RawLog>,
+    pub(super) sso: Field<RawSso>,
+    pub(super) providers: Field<RawProviders>,
+    #[serde(flatten)]
+    pub(super) unknown: Unknown,
+}
+pub(super) const TOP_KEYS: &[&str] = &[
+    "listen", "public_url", "http_redirect_listen", "trusted_proxies", "state_dir", "tls", "jellyfin", "limits", "log", "sso",
+    "providers",
+];
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct RawSso {
+    pub(super) flow_ttl: Field<String>,
+    pub(super) max_pending_flows: Field<usize>,
+    pub(super) session_ttl: Field<String>,
+    #[serde(flatten)]
+    pub(super) unknown: Unknown,
+}
+pub(super) const SSO_KEYS: &[&str] = &["flow_ttl", "max_pending_flows", "session_ttl"];
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct RawProviders {
+    pub(super) oid: Field<BTreeMap<String, RawOidProvider>>,
+    pub(super) saml: Field<BTreeMap<String, RawSamlProvider>>,
+    #[serde(flatten)]
+    pub(super) unknown: Unknown,
+}
+pub(super) const PROVIDER_KEYS: &[&str] = &["oid", "saml"];
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct RawTls {
+    pub(super) cert: Field<PathBuf>,
+    pub(super) key: Field<PathBuf>,
+    pub(super) reload_interval: Field<String>,
+    #[serde(flatten)]
+    pub(super) unknown: Unknown,
+}
+pub(super) const TLS_KEYS: &[&str] = &["cert", "key", "reload_interval"];
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct RawJellyfin {
+    pub(super) url: Field<String>,
+    pub(super) api_key: Field<String>,
+    pub(super) api_key_file: Field<PathBuf>,
+    #[serde(flatten)]
+    pub(super) unknown: Unknown,
+}
+pub(super) const JELLYFIN_KEYS: &[&str] = &["url", "api_key", "api_key_file"];
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct RawLimits {
+    pub(super) header_read_timeout: Field<String>,
+    pub(super) tls_handshake_timeout: Field<String>,
+    pub(super) max_header_bytes: Field<usize>,
+    pub(super) max_connections: Field<usize>,
+    pub(super) idle_timeout: Field<String>,
+    pub(super) upstream_connect_timeout: Field<String>,
+    pub(super) upstream_header_timeout: Field<String>,
+    pub(super) shutdown_grace: Field<String>,
+    #[serde(flatten)]
+    pub(super) unknown: Unknown,
+}
+pub(super) const LIMIT_KEYS: &[&str] = &[
+    "header_read_timeout", "tls_handshake_timeout", "max_header_bytes", "max_connections", "idle_timeout",
+    "upstream_connect_timeout", "upstream_header_timeout", "shutdown_grace",
+];
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct RawLog {
+    pub(super) level: Field<String>,
+    pub(super) format: Field<String>,
+    #[serde(flatten)]
+    pub(super) unknown: Unknown,
+}
+pub(super) const LOG_KEYS: &[&str] = &["level", "format"];
