@@ -180,7 +180,12 @@ impl Sso {
         linking_page::page(self.config.public_url.base_path(), &list)
     }
 
-    /// Is Jellyfin's API key accepted, Quick Connect on, and the version supported? (Start-up.)
+    /// The state the SSO side keeps (tests and start-up checks read it).
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// The Jellyfin client (start-up checks).
     pub fn jellyfin(&self) -> &Jellyfin {
         &self.jellyfin
     }
