@@ -7,9 +7,6 @@
 //!
 //! What it mirrors, per Jellyfin version, is described in docs/jellyfin-api.md.
 
-#[path = "../tests/support/jellyfin_double.rs"]
-mod jellyfin_double;
-
 use clap::Parser;
 use jellyfin_double::{DoubleOptions, JellyfinDouble};
 

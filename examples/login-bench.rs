@@ -10,8 +10,6 @@
 
 #[path = "../tests/support/hostile_op.rs"]
 mod hostile_op;
-#[path = "../tests/support/jellyfin_double.rs"]
-mod jellyfin_double;
 
 use std::time::Instant;
 

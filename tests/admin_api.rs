@@ -4,7 +4,7 @@
 mod support;
 
 use serde_json::{json, Value};
-use support::jellyfin_double::{DoubleOptions, JellyfinDouble};
+use jellyfin_double::{DoubleOptions, JellyfinDouble};
 use support::{http1_client, jellyfin_password_login, TestProxy};
 
 const KEY: &str = "test-api-key";

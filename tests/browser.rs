@@ -5,7 +5,7 @@
 mod support;
 
 use serde_json::{json, Value};
-use support::jellyfin_double::{DoubleOptions, JellyfinDouble};
+use jellyfin_double::{DoubleOptions, JellyfinDouble};
 use support::oidc_provider::{ensure_node_modules, OpAccount, OpClient, OpConfig, OpenIdProvider};
 use support::TestProxy;
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use jellyfin_sso_proxy::config::Secret;
 use jellyfin_sso_proxy::jellyfin::{providers, Caller, DeviceInfo, Jellyfin, JellyfinError};
-use support::jellyfin_double::{DoubleOptions, JellyfinDouble};
+use jellyfin_double::{DoubleOptions, JellyfinDouble};
 
 fn client(url: &str, key: &str) -> Jellyfin {
     Jellyfin::new(&url.parse().unwrap(), Some(Secret::new(key)), Duration::from_secs(2), Duration::from_secs(10))

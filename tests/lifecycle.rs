@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
-use support::jellyfin_double::{DoubleOptions, JellyfinDouble};
+use jellyfin_double::{DoubleOptions, JellyfinDouble};
 use support::{http1_client, tls_client, ProxyProcess};
 
 async fn h1_get(sender: &mut hyper::client::conn::http1::SendRequest<Empty<bytes::Bytes>>, path: &str) -> u16 {

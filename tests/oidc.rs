@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use support::browser::{completion_data, Browser, Page};
 use support::hostile_op::{Forgery, HostileOp};
-use support::jellyfin_double::{DoubleOptions, JellyfinDouble};
+use jellyfin_double::{DoubleOptions, JellyfinDouble};
 use support::oidc_provider::{OpAccount, OpClient, OpConfig, OpenIdProvider};
 use support::TestProxy;
 
@@ -342,7 +342,7 @@ async fn session_cookie_injects_the_token_only_into_credentialless_gets() {
     assert_eq!(done.status, 200, "{}", done.body);
     let token = serde_json::from_str::<Value>(&done.body).unwrap()["AccessToken"].as_str().unwrap().to_string();
 
-    let injected = |calls: Vec<support::jellyfin_double::RecordedCall>, path: &str| {
+    let injected = |calls: Vec<jellyfin_double::RecordedCall>, path: &str| {
         calls.iter().rev().find(|c| c.path == path).and_then(|c| c.authorization.clone())
     };
     b.get(&s.proxy.url("/Users/Me")).await;
@@ -403,5 +403,5 @@ async fn avatar_from_the_picture_claim_is_uploaded_at_login() {
     s.op.set_claims("u-alice", json!({"preferred_username": "alice", "picture": picture})).await;
     let r = login(&s, "test", "alice", "d").await.unwrap_or_else(|p| panic!("{} {}", p.status, p.body));
     let id = r["User"]["Id"].as_str().unwrap();
-    assert_eq!(s.jf.avatar(id).as_deref(), Some(support::jellyfin_double::TEST_AVATAR));
+    assert_eq!(s.jf.avatar(id).as_deref(), Some(jellyfin_double::TEST_AVATAR));
 }

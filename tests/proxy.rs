@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use support::jellyfin_double::{media_byte, DoubleOptions, JellyfinDouble};
+use jellyfin_double::{media_byte, DoubleOptions, JellyfinDouble};
 use support::{http1_client, http2_client, sha256_hex, TestProxy};
 use tokio_tungstenite::tungstenite::Message;
 

@@ -25,4 +25,4 @@ for m in oidc-provider samlify playwright-core; do
   fi
 done
 
-cargo test --all-targets "$@"
+cargo test --workspace --all-targets "$@"

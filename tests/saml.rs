@@ -172,7 +172,7 @@ async fn unknown_provider_and_missing_relay_state() {
 /// restart, through the same login path.
 #[tokio::test]
 async fn provider_added_through_the_api_signs_in_at_once() {
-    use support::jellyfin_double::{DoubleOptions, JellyfinDouble};
+    use jellyfin_double::{DoubleOptions, JellyfinDouble};
     use support::saml_idp::SamlIdp;
     let jf = JellyfinDouble::start(DoubleOptions::default()).await;
     let listener = support::TestProxy::reserve();

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use reqwest::Method;
 use serde_json::{json, Value};
 use support::browser::{completion_data, Browser, Page};
-use support::jellyfin_double::{DoubleOptions, JellyfinDouble};
+use jellyfin_double::{DoubleOptions, JellyfinDouble};
 use support::saml_signer::{self, authn_request_of, encode, xml_attr, KeyPair, ResponseSpec, SignOn, Signer};
 use support::TestProxy;
 

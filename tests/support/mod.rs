@@ -1,11 +1,11 @@
-//! Shared helpers for the integration tests: the Jellyfin test double, IdP launchers, a
-//! proxy started in-process on port 0, the proxy binary started as a process (for signals),
-//! and TLS clients that accept the test certificates.
+//! Shared helpers for the integration tests (the Jellyfin test double is the `jellyfin-double`
+//! crate in crates/jellyfin-double): IdP launchers, a proxy started in-process on port 0, the
+//! proxy binary started as a process (for signals), and TLS clients that accept the test
+//! certificates.
 #![allow(dead_code)]
 
 pub mod browser;
 pub mod hostile_op;
-pub mod jellyfin_double;
 pub mod oidc_provider;
 pub mod saml_idp;
 pub mod saml_signer;

@@ -51,17 +51,17 @@ impl SamlIdp {
 /// The double, a real SAML IdP and a proxy with provider `name` pointing at it (plus
 /// `provider_yaml` lines, indented six spaces).
 pub struct SamlSetup {
-    pub jf: super::jellyfin_double::JellyfinDouble,
+    pub jf: jellyfin_double::JellyfinDouble,
     pub idp: SamlIdp,
     pub proxy: super::TestProxy,
 }
 
 pub async fn saml_setup(name: &str, sign: &str, accounts: Vec<SamlAccount>, provider_yaml: &str) -> SamlSetup {
-    let jf = super::jellyfin_double::JellyfinDouble::start(Default::default()).await;
+    let jf = jellyfin_double::JellyfinDouble::start(Default::default()).await;
     saml_setup_with(jf, name, sign, accounts, provider_yaml).await
 }
 
-pub async fn saml_setup_with(jf: super::jellyfin_double::JellyfinDouble, name: &str, sign: &str, accounts: Vec<SamlAccount>, provider_yaml: &str) -> SamlSetup {
+pub async fn saml_setup_with(jf: jellyfin_double::JellyfinDouble, name: &str, sign: &str, accounts: Vec<SamlAccount>, provider_yaml: &str) -> SamlSetup {
     let listener = super::TestProxy::reserve();
     let port = listener.local_addr().unwrap().port();
     let idp = SamlIdp::start(&format!("https://127.0.0.1:{port}/sso/SAML/metadata/{name}"), sign, accounts).await;
