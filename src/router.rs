@@ -69,7 +69,9 @@ impl App {
 /// Handle one request from `peer`. Never fails: errors become responses here.
 pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Result<Response<Body>, Infallible> {
     let ctx = RequestContext::new(req.headers(), peer, &app.config.trusted_proxies);
-    let span = tracing::info_span!("request", id = %ctx.id);
+    // At ERROR level so the span is on whenever anything is logged: every line written while
+    // this request is handled, the access line included, carries its id.
+    let span = tracing::error_span!("request", id = %ctx.id);
     Ok(serve(app, req, ctx).instrument(span).await)
 }
 

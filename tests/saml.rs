@@ -111,7 +111,7 @@ async fn second_login_uses_the_link() {
         assert_eq!(auth(&mut b, &s, &page, "dev-o").await.status, 200);
     }
     assert_eq!(s.jf.user_count(), 1);
-    let olga = s.jf.user_id("olga").expect("olga was created");
+    let olga = s.jf.user_id("olga@idp").expect("the NameID is the username");
     let links = s.proxy.app.sso.state().durable.links_of_user(&olga).await.unwrap();
     assert_eq!(links.len(), 1);
     assert_eq!(links[0].subject, "olga@idp");
