@@ -77,6 +77,7 @@ async fn main() {
         println!("  library {l} id {}", double.add_media_folder(l));
     }
     println!("Serves the Jellyfin API the proxy uses (System/Info/Public, QuickConnect/*, Users/*, UserImage, Library/*, Sessions, Devices, Auth/Keys, Branding/*)");
+    println!("and what jellyfin-web calls once signed in (System/Info, System/Endpoint, Sessions/Capabilities/Full, DisplayPreferences/*, UserViews, Playback/BitrateTest, System/Configuration/branding)");
     println!("and test helpers: {url}/web/index.html, {url}/socket (websocket echo), {url}/media/big.bin (Range), {url}/echo/headers, {url}/echo/body");
     println!("Ctrl-C to stop.");
     let _ = tokio::signal::ctrl_c().await;

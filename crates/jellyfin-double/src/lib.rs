@@ -10,8 +10,9 @@
 //! Self-contained on purpose (it never uses the proxy crate), so it is an independent reference;
 //! `examples/jellyfin-double.rs` runs it on its own. One module per concern of Jellyfin's: `auth`
 //! (who is calling), `users` and `policy`, `quick_connect`, `sessions` (tokens, devices, API
-//! keys), `images`, `library`, `system`, `branding`; `server` starts it and routes requests,
-//! `reply` has the response shapes ASP.NET produces.
+//! keys), `images`, `library`, `system`, `branding`, `web_client` (what jellyfin-web asks for
+//! once signed in); `server` starts it and routes requests, `reply` has the response shapes
+//! ASP.NET produces.
 //!
 //! Left out: live sessions separate from tokens (here one token = one session), parental
 //! schedules, the LAN/remote distinction (everything is local), the setup wizard (always done),
@@ -43,6 +44,7 @@ mod server;
 mod sessions;
 mod system;
 mod users;
+mod web_client;
 
 pub use auth::{get_parts, parse_auth_params, url_decode};
 pub use fixtures::{media_byte, TEST_AVATAR};

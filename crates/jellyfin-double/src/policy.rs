@@ -109,7 +109,7 @@ const UNRATED: &[&str] = &["Movie", "Trailer", "Series", "Music", "Book", "LiveT
 const SYNCPLAY: &[&str] = &["CreateAndJoinGroups", "JoinGroups", "None"];
 
 /// `JsonStringEnumConverter`: names case-insensitively, or numbers.
-fn enum_value(v: &Value, names: &[&str]) -> Option<Value> {
+pub(crate) fn enum_value(v: &Value, names: &[&str]) -> Option<Value> {
     match v {
         Value::String(s) => names.iter().find(|n| n.eq_ignore_ascii_case(s)).map(|n| json!(n)),
         Value::Number(n) => n.as_u64().and_then(|i| names.get(i as usize)).map(|n| json!(n)),

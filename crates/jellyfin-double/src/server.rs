@@ -22,7 +22,7 @@ use crate::quick_connect::QcRequest;
 use crate::reply::{empty, Body};
 use crate::sessions::{ApiKey, DoubleSession};
 use crate::users::User;
-use crate::{branding, fixtures, hex_id, images, library, quick_connect, sessions, system, users, DoubleOptions, Version};
+use crate::{branding, fixtures, hex_id, images, library, quick_connect, sessions, system, users, web_client, DoubleOptions, Version};
 
 /// A request as the double received it.
 #[derive(Clone, Debug)]
@@ -57,6 +57,8 @@ pub(crate) struct Inner {
     /// Libraries: (id, name).
     pub(crate) folders: Vec<(String, String)>,
     pub(crate) branding: Branding,
+    /// `ClientCapabilities` reported per session id (`POST /Sessions/Capabilities/Full`).
+    pub(crate) capabilities: HashMap<String, serde_json::Value>,
     pub(crate) calls: Vec<RecordedCall>,
     pub(crate) latency: Duration,
     /// Added to the clock, to test expiry without waiting.
@@ -76,6 +78,7 @@ impl Inner {
             qc_authorized: HashMap::new(),
             folders: Vec::new(),
             branding: Branding::default(),
+            capabilities: HashMap::new(),
             calls: Vec::new(),
             latency: Duration::ZERO,
             skew: Duration::ZERO,
@@ -268,10 +271,14 @@ pub(crate) fn route(g: &mut Inner, method: &Method, path: &str, raw_query: &str,
     let segs: Vec<&str> = lower.iter().map(String::as_str).collect();
     let r = Req { method: method.clone(), path, raw_query, headers, body, raw: &raw, segs: &segs, pairs, query, v, auth, caller };
     match segs.as_slice() {
+        ["system", "configuration", "branding"] => branding::route(g, &r),
         ["system", ..] => system::route(g, &r),
         ["branding", ..] => branding::route(g, &r),
-        ["quickconnect", ..] | ["users", "authenticatewithquickconnect"] => quick_connect::route(g, &r),
+        ["quickconnect", ..] => quick_connect::route(g, &r),
+        // Only POST: any other method falls to UserController's `{userId}` routes.
+        ["users", "authenticatewithquickconnect"] if method == Method::POST => quick_connect::route(g, &r),
         ["userimage"] | ["users", _, "images", ..] => images::route(g, &r),
+        ["displaypreferences", _] | ["userviews"] | ["users", _, "views"] | ["playback", "bitratetest"] => web_client::route(g, &r),
         ["users", ..] => users::route(g, &r),
         ["library", ..] => library::route(g, &r),
         ["sessions", ..] | ["devices", ..] | ["auth", "keys", ..] => sessions::route(g, &r),
@@ -284,7 +291,7 @@ pub(crate) fn route(g: &mut Inner, method: &Method, path: &str, raw_query: &str,
 #[cfg(test)]
 pub(crate) mod test_util {
     //! Requests straight into `route`, without a socket, for the modules' unit tests (the HTTP
-    //! paths are exercised in tests/selftest.rs).
+    //! paths are exercised in tests/selftest/).
     use super::*;
     use serde_json::{json, Value};
 

@@ -1,17 +1,17 @@
 //! Access tokens and what Jellyfin builds on them: sessions (one per token here) as
 //! `SessionManager` opens and lists them, devices (`Jellyfin.Api/Controllers/DevicesController.cs`),
-//! logout (`Jellyfin.Api/Controllers/SessionController.cs`) and API keys
+//! logout and capabilities (`Jellyfin.Api/Controllers/SessionController.cs`) and API keys
 //! (`Jellyfin.Api/Controllers/ApiKeyController.cs`). The proxy signs people in and out through
 //! these, so a new sign-in on the same device replaces the old token as Jellyfin does.
 
 use std::time::SystemTime;
 
 use hyper::{Response, StatusCode};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
-use crate::auth::{elevated, authorized, Caller};
-use crate::policy::flag;
-use crate::reply::{empty, json_resp, problem, validation1, Body};
+use crate::auth::{authorized, elevated, Caller};
+use crate::policy::{enum_value, flag};
+use crate::reply::{empty, exception, get_ci, json_body, json_resp, problem, validation, validation1, Body};
 use crate::server::{Inner, Req};
 use crate::users::user_dto;
 use crate::{hex_id, jellyfin_date, JellyfinDouble, EMPTY_GUID};
@@ -56,19 +56,74 @@ impl JellyfinDouble {
     }
 }
 
+/// `Jellyfin.Data/Enums/MediaType.cs`.
+const MEDIA_TYPES: &[&str] = &["Unknown", "Video", "Audio", "Photo", "Book"];
+
+/// Model binding of `MediaBrowser.Model/Dto/ClientCapabilitiesDto.cs` and its
+/// `ToClientCapabilities()` (`MediaBrowser.Model/Session/ClientCapabilities.cs`). Media types
+/// are checked against the enum; command names (`GeneralCommandType`, 50-odd) are not.
+fn bind_capabilities(sent: &Value) -> Result<Value, Response<Body>> {
+    let bad = |path: &str, ty: &str| {
+        let mut e = Map::new();
+        e.insert(path.to_string(), json!([format!("The JSON value could not be converted to {ty}. Path: {path} | LineNumber: 0 | BytePositionInLine: 0.")]));
+        e.insert("capabilities".into(), json!(["The capabilities field is required."]));
+        validation(e)
+    };
+    let Value::Object(o) = sent else { return Err(bad("$", "MediaBrowser.Model.Dto.ClientCapabilitiesDto")) };
+    let list = |key: &str, ty: &str, names: Option<&[&str]>| -> Result<Value, Response<Body>> {
+        match get_ci(o, key) {
+            None | Some(Value::Null) => Ok(json!([])),
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|x| match names {
+                    Some(n) => enum_value(x, n),
+                    None => x.as_str().map(|s| json!(s)),
+                })
+                .collect::<Option<Vec<_>>>()
+                .map(Value::Array)
+                .ok_or_else(|| bad(&format!("$.{key}"), ty)),
+            Some(_) => Err(bad(&format!("$.{key}"), ty)),
+        }
+    };
+    let flag = |key: &str| match get_ci(o, key) {
+        None => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(bad(&format!("$.{key}"), "System.Boolean")),
+    };
+    let mut caps = json!({
+        "PlayableMediaTypes": list("PlayableMediaTypes", "Jellyfin.Data.Enums.MediaType", Some(MEDIA_TYPES))?,
+        "SupportedCommands": list("SupportedCommands", "Jellyfin.Data.Enums.GeneralCommandType", None)?,
+        "SupportsMediaControl": flag("SupportsMediaControl")?,
+        "SupportsPersistentIdentifier": flag("SupportsPersistentIdentifier")?,
+        "SupportsContentUploading": false, "SupportsSync": false,
+    });
+    for key in ["DeviceProfile", "AppStoreUrl", "IconUrl"] {
+        if let Some(v) = get_ci(o, key).filter(|v| !v.is_null()) {
+            caps[key] = v.clone();
+        }
+    }
+    Ok(caps)
+}
+
 /// `MediaBrowser.Model/Dto/SessionInfoDto.cs` (10.10+; 10.9 serialises `SessionInfo`, mostly
 /// the same names).
 pub(crate) fn session_dto(g: &Inner, s: &DoubleSession) -> Value {
     let name = g.user(&s.user_id).map(|u| u.name.clone()).unwrap_or_default();
+    // SessionInfo.PlayableMediaTypes / SupportedCommands read the reported capabilities;
+    // SupportsMediaControl also needs a session controller (a websocket), which the double
+    // never has.
+    let caps = g.capabilities.get(&s.session_id).cloned().unwrap_or_else(
+        || json!({"PlayableMediaTypes": [], "SupportedCommands": [], "SupportsMediaControl": false, "SupportsPersistentIdentifier": true}),
+    );
     json!({
         "PlayState": {"CanSeek": false, "IsPaused": false, "IsMuted": false, "RepeatMode": "RepeatNone", "PlaybackOrder": "Default"},
         "AdditionalUsers": [],
-        "Capabilities": {"PlayableMediaTypes": [], "SupportedCommands": [], "SupportsMediaControl": false, "SupportsPersistentIdentifier": true},
-        "RemoteEndPoint": "127.0.0.1", "PlayableMediaTypes": [], "Id": s.session_id, "UserId": s.user_id, "UserName": name,
+        "Capabilities": caps, "RemoteEndPoint": "127.0.0.1", "PlayableMediaTypes": caps["PlayableMediaTypes"],
+        "Id": s.session_id, "UserId": s.user_id, "UserName": name,
         "Client": s.client, "LastActivityDate": jellyfin_date(g.wall_now()), "LastPlaybackCheckIn": "0001-01-01T00:00:00.0000000Z",
         "DeviceName": s.device_name, "DeviceId": s.device_id, "ApplicationVersion": s.app_version, "IsActive": true,
         "SupportsMediaControl": false, "SupportsRemoteControl": false, "NowPlayingQueue": [], "NowPlayingQueueFullItems": [],
-        "HasCustomDeviceName": false, "ServerId": g.server_id, "SupportedCommands": []
+        "HasCustomDeviceName": false, "ServerId": g.server_id, "SupportedCommands": caps["SupportedCommands"]
     })
 }
 
@@ -117,8 +172,29 @@ pub(crate) fn open_session(g: &mut Inner, user_id: &str, device_id: &str, client
 
 /// The endpoints of this module (see `server::route`); 404 for any other path under its prefix.
 pub(crate) fn route(g: &mut Inner, r: &Req) -> Response<Body> {
-    let Req { method, segs, raw, query, pairs, caller, v, .. } = r;
+    let Req { method, segs, raw, query, pairs, headers, body, caller, v, .. } = r;
     match (method.as_str(), *segs) {
+        // SessionController.PostFullCapabilities ([Authorize]): `[FromBody, Required]
+        // ClientCapabilitiesDto` (model binding first), then the session: `?id=` or, without
+        // one, the caller's (RequestHelpers.GetSessionId → LogSessionActivity). An unknown id:
+        // SessionManager.GetSession's ResourceNotFoundException → 404. An API key has no session
+        // here (Jellyfin would start one for it), so nothing is stored; 204 either way.
+        ("POST", ["sessions", "capabilities", "full"]) => {
+            try_resp!(authorized(caller));
+            let b = try_resp!(json_body(headers, body, "capabilities"));
+            let caps = try_resp!(bind_capabilities(&b));
+            let id = match query.get("id").filter(|i| !i.trim().is_empty()) {
+                Some(id) => match g.sessions.iter().find(|s| &s.session_id == id) {
+                    Some(s) => Some(s.session_id.clone()),
+                    None => return exception(StatusCode::NOT_FOUND),
+                },
+                None => caller.token().and_then(|t| g.sessions.iter().find(|s| s.token == t)).map(|s| s.session_id.clone()),
+            };
+            if let Some(id) = id {
+                g.capabilities.insert(id, caps);
+            }
+            empty(StatusCode::NO_CONTENT)
+        }
         // ApiKeyController (RequiresElevation) → AuthenticationManager: GetKeys, CreateKey, RevokeKey.
         ("GET", ["auth", "keys"]) => {
             try_resp!(elevated(caller));
