@@ -109,7 +109,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     }
     let acceptor = TlsAcceptor::from(certs.server_config());
     let caps = Caps { flows: config.sso.max_pending_flows, completions: config.sso.max_pending_flows, ..Caps::default() };
-    let state = State::open_default(&config.state_dir, caps).await.context("state")?;
+    let state = State::open_default(&config.state_dir, &config.state.key_file, caps).await.context("state")?;
     let limits = &config.limits;
     let jellyfin = Jellyfin::new(&config.jellyfin.url, config.jellyfin.api_key.clone(), limits.upstream_connect_timeout, limits.upstream_header_timeout);
     let sso = Arc::new(Sso::new(config.clone(), state, jellyfin).await.context("state")?);

@@ -27,7 +27,7 @@ use url::Url;
 
 use field::Problem;
 use locate::LineMap;
-use provider::{OidProvider, SamlProvider};
+use provider::{OidcConfig, SamlConfig};
 use raw::RawConfig;
 
 pub use provider::{Protocol, ProviderConfig};
@@ -74,18 +74,27 @@ pub struct Config {
     pub limits: Limits,
     pub log: LogConfig,
     pub sso: SsoConfig,
+    pub state: StateConfig,
     /// OpenID Connect providers from the file.
-    pub oid_providers: Vec<OidProvider>,
+    pub oidc_providers: Vec<OidcConfig>,
     /// SAML providers from the file.
-    pub saml_providers: Vec<SamlProvider>,
+    pub saml_providers: Vec<SamlConfig>,
 }
 
 impl Config {
     /// The providers from the file, OIDC then SAML, each as a protocol-neutral [`ProviderConfig`].
     pub fn providers(&self) -> impl Iterator<Item = ProviderConfig> + '_ {
-        let oid = self.oid_providers.iter().cloned().map(ProviderConfig::Oidc);
+        let oid = self.oidc_providers.iter().cloned().map(ProviderConfig::Oidc);
         oid.chain(self.saml_providers.iter().cloned().map(ProviderConfig::Saml))
     }
+}
+
+/// Where and how the proxy keeps its state (`state:` in proxy.yaml).
+#[derive(Debug, Clone)]
+pub struct StateConfig {
+    /// 32 random bytes (generated on first run, owner-only) that seal and encrypt what the
+    /// proxy stores: SAML login trackers, and tokens kept for sign-out and re-validation.
+    pub key_file: PathBuf,
 }
 
 /// Limits of the sign-in machinery.

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::field::{Field, Unknown};
-use super::provider::{RawOidProvider, RawSamlProvider};
+use super::provider::{RawOidcConfig, RawSamlConfig};
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
@@ -27,14 +27,24 @@ pub(super) struct RawConfig {
     pub(super) limits: Field<RawLimits>,
     pub(super) log: Field<RawLog>,
     pub(super) sso: Field<RawSso>,
+    pub(super) state: Field<RawState>,
     pub(super) providers: Field<RawProviders>,
     #[serde(flatten)]
     pub(super) unknown: Unknown,
 }
 pub(super) const TOP_KEYS: &[&str] = &[
     "listen", "public_url", "http_redirect_listen", "trusted_proxies", "state_dir", "tls", "jellyfin", "limits", "log", "sso",
-    "providers",
+    "state", "providers",
 ];
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct RawState {
+    pub(super) key_file: Field<PathBuf>,
+    #[serde(flatten)]
+    pub(super) unknown: Unknown,
+}
+pub(super) const STATE_KEYS: &[&str] = &["key_file"];
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
@@ -50,8 +60,8 @@ pub(super) const SSO_KEYS: &[&str] = &["flow_ttl", "max_pending_flows", "session
 #[derive(Deserialize, Default)]
 #[serde(default)]
 pub(super) struct RawProviders {
-    pub(super) oid: Field<BTreeMap<String, RawOidProvider>>,
-    pub(super) saml: Field<BTreeMap<String, RawSamlProvider>>,
+    pub(super) oid: Field<BTreeMap<String, RawOidcConfig>>,
+    pub(super) saml: Field<BTreeMap<String, RawSamlConfig>>,
     #[serde(flatten)]
     pub(super) unknown: Unknown,
 }

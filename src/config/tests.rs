@@ -56,7 +56,7 @@ fn secret_from_file_is_trimmed_and_hidden() {
 fn oid_provider_in_plugin_shape() {
     let text = "providers:\n  oid:\n    test_resource:\n      oidEndpoint: https://id.example.com\n      oidClientId: jf\n      oidSecret: s\n      roleClaim: groups\n      oidScopes: [groups]\n      roles: [media]\n";
     let c = load(text).unwrap();
-    let p = &c.oid_providers[0];
+    let p = &c.oidc_providers[0];
     assert_eq!(p.name, "test_resource");
     assert_eq!(p.role_claim, "groups");
     assert_eq!(p.scopes, ["groups"]);

@@ -15,8 +15,8 @@ use ipnet::IpNet;
 use url::Url;
 
 use super::field::{Field, Problem, Problems};
-use super::raw::{RawConfig, JELLYFIN_KEYS, LIMIT_KEYS, LOG_KEYS, PROVIDER_KEYS, SSO_KEYS, TLS_KEYS, TOP_KEYS};
-use super::{Config, JellyfinConfig, Limits, LogConfig, LogFormat, PublicUrl, Secret, SsoConfig, TlsConfig};
+use super::raw::{RawConfig, JELLYFIN_KEYS, LIMIT_KEYS, LOG_KEYS, PROVIDER_KEYS, SSO_KEYS, STATE_KEYS, TLS_KEYS, TOP_KEYS};
+use super::{Config, JellyfinConfig, Limits, LogConfig, LogFormat, PublicUrl, Secret, SsoConfig, StateConfig, TlsConfig};
 
 fn duration(p: &mut Problems, path: &str, f: Field<String>, default: Duration) -> Duration {
     p.parse(path, f, default, |s| humantime::parse_duration(s).map_err(|e| format!("not a duration like `30s` or `5m`: {e}")))
@@ -174,13 +174,17 @@ pub(super) fn config(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Prob
         p.push("sso.max_pending_flows", "must be at least 1");
     }
 
+    let rst = section(&mut p, "state", raw.state);
+    p.unknown("state", &rst.unknown, STATE_KEYS);
+    let state = StateConfig { key_file: p.opt("state.key_file", rst.key_file).map(|f| base_dir.join(f)).unwrap_or_else(|| state_dir.join("state.key")) };
+
     let rp = section(&mut p, "providers", raw.providers);
     p.unknown("providers", &rp.unknown, PROVIDER_KEYS);
-    let mut oid_providers = Vec::new();
+    let mut oidc_providers = Vec::new();
     for (name, raw) in p.take("providers.oid", rp.oid, Default::default()) {
         let prefix = format!("providers.oid.{name}");
         if let Some(provider) = raw.validate(&name, &prefix, base_dir, &mut p) {
-            oid_providers.push(provider);
+            oidc_providers.push(provider);
         }
     }
 
@@ -206,7 +210,8 @@ pub(super) fn config(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Prob
         limits,
         log: LogConfig { level, format },
         sso,
-        oid_providers,
+        state,
+        oidc_providers,
         saml_providers,
     })
 }

@@ -54,7 +54,7 @@ impl Sso {
         }
         let mut body: serde_json::Value = read_json(req).await?;
         // A `Get` → `Add` round trip sends the redaction marker back: keep the stored secret.
-        if protocol == Protocol::Oid && body.get("oidSecret").and_then(|v| v.as_str()) == Some(REDACTED) {
+        if protocol == Protocol::Oidc && body.get("oidSecret").and_then(|v| v.as_str()) == Some(REDACTED) {
             let stored = self.state.durable.provider(protocol.as_str(), name).await?.and_then(|p| p.json.get("oidSecret").cloned());
             match stored {
                 Some(s) => body["oidSecret"] = s,

@@ -16,8 +16,8 @@ use crate::state::random_token;
 
 /// What the page needs to finish.
 pub struct Completion<'a> {
-    /// `OID` or `SAML`, as in the endpoint path.
-    pub mode: &'a str,
+    /// The protocol's path segment (`OID` or `SAML`), as in the endpoint path.
+    pub protocol: &'a str,
     pub provider: &'a str,
     pub handle: &'a str,
     /// `public_url` (the server address the web client will use).
@@ -86,8 +86,8 @@ pub fn page(c: &Completion<'_>) -> Response<Body> {
     let nonce = random_token();
     let data = serde_json::json!({
         "handle": c.handle,
-        "authUrl": format!("{}/sso/{}/Auth/{}", c.base_path, c.mode, c.provider),
-        "linkUrl": format!("{}/sso/{}/Link/{}/", c.base_path, c.mode, c.provider),
+        "authUrl": format!("{}/sso/{}/Auth/{}", c.base_path, c.protocol, c.provider),
+        "linkUrl": format!("{}/sso/{}/Link/{}/", c.base_path, c.protocol, c.provider),
         "serverUrl": c.server_url.trim_end_matches('/'),
         "serverName": c.server_name,
         "appVersion": c.app_version,
@@ -98,13 +98,13 @@ pub fn page(c: &Completion<'_>) -> Response<Body> {
         r#"<!doctype html><html lang=en><head><meta charset=utf-8><meta name=viewport content="width=device-width"><title>Signing in…</title>
 <style nonce="{nonce}">body{{font-family:system-ui,sans-serif;background:#101010;color:#eee;display:flex;min-height:90vh;align-items:center;justify-content:center}}main{{max-width:32rem;padding:2rem;background:#202020;border-radius:.5rem}}a{{color:#00a4dc}}</style></head>
 <body><main><h1>Signing in to {name}…</h1><p id=status>Finishing sign-in.</p>
-<p id=retry hidden><a href="{base}/sso/{mode}/start/{provider}">Start again</a></p>
+<p id=retry hidden><a href="{base}/sso/{protocol}/start/{provider}">Start again</a></p>
 <noscript><p>JavaScript is turned off. Signing in to Jellyfin's web client needs JavaScript: turn it on for this site and start again.</p></noscript></main>
 <script type="application/json" id="jsp-data">{data}</script>
 <script nonce="{nonce}">{SCRIPT}</script></body></html>"#,
         name = escape(c.server_name),
         base = escape(c.base_path),
-        mode = escape(c.mode),
+        protocol = escape(c.protocol),
         provider = escape(c.provider),
         data = script_json(&data),
     );

@@ -10,35 +10,7 @@ use serde_json::Value;
 use crate::config::provider::GrantRules;
 use crate::jellyfin::UserPolicy;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub enum Protocol {
-    Oid,
-    Saml,
-}
-
-impl Protocol {
-    /// The name in the durable state and the admin API's JSON (`oid`, `saml`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Protocol::Oid => "oid",
-            Protocol::Saml => "saml",
-        }
-    }
-    /// The path segment of the plugin's URLs (`OID`, `SAML`).
-    pub fn url_segment(self) -> &'static str {
-        match self {
-            Protocol::Oid => "OID",
-            Protocol::Saml => "SAML",
-        }
-    }
-    pub fn from_str(s: &str) -> Option<Protocol> {
-        match s {
-            "oid" => Some(Protocol::Oid),
-            "saml" => Some(Protocol::Saml),
-            _ => None,
-        }
-    }
-}
+pub use crate::config::Protocol;
 
 /// Who the identity provider says this person is.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -26,6 +26,7 @@ use super::http::{json_response, read_json, redirect, AuthBody};
 use super::identity::{self, Grants, Identity, Protocol};
 use super::oidc::AuthRequest;
 use super::registry::Provider;
+use super::session::BrowserSession;
 use super::{complete, Sso};
 use crate::body::Body;
 use crate::context::RequestContext;
@@ -46,7 +47,7 @@ pub enum PendingFlow {
 impl PendingFlow {
     pub fn protocol(&self) -> Protocol {
         match self {
-            PendingFlow::Oidc { .. } => Protocol::Oid,
+            PendingFlow::Oidc { .. } => Protocol::Oidc,
             PendingFlow::Saml { .. } => Protocol::Saml,
         }
     }
@@ -146,7 +147,7 @@ impl Sso {
         let info = self.provision.server_info().await.ok();
         let (server_name, version) = info.map(|i| (i.server_name, i.version)).unwrap_or_else(|| ("Jellyfin".into(), "10.10.0".into()));
         Ok(complete::page(&complete::Completion {
-            mode: provider.protocol().url_segment(),
+            protocol: provider.protocol().url_segment(),
             provider: provider.name(),
             handle: &handle,
             server_url: &self.config.public_url.join(""),
@@ -173,7 +174,14 @@ impl Sso {
         let result = self.provision.sign_in(&pending.identity, provider.grants(), &pending.grants, &device).await?;
         let json = serde_json::to_vec(&result).expect("AuthenticationResult serializes");
         let mut r = json_response(StatusCode::OK, json);
-        let set = self.sessions.create(&result.access_token).await?;
+        let session = BrowserSession {
+            token: result.access_token.clone(),
+            user_id: result.user.get("Id").and_then(|v| v.as_str()).unwrap_or_default().to_string(),
+            device_id: device.device_id.clone(),
+            protocol: provider.protocol().as_str().into(),
+            provider: provider.name().into(),
+        };
+        let set = self.sessions.create(&session).await?;
         r.headers_mut().insert(SET_COOKIE, set);
         Ok(r)
     }

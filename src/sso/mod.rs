@@ -81,10 +81,9 @@ impl Sso {
     pub async fn new(config: Arc<Config>, state: State, jellyfin: Jellyfin) -> Result<Sso, crate::state::StateError> {
         let http = idp_http_client();
         let stored = state.durable.providers().await?;
-        let stored = stored.into_iter().filter_map(|p| Protocol::from_str(&p.protocol).map(|proto| (proto, p.name, p.json)));
+        let stored = stored.into_iter().filter_map(|p| Protocol::from_name(&p.protocol).map(|proto| (proto, p.name, p.json)));
         let registry = Registry::load(&config, stored, http.clone());
-        let mut seal_key = [0u8; 32];
-        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut seal_key);
+        let seal_key = state.key;
         Ok(Sso {
             registry,
             provision: Provisioner::new(jellyfin.clone(), state.durable.clone(), http),
@@ -125,7 +124,7 @@ impl Sso {
                 let p = self.registry.enabled(protocol, &provider)?;
                 self.begin(p, http::query_flag(&req, "isLinking"), ctx).await
             }
-            SsoRoute::OidcCallback { provider } => self.oidc_callback(self.registry.enabled(Protocol::Oid, &provider)?, &req, ctx).await,
+            SsoRoute::OidcCallback { provider } => self.oidc_callback(self.registry.enabled(Protocol::Oidc, &provider)?, &req, ctx).await,
             SsoRoute::SamlAcs { provider } => self.saml_acs(self.registry.enabled(Protocol::Saml, &provider)?, req, ctx).await,
             SsoRoute::Auth { protocol, provider } => self.auth(self.registry.enabled(protocol, &provider)?, req, ctx).await,
             SsoRoute::SamlMetadata { provider } => self.saml_metadata(self.registry.enabled(Protocol::Saml, &provider)?),

@@ -29,7 +29,7 @@ use serde_json::Value;
 use tokio::sync::RwLock;
 use url::Url;
 
-use crate::config::provider::{OidProvider, TokenAuthMethod};
+use crate::config::provider::{OidcConfig, TokenAuthMethod};
 
 /// How long a discovery document and its keys are used before they are fetched again.
 const DISCOVERY_TTL: Duration = Duration::from_secs(3600);
@@ -144,7 +144,7 @@ impl AuthRequest {
 
 /// A configured OIDC provider with its cached discovery.
 pub struct OidcProvider {
-    pub config: OidProvider,
+    pub config: OidcConfig,
     redirect_uri: RedirectUrl,
     http: reqwest::Client,
     discovered: RwLock<Option<Arc<Discovered>>>,
@@ -157,7 +157,7 @@ fn short(e: impl std::fmt::Display) -> String {
 }
 
 impl OidcProvider {
-    pub fn new(config: OidProvider, redirect_uri: &str, http: reqwest::Client) -> OidcProvider {
+    pub fn new(config: OidcConfig, redirect_uri: &str, http: reqwest::Client) -> OidcProvider {
         OidcProvider {
             config,
             redirect_uri: RedirectUrl::new(redirect_uri.to_string()).expect("public_url joins are valid URLs"),

@@ -58,7 +58,7 @@ pub fn oidc_identity(provider: &OidcProvider, claims: &serde_json::Value) -> Res
         .and_then(|u| identity::clean_username(&u))
         .ok_or_else(|| invalid("no usable username claim".into()))?;
     Ok(Identity {
-        protocol: Protocol::Oid,
+        protocol: Protocol::Oidc,
         provider: cfg.name.clone(),
         subject,
         username,

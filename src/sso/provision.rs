@@ -6,7 +6,8 @@
 //!    with an unusable random password and password login switched off.
 //! 2. Record the link. 3. Apply the grants by policy read-modify-write, when the provider's
 //!    `enableAuthorization` is on. 4. Upload the avatar (a failure is logged, login goes on).
-//! 5. Mint a token for the browser's device through Quick Connect.
+//! 5. Mint a token for the browser's device through Quick Connect, and record it in the
+//!    durable state (user, device, provider, subject, how, when) so it can be revoked.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,7 +19,28 @@ use crate::config::Secret;
 use crate::jellyfin::{providers, AuthenticationResult, DeviceInfo, Jellyfin, JellyfinError, PublicSystemInfo, UserDto};
 use crate::sso::error::SsoError;
 use crate::sso::identity::{self, Grants, Identity};
-use crate::state::{now_secs, random_token, Durable, Link};
+use crate::state::{now_secs, random_token, Durable, Link, MintedSession};
+
+/// How a Jellyfin session came to be minted (recorded with it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum How {
+    /// The completion page of a browser login.
+    Browser,
+    /// A device's Quick Connect code entered at `/sso/link`.
+    DeviceLink,
+    /// An app password at Jellyfin's password endpoint.
+    AppPassword,
+}
+
+impl How {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            How::Browser => "browser",
+            How::DeviceLink => "device-link",
+            How::AppPassword => "app-password",
+        }
+    }
+}
 
 /// Largest avatar the proxy downloads.
 const MAX_AVATAR_BYTES: usize = 5 * 1024 * 1024;
@@ -48,8 +70,19 @@ impl Provisioner {
         Ok(info)
     }
 
-    /// The whole sign-in; returns Jellyfin's `AuthenticationResult` for the device.
+    /// The whole browser sign-in: [`Provisioner::resolve`] the user, mint a token for the
+    /// browser's device, record it. Returns Jellyfin's `AuthenticationResult`.
     pub async fn sign_in(&self, who: &Identity, rules: &GrantRules, grants: &Grants, device: &DeviceInfo) -> Result<AuthenticationResult, SsoError> {
+        let user = self.resolve(who, rules, grants).await?;
+        let result = self.jellyfin.mint_token(&user.id, device).await?;
+        self.record(who, &user.id, device, How::Browser).await?;
+        tracing::info!(user = %user.name, provider = %who.provider, protocol = who.protocol.as_str(), device = %device.device_id, "signed in");
+        Ok(result)
+    }
+
+    /// The Jellyfin user for this identity, exactly as every login finds it: the link, else
+    /// adoption or creation; then the grants (when the provider manages them) and the avatar.
+    pub async fn resolve(&self, who: &Identity, rules: &GrantRules, grants: &Grants) -> Result<UserDto, SsoError> {
         if !self.jellyfin.has_api_key() {
             return Err(SsoError::NoApiKey);
         }
@@ -62,9 +95,31 @@ impl Provisioner {
                 tracing::warn!(user = %user.name, error = %e, "avatar not updated; sign-in continues");
             }
         }
-        let result = self.jellyfin.mint_token(&user.id, device).await?;
-        tracing::info!(user = %user.name, provider = %who.provider, protocol = who.protocol.as_str(), device = %device.device_id, "signed in");
-        Ok(result)
+        Ok(user)
+    }
+
+    /// Record a Jellyfin session minted for `who` on `device`, so it can be listed and revoked.
+    pub async fn record(&self, who: &Identity, user_id: &str, device: &DeviceInfo, how: How) -> Result<(), SsoError> {
+        let mint = MintedSession {
+            user_id: user_id.to_string(),
+            device_id: device.device_id.clone(),
+            provider: who.provider.clone(),
+            protocol: who.protocol.as_str().into(),
+            subject: who.subject.clone(),
+            sid: None,
+            id_token: None,
+            refresh_token: None,
+            how: how.as_str().into(),
+            client: Some(device.client.clone()),
+            device_name: Some(device.device.clone()),
+            minted_at: now_secs(),
+            last_validated: None,
+            app_password_id: None,
+        };
+        self.durable.record_mint(mint).await.map_err(|e| {
+            tracing::error!(error = %e, device = %device.device_id, "a minted Jellyfin session could not be recorded");
+            SsoError::from(e)
+        })
     }
 
     async fn find_or_create(&self, who: &Identity, rules: &GrantRules) -> Result<UserDto, SsoError> {

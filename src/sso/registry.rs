@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
-use crate::config::provider::{oid_from_json, saml_from_json, GrantRules};
+use crate::config::provider::{GrantRules, OidcConfig, ProviderConfig, SamlConfig};
 use crate::config::{Config, PublicUrl};
 
 use super::error::SsoError;
@@ -35,7 +35,7 @@ impl Provider {
     }
     pub fn protocol(&self) -> Protocol {
         match self {
-            Provider::Oidc(_) => Protocol::Oid,
+            Provider::Oidc(_) => Protocol::Oidc,
             Provider::Saml(_) => Protocol::Saml,
         }
     }
@@ -80,15 +80,11 @@ impl Registry {
     /// broken provider never stops the others.
     pub fn load(config: &Config, stored: impl IntoIterator<Item = (Protocol, String, serde_json::Value)>, http: reqwest::Client) -> Registry {
         let registry = Registry { providers: RwLock::new(HashMap::new()), public_url: config.public_url.clone(), state_dir: config.state_dir.clone(), http };
-        let file = config
-            .oid_providers
-            .iter()
-            .map(|p| Ok(Provider::Oidc(Arc::new(registry.oidc_runtime(p.clone())))))
-            .chain(config.saml_providers.iter().map(|p| registry.saml_runtime(p.clone()).map(|s| Provider::Saml(Arc::new(s)))));
-        for built in file {
-            match built {
+        for cfg in config.providers() {
+            let name = cfg.name().to_string();
+            match registry.runtime(cfg) {
                 Ok(p) => registry.install(p, Source::File),
-                Err(e) => tracing::error!("provider from proxy.yaml stays disabled: {e}"),
+                Err(e) => tracing::error!(provider = %name, "provider from proxy.yaml stays disabled: {e}"),
             }
         }
         for (protocol, name, json) in stored {
@@ -104,26 +100,29 @@ impl Registry {
         registry
     }
 
-    /// Validate the plugin's JSON for `protocol` exactly as `proxy.yaml` is, and build it.
+    /// Validate the plugin's JSON for `protocol` exactly as `proxy.yaml` is, and build it:
+    /// the one path from JSON (admin API, stored providers) to a provider.
     pub fn build(&self, protocol: Protocol, name: &str, json: &serde_json::Value) -> Result<Provider, SsoError> {
-        let problems = |ps: Vec<crate::config::field::Problem>| SsoError::BadRequest(ps.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; "));
-        Ok(match protocol {
-            Protocol::Oid => Provider::Oidc(Arc::new(self.oidc_runtime(oid_from_json(name, json, &self.state_dir).map_err(problems)?))),
-            Protocol::Saml => {
-                let cfg = saml_from_json(name, json, &self.state_dir).map_err(problems)?;
-                Provider::Saml(Arc::new(self.saml_runtime(cfg).map_err(|e| SsoError::BadRequest(e.to_string()))?))
-            }
+        let cfg = ProviderConfig::from_plugin_json(protocol, name, json, &self.state_dir)
+            .map_err(|ps| SsoError::BadRequest(ps.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; ")))?;
+        self.runtime(cfg).map_err(|e| SsoError::BadRequest(e.to_string()))
+    }
+
+    /// The run-time form of a validated provider.
+    fn runtime(&self, cfg: ProviderConfig) -> Result<Provider, super::saml::SamlError> {
+        Ok(match cfg {
+            ProviderConfig::Oidc(cfg) => Provider::Oidc(Arc::new(self.oidc_runtime(cfg))),
+            ProviderConfig::Saml(cfg) => Provider::Saml(Arc::new(self.saml_runtime(cfg)?)),
         })
     }
 
-    fn oidc_runtime(&self, cfg: crate::config::provider::OidProvider) -> OidcProvider {
+    fn oidc_runtime(&self, cfg: OidcConfig) -> OidcProvider {
         let redirect = self.public_url.join(&format!("/sso/OID/redirect/{}", cfg.name));
         OidcProvider::new(cfg, &redirect, self.http.clone())
     }
 
-    fn saml_runtime(&self, cfg: crate::config::provider::SamlProvider) -> Result<SamlIdp, super::saml::SamlError> {
-        let name = cfg.name.clone();
-        SamlIdp::new(cfg, |path| self.public_url.join(path)).map_err(|e| super::saml::SamlError::Setup(format!("{name}: {e}")))
+    fn saml_runtime(&self, cfg: SamlConfig) -> Result<SamlIdp, super::saml::SamlError> {
+        SamlIdp::new(cfg, |path| self.public_url.join(path))
     }
 
     pub fn install(&self, provider: Provider, source: Source) {
@@ -159,13 +158,13 @@ impl Registry {
 
     /// Every enabled provider of either protocol, sorted by protocol then name.
     pub fn all_enabled(&self) -> Vec<Provider> {
-        let mut v = self.list(Protocol::Oid);
+        let mut v = self.list(Protocol::Oidc);
         v.extend(self.list(Protocol::Saml));
         v.retain(Provider::enabled);
         v
     }
 
     pub fn oidc_providers(&self) -> Vec<Arc<OidcProvider>> {
-        self.list(Protocol::Oid).into_iter().filter_map(|p| if let Provider::Oidc(o) = p { Some(o) } else { None }).collect()
+        self.list(Protocol::Oidc).into_iter().filter_map(|p| if let Provider::Oidc(o) = p { Some(o) } else { None }).collect()
     }
 }

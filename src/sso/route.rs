@@ -71,7 +71,7 @@ impl SsoRoute {
         let l: Vec<&str> = lower.iter().map(String::as_str).collect();
         let arg = |i: usize| segs[i].clone();
         let protocol = match l.first().copied() {
-            Some("oid") => Some(Protocol::Oid),
+            Some("oid") => Some(Protocol::Oidc),
             Some("saml") => Some(Protocol::Saml),
             _ => None,
         };
@@ -134,7 +134,7 @@ mod tests {
 
     #[test]
     fn login_routes_and_aliases_ignore_case() {
-        let start = SsoRoute::Start { protocol: Protocol::Oid, provider: "Corp".into() };
+        let start = SsoRoute::Start { protocol: Protocol::Oidc, provider: "Corp".into() };
         assert_eq!(p(Method::GET, "/sso/OID/start/Corp"), Some(start.clone()));
         assert_eq!(p(Method::GET, "/SSO/oid/P/Corp/"), Some(start), "case-insensitive, trailing slash, alias");
         assert_eq!(p(Method::GET, "/sso/OID/r/x"), Some(SsoRoute::OidcCallback { provider: "x".into() }));
@@ -148,7 +148,7 @@ mod tests {
         assert_eq!(p(Method::GET, "/sso/saml/getnames"), Some(SsoRoute::GetNames { protocol: Protocol::Saml }));
         assert_eq!(
             p(Method::DELETE, "/sso/OID/Link/corp/u1/a%20b"),
-            Some(SsoRoute::Unlink { protocol: Protocol::Oid, provider: "corp".into(), user: "u1".into(), subject: "a b".into() })
+            Some(SsoRoute::Unlink { protocol: Protocol::Oidc, provider: "corp".into(), user: "u1".into(), subject: "a b".into() })
         );
         assert_eq!(p(Method::POST, "/sso/Unregister/jane%20doe"), Some(SsoRoute::Unregister { username: "jane doe".into() }));
         assert_eq!(p(Method::GET, "/sso/xyz/Get"), Some(SsoRoute::Unknown), "an unknown mode is ours but nothing");

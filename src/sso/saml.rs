@@ -20,7 +20,7 @@ use saml::{
     SsoResponseEndpoint, StartLogin, X509Certificate,
 };
 
-use crate::config::provider::SamlProvider;
+use crate::config::provider::SamlConfig;
 
 /// Largest `SAMLResponse` form body accepted at the ACS (before base64 decoding). Real
 /// responses with a certificate and a few attributes are 5 to 20 KiB.
@@ -85,7 +85,7 @@ impl Asserted {
 
 /// A configured SAML provider with the library's SP and IdP descriptions built once.
 pub struct SamlIdp {
-    pub config: SamlProvider,
+    pub config: SamlConfig,
     sp: ServiceProvider,
     idp: IdpDescriptor,
     /// The ACS URL we ask the IdP to post to (`/sso/SAML/post/{p}`), the only one in our
@@ -96,7 +96,7 @@ pub struct SamlIdp {
 
 impl SamlIdp {
     /// `public_base` is the proxy's public URL joined with a path (`PublicUrl::join`).
-    pub fn new(config: SamlProvider, join: impl Fn(&str) -> String) -> Result<SamlIdp, SamlError> {
+    pub fn new(config: SamlConfig, join: impl Fn(&str) -> String) -> Result<SamlIdp, SamlError> {
         let acs_url = join(&format!("/sso/SAML/post/{}", config.name));
         let sp = ServiceProvider::new(ServiceProviderConfig {
             entity_id: config.sp_entity_id.clone(),
@@ -197,9 +197,9 @@ impl SamlIdp {
 mod tests {
     use super::*;
 
-    fn provider() -> SamlProvider {
+    fn provider() -> SamlConfig {
         let cert = rcgen::generate_simple_self_signed(vec!["idp".into()]).unwrap().cert;
-        SamlProvider {
+        SamlConfig {
             name: "corp".into(),
             enabled: true,
             sso_url: url::Url::parse("https://idp.example/sso?tenant=1").unwrap(),

@@ -19,9 +19,15 @@ use crate::cookie::{self, Cookies, SameSite};
 use crate::jellyfin::credentials::has_credentials;
 use crate::state::{digest, looks_like_token, random_token, Ephemeral, Kind, StateError};
 
-#[derive(Serialize, Deserialize)]
-struct BrowserSession {
-    token: String,
+/// What a browser session remembers: the token to inject, and whose session on which
+/// device it is (so signing out can revoke exactly this browser's Jellyfin session).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BrowserSession {
+    pub token: String,
+    pub user_id: String,
+    pub device_id: String,
+    pub protocol: String,
+    pub provider: String,
 }
 
 pub struct Sessions {
@@ -34,10 +40,10 @@ impl Sessions {
         Sessions { ephemeral, ttl }
     }
 
-    /// Start a session for `token`; returns the `Set-Cookie` value.
-    pub async fn create(&self, token: &str) -> Result<HeaderValue, StateError> {
+    /// Start a browser session; returns the `Set-Cookie` value.
+    pub async fn create(&self, session: &BrowserSession) -> Result<HeaderValue, StateError> {
         let id = random_token();
-        let value = serde_json::to_vec(&BrowserSession { token: token.to_string() }).expect("session serializes");
+        let value = serde_json::to_vec(session).expect("session serializes");
         self.ephemeral.set(Kind::Session, &digest(&id), value, self.ttl).await?;
         Ok(cookie::set(cookie::SESSION, &id, SameSite::Strict, self.ttl))
     }
@@ -84,7 +90,8 @@ mod tests {
     #[tokio::test]
     async fn injects_only_for_credential_less_get_with_session() {
         let s = Sessions::new(Arc::new(MemoryEphemeral::new(Caps::default())), Duration::from_secs(60));
-        let set = s.create("tok").await.unwrap();
+        let session = BrowserSession { token: "tok".into(), user_id: "u".into(), device_id: "d".into(), protocol: "oid".into(), provider: "p".into() };
+        let set = s.create(&session).await.unwrap();
         let set = set.to_str().unwrap();
         assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.contains("Secure"));
         let id = set.split(';').next().unwrap().split_once('=').unwrap().1;

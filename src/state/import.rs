@@ -141,7 +141,7 @@ mod tests {
     async fn imports_todays_file_once_and_renames_it() {
         let d = tempfile::tempdir().unwrap();
         std::fs::write(d.path().join(LEGACY_FILE), TODAY).unwrap();
-        let s = State::open_default(d.path(), Caps::default()).await.unwrap();
+        let s = State::open_default(d.path(), &d.path().join("state.key"), Caps::default()).await.unwrap();
         assert!(!d.path().join(LEGACY_FILE).exists());
         assert_eq!(std::fs::read_to_string(d.path().join(IMPORTED_FILE)).unwrap(), TODAY);
 
@@ -183,7 +183,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let path = d.path().join(LEGACY_FILE);
         std::fs::write(&path, contents).unwrap();
-        let err = match State::open_default(d.path(), Caps::default()).await {
+        let err = match State::open_default(d.path(), &d.path().join("state.key"), Caps::default()).await {
             Err(e) => e,
             Ok(_) => panic!("{contents} was accepted"),
         };

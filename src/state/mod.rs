@@ -14,6 +14,7 @@ pub mod durable;
 mod durable_tests;
 pub mod ephemeral;
 pub mod import;
+pub mod key;
 pub mod memory;
 #[cfg(test)]
 mod memory_tests;
@@ -66,6 +67,8 @@ pub enum StateError {
 pub struct State {
     pub ephemeral: Arc<dyn Ephemeral>,
     pub durable: Arc<dyn Durable>,
+    /// The state key ([`key`]): seals and encrypts what is stored for later trust.
+    pub key: [u8; key::KEY_LEN],
 }
 
 impl State {
@@ -73,10 +76,12 @@ impl State {
     /// `state.json` imported into it, and an in-memory ephemeral store bounded by `caps`.
     ///
     /// Nothing sweeps the ephemeral store by itself: call `ephemeral.sweep()` now and then.
-    pub async fn open_default(dir: &Path, caps: Caps) -> Result<State, StateError> {
+    /// The state key is read from (or created at) `key_file`.
+    pub async fn open_default(dir: &Path, key_file: &Path, caps: Caps) -> Result<State, StateError> {
+        let key = key::load_or_create(key_file)?;
         let durable = SqliteDurable::open(dir).await?;
         import::import_legacy(dir, &durable).await?;
-        Ok(State { ephemeral: Arc::new(MemoryEphemeral::new(caps)), durable: Arc::new(durable) })
+        Ok(State { ephemeral: Arc::new(MemoryEphemeral::new(caps)), durable: Arc::new(durable), key })
     }
 }
 
@@ -120,7 +125,7 @@ mod tests {
     #[tokio::test]
     async fn open_default_gives_both_halves() {
         let d = tempfile::tempdir().unwrap();
-        let s = State::open_default(d.path(), Caps::default()).await.unwrap();
+        let s = State::open_default(d.path(), &d.path().join("state.key"), Caps::default()).await.unwrap();
         s.ephemeral.put_once(Kind::Flow, "id", "c", std::time::Duration::from_secs(60), b"v".to_vec()).await.unwrap();
         assert_eq!(s.ephemeral.take(Kind::Flow, "id", Some("c")).await.unwrap(), b"v");
         assert!(s.durable.providers().await.unwrap().is_empty());

@@ -76,7 +76,7 @@ impl TestProxy {
         let (certs, _) = CertStore::open(&config.tls).unwrap();
         let acceptor = tokio_rustls::TlsAcceptor::from(certs.server_config());
         let caps = Caps { flows: config.sso.max_pending_flows, completions: config.sso.max_pending_flows, ..Caps::default() };
-        let state = State::open_default(&config.state_dir, caps).await.unwrap_or_else(|e| panic!("state: {e}"));
+        let state = State::open_default(&config.state_dir, &config.state.key_file, caps).await.unwrap_or_else(|e| panic!("state: {e}"));
         let limits = &config.limits;
         let jellyfin = Jellyfin::new(&config.jellyfin.url, config.jellyfin.api_key.clone(), limits.upstream_connect_timeout, limits.upstream_header_timeout);
         let sso = Arc::new(Sso::new(config.clone(), state, jellyfin).await.unwrap());

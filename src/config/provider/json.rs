@@ -8,8 +8,8 @@ use std::path::Path;
 use figment::providers::Serialized;
 use serde::de::DeserializeOwned;
 
-use super::raw::{RawOidProvider, RawSamlProvider};
-use super::{GrantRules, OidProvider, Protocol, ProviderConfig, SamlProvider};
+use super::raw::{RawOidcConfig, RawSamlConfig};
+use super::{GrantRules, OidcConfig, Protocol, ProviderConfig, SamlConfig};
 use crate::config::field::{Problem, Problems};
 
 impl ProviderConfig {
@@ -23,8 +23,8 @@ impl ProviderConfig {
             return Err(p.into_vec());
         }
         let provider = match protocol {
-            Protocol::Oidc => extract::<RawOidProvider>(name, json)?.validate(name, "", state_dir, &mut p).map(ProviderConfig::Oidc),
-            Protocol::Saml => extract::<RawSamlProvider>(name, json)?.validate(name, "", state_dir, &mut p).map(ProviderConfig::Saml),
+            Protocol::Oidc => extract::<RawOidcConfig>(name, json)?.validate(name, "", state_dir, &mut p).map(ProviderConfig::Oidc),
+            Protocol::Saml => extract::<RawSamlConfig>(name, json)?.validate(name, "", state_dir, &mut p).map(ProviderConfig::Saml),
         };
         match provider {
             Some(provider) if p.is_empty() => Ok(provider),
@@ -52,7 +52,7 @@ fn extract<R: DeserializeOwned>(name: &str, json: &serde_json::Value) -> Result<
 
 /// Validate a provider given as the plugin's JSON (the admin API's `Add` body), with exactly
 /// the rules used for `proxy.yaml`.
-pub fn oid_from_json(name: &str, json: &serde_json::Value, base_dir: &Path) -> Result<OidProvider, Vec<Problem>> {
+pub fn oidc_from_json(name: &str, json: &serde_json::Value, base_dir: &Path) -> Result<OidcConfig, Vec<Problem>> {
     match ProviderConfig::from_plugin_json(Protocol::Oidc, name, json, base_dir)? {
         ProviderConfig::Oidc(p) => Ok(p),
         ProviderConfig::Saml(_) => unreachable!("asked for an OIDC provider"),
@@ -60,7 +60,7 @@ pub fn oid_from_json(name: &str, json: &serde_json::Value, base_dir: &Path) -> R
 }
 
 /// Validate a SAML provider given as JSON (the admin API's `Add` body).
-pub fn saml_from_json(name: &str, json: &serde_json::Value, base_dir: &Path) -> Result<SamlProvider, Vec<Problem>> {
+pub fn saml_from_json(name: &str, json: &serde_json::Value, base_dir: &Path) -> Result<SamlConfig, Vec<Problem>> {
     match ProviderConfig::from_plugin_json(Protocol::Saml, name, json, base_dir)? {
         ProviderConfig::Saml(p) => Ok(p),
         ProviderConfig::Oidc(_) => unreachable!("asked for a SAML provider"),
@@ -96,7 +96,7 @@ impl GrantRules {
     }
 }
 
-impl OidProvider {
+impl OidcConfig {
     /// The plugin's JSON shape, with the secret redacted.
     pub fn to_plugin_json(&self) -> serde_json::Value {
         let mut m = self.grants.to_plugin_json();
@@ -124,7 +124,7 @@ impl OidProvider {
     }
 }
 
-impl SamlProvider {
+impl SamlConfig {
     /// The plugin's JSON shape (certificates are public: returned as base64 DER).
     pub fn to_plugin_json(&self) -> serde_json::Value {
         use base64::Engine;

@@ -1,7 +1,7 @@
 //! SSO provider settings, with the SSO plugin's JSON field names (`oidEndpoint`, `roleClaim`,
 //! ...), so a provider copied from the plugin works unchanged.
 //!
-//! This file holds the typed, validated providers ([`OidProvider`], [`SamlProvider`], their
+//! This file holds the typed, validated providers ([`OidcConfig`], [`SamlConfig`], their
 //! shared [`GrantRules`]), the [`Protocol`] they speak and the protocol-neutral
 //! [`ProviderConfig`]. The lenient raw types are in `raw.rs`, raw → typed in `validate.rs`,
 //! and the plugin's JSON in and out in `json.rs`. The same raw types and validator serve
@@ -17,8 +17,8 @@ use url::Url;
 
 use crate::config::Secret;
 
-pub use json::{oid_from_json, saml_from_json, REDACTED};
-pub use raw::{OneOrMany, RawGrants, RawOidProvider, RawSamlProvider};
+pub use json::{oidc_from_json, saml_from_json, REDACTED};
+pub use raw::{OneOrMany, RawGrants, RawOidcConfig, RawSamlConfig};
 pub use validate::{parse_certificates, valid_provider_name};
 
 /// Who gets in and with what, from the identity's roles. Shared by OIDC and SAML.
@@ -71,7 +71,7 @@ impl TokenAuthMethod {
 
 /// A validated OpenID Connect provider.
 #[derive(Debug, Clone)]
-pub struct OidProvider {
+pub struct OidcConfig {
     pub name: String,
     pub enabled: bool,
     /// The issuer URL (`oidEndpoint`); discovery is at `{issuer}/.well-known/openid-configuration`.
@@ -94,7 +94,7 @@ pub struct OidProvider {
     pub do_not_load_profile: bool,
 }
 
-impl OidProvider {
+impl OidcConfig {
     /// The relaxing switches in use, for a warning at start-up.
     pub fn relaxations(&self) -> Vec<&'static str> {
         let mut v = Vec::new();
@@ -113,7 +113,7 @@ impl OidProvider {
 
 /// A validated SAML provider.
 #[derive(Debug, Clone)]
-pub struct SamlProvider {
+pub struct SamlConfig {
     pub name: String,
     pub enabled: bool,
     /// The IdP's single sign-on URL (`samlEndpoint`), HTTP-Redirect binding.
@@ -156,13 +156,22 @@ impl Protocol {
             Protocol::Saml => "SAML",
         }
     }
+
+    /// The inverse of [`Protocol::as_str`] (names in the durable state).
+    pub fn from_name(s: &str) -> Option<Protocol> {
+        match s {
+            "oid" => Some(Protocol::Oidc),
+            "saml" => Some(Protocol::Saml),
+            _ => None,
+        }
+    }
 }
 
 /// A validated provider of either protocol, for code that does not care which.
 #[derive(Debug, Clone)]
 pub enum ProviderConfig {
-    Oidc(OidProvider),
-    Saml(SamlProvider),
+    Oidc(OidcConfig),
+    Saml(SamlConfig),
 }
 
 impl ProviderConfig {
@@ -195,14 +204,14 @@ impl ProviderConfig {
     }
 }
 
-impl From<OidProvider> for ProviderConfig {
-    fn from(p: OidProvider) -> Self {
+impl From<OidcConfig> for ProviderConfig {
+    fn from(p: OidcConfig) -> Self {
         ProviderConfig::Oidc(p)
     }
 }
 
-impl From<SamlProvider> for ProviderConfig {
-    fn from(p: SamlProvider) -> Self {
+impl From<SamlConfig> for ProviderConfig {
+    fn from(p: SamlConfig) -> Self {
         ProviderConfig::Saml(p)
     }
 }
@@ -241,10 +250,7 @@ mod tests {
         assert_eq!(serde_json::from_value::<Protocol>(json!("Oid")).unwrap(), Protocol::Oidc);
         assert_eq!(serde_json::from_value::<Protocol>(json!("Saml")).unwrap(), Protocol::Saml);
         assert!(serde_json::from_value::<Protocol>(json!("Oidc")).is_err());
-        // The same spelling as the type it is to replace, so stored account links still read.
-        use crate::sso::identity::Protocol as Old;
-        assert_eq!(serde_json::to_value(Old::Oid).unwrap(), serde_json::to_value(Protocol::Oidc).unwrap());
-        assert_eq!(serde_json::to_value(Old::Saml).unwrap(), serde_json::to_value(Protocol::Saml).unwrap());
+        assert_eq!((Protocol::from_name("oid"), Protocol::from_name("saml"), Protocol::from_name("OID")), (Some(Protocol::Oidc), Some(Protocol::Saml), None));
     }
 
     #[test]
@@ -254,7 +260,7 @@ mod tests {
         assert!(matches!(p, ProviderConfig::Oidc(_)));
         assert_eq!((p.name(), p.enabled(), p.protocol()), ("corp", false, Protocol::Oidc));
         assert_eq!(p.grants().roles, ["media"]);
-        assert_eq!(p.to_plugin_json(), oid_from_json("corp", &oid_json(), dir).unwrap().to_plugin_json());
+        assert_eq!(p.to_plugin_json(), oidc_from_json("corp", &oid_json(), dir).unwrap().to_plugin_json());
         // What `to_plugin_json` gives back is accepted again, unchanged.
         let again = ProviderConfig::from_plugin_json(Protocol::Oidc, "corp", &p.to_plugin_json(), dir).unwrap();
         assert_eq!(again.to_plugin_json(), p.to_plugin_json());
@@ -283,7 +289,7 @@ mod tests {
         assert!(ps.iter().any(|p| p.path == "samlEndpoint" && p.message.starts_with("is required")), "{ps:?}");
         assert_eq!(ps, saml_from_json("corp", &oid_json(), dir).unwrap_err());
         let bad_name = ProviderConfig::from_plugin_json(Protocol::Oidc, "a b", &oid_json(), dir).unwrap_err();
-        assert_eq!(bad_name, oid_from_json("a b", &oid_json(), dir).unwrap_err());
+        assert_eq!(bad_name, oidc_from_json("a b", &oid_json(), dir).unwrap_err());
         assert!(bad_name.iter().any(|p| p.message.starts_with("provider names may use")), "{bad_name:?}");
     }
 

@@ -16,7 +16,7 @@ use crate::config::field::{Field, Unknown};
 /// The plugin's JSON shape, leniently read.
 #[derive(Deserialize, Default)]
 #[serde(default, rename_all = "camelCase")]
-pub struct RawOidProvider {
+pub struct RawOidcConfig {
     #[serde(alias = "oidendpoint")]
     pub(super) oid_endpoint: Field<String>,
     #[serde(alias = "oidclientid")]
@@ -83,7 +83,7 @@ pub(super) fn known_keys(own: &[&'static str]) -> Vec<&'static str> {
 
 #[derive(Deserialize, Default)]
 #[serde(default, rename_all = "camelCase")]
-pub struct RawSamlProvider {
+pub struct RawSamlConfig {
     pub(super) saml_endpoint: Field<String>,
     pub(super) saml_client_id: Field<String>,
     pub(super) saml_certificate: Field<OneOrMany>,

@@ -1,5 +1,5 @@
-//! Validation of provider settings: raw ([`RawOidProvider`], [`RawSamlProvider`]) → typed
-//! ([`OidProvider`], [`SamlProvider`]).
+//! Validation of provider settings: raw ([`RawOidcConfig`], [`RawSamlConfig`]) → typed
+//! ([`OidcConfig`], [`SamlConfig`]).
 //!
 //! One validator per protocol serves `proxy.yaml` and the admin API's `Add` body, so both
 //! accept and refuse exactly the same things. Each problem is recorded with its dotted path
@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use url::Url;
 
-use super::raw::{known_keys, OneOrMany, RawGrants, RawOidProvider, RawSamlProvider, OID_KEYS, SAML_KEYS};
-use super::{GrantRules, OidProvider, SamlProvider, TokenAuthMethod};
+use super::raw::{known_keys, OneOrMany, RawGrants, RawOidcConfig, RawSamlConfig, OID_KEYS, SAML_KEYS};
+use super::{GrantRules, OidcConfig, SamlConfig, TokenAuthMethod};
 use crate::config::field::{join, Field, Problems};
 use crate::config::secret;
 
@@ -91,9 +91,9 @@ fn opt_string(p: &mut Problems, path: &str, f: Field<String>) -> Option<String> 
     p.opt(path, f).map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
 }
 
-impl RawOidProvider {
-    /// Validate into an [`OidProvider`], recording problems under `prefix` (e.g. `providers.oid.corp`).
-    pub fn validate(self, name: &str, prefix: &str, base_dir: &Path, p: &mut Problems) -> Option<OidProvider> {
+impl RawOidcConfig {
+    /// Validate into an [`OidcConfig`], recording problems under `prefix` (e.g. `providers.oid.corp`).
+    pub fn validate(self, name: &str, prefix: &str, base_dir: &Path, p: &mut Problems) -> Option<OidcConfig> {
         let before = p.len();
         let f = |k: &str| join(prefix, k);
         p.unknown(prefix, &self.unknown, &known_keys(OID_KEYS));
@@ -133,7 +133,7 @@ impl RawOidProvider {
         let _ = p.opt(&f("schemeOverride"), self.scheme_override);
         let _ = p.opt(&f("portOverride"), self.port_override);
         let grants = self.grants.validate(prefix, p);
-        let provider = OidProvider {
+        let provider = OidcConfig {
             name: name.to_string(),
             enabled: p.take(&f("enabled"), self.enabled, true),
             issuer: issuer?,
@@ -184,10 +184,10 @@ pub fn parse_certificates(texts: &[String]) -> Result<Vec<Vec<u8>>, String> {
     Ok(out)
 }
 
-impl RawSamlProvider {
-    /// Validate into a [`SamlProvider`], recording problems under `prefix` (e.g.
+impl RawSamlConfig {
+    /// Validate into a [`SamlConfig`], recording problems under `prefix` (e.g.
     /// `providers.saml.corp`); `base_dir` resolves a relative `samlCertificateFile`.
-    pub fn validate(self, name: &str, prefix: &str, base_dir: &Path, p: &mut Problems) -> Option<SamlProvider> {
+    pub fn validate(self, name: &str, prefix: &str, base_dir: &Path, p: &mut Problems) -> Option<SamlConfig> {
         let before = p.len();
         let f = |k: &str| join(prefix, k);
         p.unknown(prefix, &self.unknown, &known_keys(SAML_KEYS));
@@ -246,7 +246,7 @@ impl RawSamlProvider {
         }
         let _ = p.opt(&f("schemeOverride"), self.scheme_override);
         let grants = self.grants.validate(prefix, p);
-        let provider = SamlProvider {
+        let provider = SamlConfig {
             name: name.to_string(),
             enabled: p.take(&f("enabled"), self.enabled, true),
             sso_url: sso_url?,
