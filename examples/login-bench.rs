@@ -5,8 +5,8 @@
 //! ```sh
 //! cargo build --release && cargo run --release --example login-bench -- --logins 2000
 //! ```
-//! Reports logins per second, proxy CPU per login, and the proxy's memory with 1,000 pending
-//! logins. Results are recorded in docs/benchmarks.md.
+//! Reports logins per second, proxy CPU per login, proxy CPU per durable write, and the
+//! proxy's memory with 1,000 pending logins. `PROXY_BIN=path` measures another build. Results are recorded in docs/benchmarks.md.
 
 #[path = "../tests/support/hostile_op.rs"]
 mod hostile_op;
@@ -25,6 +25,10 @@ struct Args {
     /// Logins in flight at once
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
+    /// Durable writes to measure (admin API `Add`: one stored provider each, the same kind of
+    /// write as an account link)
+    #[arg(long, default_value_t = 500)]
+    writes: usize,
 }
 
 fn proc_stat(pid: u32) -> (f64, u64) {
@@ -40,8 +44,14 @@ fn client() -> reqwest::Client {
     reqwest::Client::builder().danger_accept_invalid_certs(true).redirect(reqwest::redirect::Policy::none()).build().unwrap()
 }
 
+/// Each login comes from its own address (through a trusted proxy), as real users do, so the
+/// per-client limit on starting logins does not apply.
+fn client_ip(i: usize) -> String {
+    format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255)
+}
+
 async fn one_login(c: &reqwest::Client, base: &str, i: usize) {
-    let r = c.get(format!("{base}/sso/OID/start/bench")).send().await.unwrap();
+    let r = c.get(format!("{base}/sso/OID/start/bench")).header("x-forwarded-for", client_ip(i)).send().await.unwrap();
     assert_eq!(r.status(), 302);
     let cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
     let idp = r.headers()["location"].to_str().unwrap().to_string();
@@ -63,12 +73,13 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let yaml = format!(
-        "listen: 127.0.0.1:{port}\npublic_url: https://127.0.0.1:{port}\nlog:\n  level: warn\njellyfin:\n  url: {}\n  api_key: test-api-key\nproviders:\n  oid:\n    bench:\n      oidEndpoint: {}\n      oidClientId: jellyfin\n      oidSecret: x\n      disableHttps: true\n      doNotLoadProfile: true\n",
+        "listen: 127.0.0.1:{port}\npublic_url: https://127.0.0.1:{port}\ntrusted_proxies: [127.0.0.1/32]\nlog:\n  level: warn\njellyfin:\n  url: {}\n  api_key: test-api-key\nproviders:\n  oid:\n    bench:\n      oidEndpoint: {}\n      oidClientId: jellyfin\n      oidSecret: x\n      disableHttps: true\n      doNotLoadProfile: true\n",
         jf.url(),
         op.issuer
     );
     std::fs::write(dir.path().join("proxy.yaml"), yaml).unwrap();
-    let bin = concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/jellyfin-sso-proxy");
+    // PROXY_BIN measures another build (e.g. the previous version) with the same client.
+    let bin = std::env::var("PROXY_BIN").unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/jellyfin-sso-proxy").to_string());
     let mut child = std::process::Command::new(bin).arg("--config").arg(dir.path().join("proxy.yaml")).stderr(std::process::Stdio::null()).spawn().expect("build the release binary first");
     let base = format!("https://127.0.0.1:{port}");
     let c = client();
@@ -104,9 +115,24 @@ async fn main() {
     println!("logins: {n} in {wall:.2} s = {:.0} logins/s (concurrency {})", n as f64 / wall, args.concurrency);
     println!("proxy CPU: {:.3} ms per login ({:.2} s total)", (cpu1 - cpu0) * 1000.0 / n as f64, cpu1 - cpu0);
 
+    // Durable writes: providers added through the admin API, one after another.
+    let provider = serde_json::json!({"oidEndpoint": "https://idp.example.com", "oidClientId": "x", "oidSecret": "s", "enabled": true});
+    let (cpu0, _) = proc_stat(child.id());
+    let t0 = Instant::now();
+    for i in 0..args.writes {
+        let r = c.post(format!("{base}/sso/OID/Add/w{i}")).header("authorization", "MediaBrowser Token=\"test-api-key\"").json(&provider).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    }
+    let wall = t0.elapsed().as_secs_f64();
+    let (cpu1, _) = proc_stat(child.id());
+    if args.writes > 0 {
+        let n = args.writes as f64;
+        println!("durable writes: {} in {wall:.2} s = {:.2} ms each, proxy CPU {:.3} ms per write", args.writes, wall * 1000.0 / n, (cpu1 - cpu0) * 1000.0 / n);
+    }
+
     // Memory with 1,000 pending logins (started, never finished).
-    for _ in 0..1000 {
-        let r = c.get(format!("{base}/sso/OID/start/bench")).send().await.unwrap();
+    for i in 0..1000 {
+        let r = c.get(format!("{base}/sso/OID/start/bench")).header("x-forwarded-for", client_ip(900_000 + i)).send().await.unwrap();
         assert_eq!(r.status(), 302);
     }
     let (_, rss_pending) = proc_stat(child.id());

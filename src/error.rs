@@ -21,6 +21,10 @@ pub trait HttpError: std::error::Error {
     fn title(&self) -> &'static str;
     /// A sentence for the person reading the page; never secrets or internal detail.
     fn public_message(&self) -> String;
+    /// For 429 and 503: when to try again (sent as `Retry-After`).
+    fn retry_after(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// The reason a response is an error, carried in the response extensions to the access log.
@@ -35,6 +39,9 @@ pub fn respond(err: &dyn HttpError, request_headers: &HeaderMap) -> Response<Bod
 /// Render `err` as JSON (API clients) or an HTML page (browsers), with the log reason attached.
 pub fn respond_as(err: &dyn HttpError, json: bool) -> Response<Body> {
     let mut resp = pages::error_response(err.status(), err.title(), &err.public_message(), json);
+    if let Some(after) = err.retry_after() {
+        resp.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from(after.as_secs().max(1)));
+    }
     resp.extensions_mut().insert(ErrorNote(error_chain(err)));
     resp
 }

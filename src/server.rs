@@ -1,6 +1,7 @@
 //! Listeners and connections: TLS accept with a handshake timeout, a cap on concurrent
 //! connections, HTTP/1.1 and HTTP/2 (with upgrades) through hyper-util's auto builder, an
-//! idle watchdog, and graceful shutdown.
+//! idle watchdog (by requests, so HTTP/2 pings do not keep a connection open, and by bytes,
+//! so a stalled body cannot hold a connection slot forever), and graceful shutdown.
 //!
 //! [`run`] takes an already bound listener and a shutdown future, so tests bind port 0 and
 //! stop the server cleanly. On shutdown it stops accepting, asks every connection to finish
@@ -70,8 +71,20 @@ pub async fn run_with_permits(listener: TcpListener, app: Arc<App>, tls: TlsAcce
                 Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
             };
-            let svc = service_fn(move |req| router::handle(app.clone(), req, peer));
-            serve_connection(builder, stream, svc, stop_rx, limits.idle_timeout).await;
+            let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+            let watch = Watch { idle: limits.idle_timeout, dead: limits.idle_timeout.max(limits.upstream_header_timeout) + DEAD_GRACE, h2 };
+            let requests = Requests::default();
+            let counted = requests.clone();
+            let svc = service_fn(move |req| {
+                let guard = counted.start();
+                let fut = router::handle(app.clone(), req, peer);
+                async move {
+                    let r = fut.await;
+                    drop(guard);
+                    r
+                }
+            });
+            serve_connection(builder, stream, svc, stop_rx, watch, requests).await;
         });
     }
 
@@ -100,14 +113,57 @@ fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
         .max_concurrent_streams(250)
-        .keep_alive_interval(Some(Duration::from_secs(30)))
+        // Pings at least twice per idle period: a dead peer is noticed, and (since the idle
+        // watchdog counts requests, not bytes, on HTTP/2) pings never keep a connection open.
+        .keep_alive_interval(Some((limits.idle_timeout / 2).clamp(Duration::from_millis(250), Duration::from_secs(30))))
         .keep_alive_timeout(Duration::from_secs(20));
     b
 }
 
-/// Drive one connection; on shutdown or after `idle` without any bytes moving, ask it to
-/// close gracefully (in-flight requests still complete).
-async fn serve_connection<I, S>(builder: auto::Builder<TokioExecutor>, io: I, svc: S, mut stop: watch::Receiver<bool>, idle: Duration)
+/// Added to the longest legitimate silence (idle or waiting for Jellyfin) before a
+/// connection where nothing moves at all is dropped.
+const DEAD_GRACE: Duration = Duration::from_secs(5);
+
+/// When a connection counts as idle or dead.
+#[derive(Clone, Copy)]
+struct Watch {
+    /// No request in flight and none started or answered for this long: close gracefully.
+    idle: Duration,
+    /// Not one byte moved either way for this long, even with a request open (a stalled
+    /// body, a client that stopped reading): drop it.
+    dead: Duration,
+    /// HTTP/2: the protocol's own keep-alive PINGs move bytes, so only requests count.
+    h2: bool,
+}
+
+/// Requests of one connection: how many are in flight, and when one last started or ended.
+#[derive(Clone, Default)]
+struct Requests {
+    in_flight: Arc<AtomicU64>,
+    last: Activity,
+}
+
+struct RequestGuard(Requests);
+
+impl Requests {
+    fn start(&self) -> RequestGuard {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.last.touch();
+        RequestGuard(self.clone())
+    }
+}
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.last.touch();
+    }
+}
+
+/// Drive one connection; on shutdown or when [`Watch`] says it is idle, ask it to close
+/// gracefully (in-flight requests and streaming responses still complete); when it is dead,
+/// drop it.
+async fn serve_connection<I, S>(builder: auto::Builder<TokioExecutor>, io: I, svc: S, mut stop: watch::Receiver<bool>, watch: Watch, requests: Requests)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: hyper::service::Service<http::Request<hyper::body::Incoming>, Response = Response<Body>, Error = std::convert::Infallible>
@@ -117,11 +173,11 @@ where
     S::Future: Send + 'static,
 {
     let io = IdleIo::new(io);
-    let activity = io.activity.clone();
+    let bytes = io.activity.clone();
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
     tokio::pin!(conn);
     let mut closing = false;
-    let mut tick = tokio::time::interval((idle / 4).max(Duration::from_millis(100)));
+    let mut tick = tokio::time::interval((watch.idle / 4).max(Duration::from_millis(100)));
     loop {
         tokio::select! {
             r = conn.as_mut() => {
@@ -134,8 +190,13 @@ where
                 closing = true;
                 conn.as_mut().graceful_shutdown();
             }
-            _ = tick.tick(), if !closing => {
-                if activity.idle_for() >= idle {
+            _ = tick.tick() => {
+                if bytes.idle_for() >= watch.dead {
+                    tracing::debug!("connection dropped: nothing moved for {:?}", watch.dead);
+                    return;
+                }
+                let quiet = requests.in_flight.load(Ordering::Relaxed) == 0 && requests.last.idle_for() >= watch.idle;
+                if !closing && quiet && (watch.h2 || bytes.idle_for() >= watch.idle) {
                     closing = true;
                     conn.as_mut().graceful_shutdown();
                 }
@@ -179,11 +240,17 @@ pub async fn run_redirect(listener: TcpListener, public: PublicUrl, shutdown: im
     conns.shutdown().await;
 }
 
-/// Records when bytes last moved on a connection.
+/// Records when something last happened (bytes moved, a request started or ended).
 #[derive(Clone)]
 struct Activity {
     epoch: Instant,
     last_ms: Arc<AtomicU64>,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Activity { epoch: Instant::now(), last_ms: Arc::new(AtomicU64::new(0)) }
+    }
 }
 
 impl Activity {
@@ -207,7 +274,7 @@ pin_project_lite::pin_project! {
 
 impl<I> IdleIo<I> {
     fn new(inner: I) -> Self {
-        IdleIo { inner, activity: Activity { epoch: Instant::now(), last_ms: Arc::new(AtomicU64::new(0)) } }
+        IdleIo { inner, activity: Activity::default() }
     }
 }
 

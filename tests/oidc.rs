@@ -266,7 +266,8 @@ async fn unknown_provider_is_404_and_the_10001st_pending_flow_is_503() {
     let jf = JellyfinDouble::start(DoubleOptions::default()).await;
     let op = HostileOp::start(Forgery::Honest, "jellyfin", "s").await;
     let yaml = format!(
-        "jellyfin:\n  url: {}\n  api_key: {KEY}\nproviders:\n  oid:\n    evil:\n      oidEndpoint: {}\n      oidClientId: jellyfin\n      oidSecret: x\n      disableHttps: true\n",
+        // One test client fills the global cap, so its own share must not stop it first.
+        "jellyfin:\n  url: {}\n  api_key: {KEY}\nsso:\n  max_pending_flows_per_client: 100000\nproviders:\n  oid:\n    evil:\n      oidEndpoint: {}\n      oidClientId: jellyfin\n      oidSecret: x\n      disableHttps: true\n",
         jf.url(),
         op.issuer
     );
@@ -404,4 +405,26 @@ async fn avatar_from_the_picture_claim_is_uploaded_at_login() {
     let r = login(&s, "test", "alice", "d").await.unwrap_or_else(|p| panic!("{} {}", p.status, p.body));
     let id = r["User"]["Id"].as_str().unwrap();
     assert_eq!(s.jf.avatar(id).as_deref(), Some(jellyfin_double::TEST_AVATAR));
+}
+
+/// One client address cannot fill the pending-login cap for everyone: above
+/// `max_pending_flows_per_client` its starts get 429 with Retry-After (before the provider
+/// is contacted), while another client (behind a trusted proxy) still signs in.
+#[tokio::test]
+async fn one_client_cannot_lock_everyone_out_of_sign_in() {
+    let s = setup("corp", "client_secret_basic", false, false, "", "trusted_proxies: [127.0.0.1/32]\nsso:\n  max_pending_flows_per_client: 3\n").await;
+    let client = support::http1_client();
+    let start = |ip: &'static str| client.get(s.proxy.url("/sso/OID/start/corp")).header("x-forwarded-for", ip).send();
+    for _ in 0..3 {
+        assert_eq!(start("10.0.0.1").await.unwrap().status(), 302);
+    }
+    let refused = start("10.0.0.1").await.unwrap();
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().get("location").is_none());
+    let retry: u64 = refused.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=600).contains(&retry), "{retry}");
+    // Someone else, at the same moment: served.
+    assert_eq!(start("10.0.0.2").await.unwrap().status(), 302);
+    // And a whole sign-in from a third address goes through.
+    login(&s, "corp", "alice", "dev-a").await.unwrap_or_else(|p| panic!("{} {}", p.status, p.body));
 }

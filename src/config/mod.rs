@@ -104,13 +104,16 @@ pub struct SsoConfig {
     pub flow_ttl: Duration,
     /// Logins in progress at once; above it, new logins get 503.
     pub max_pending_flows: usize,
+    /// Logins one client address (behind trusted proxies: the forwarded one) may start per
+    /// `flow_ttl`; above it, 429.
+    pub max_pending_flows_per_client: usize,
     /// Lifetime of the proxy's own session cookie (token injection for the browser).
     pub session_ttl: Duration,
 }
 
 impl Default for SsoConfig {
     fn default() -> Self {
-        SsoConfig { flow_ttl: Duration::from_secs(600), max_pending_flows: 10_000, session_ttl: Duration::from_secs(30 * 24 * 3600) }
+        SsoConfig { flow_ttl: Duration::from_secs(600), max_pending_flows: 10_000, max_pending_flows_per_client: 30, session_ttl: Duration::from_secs(30 * 24 * 3600) }
     }
 }
 
@@ -176,6 +179,8 @@ pub struct Limits {
     pub upstream_connect_timeout: Duration,
     pub upstream_header_timeout: Duration,
     pub shutdown_grace: Duration,
+    /// Longest a request body for the proxy's own endpoints may take to arrive (408 after).
+    pub body_read_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -189,6 +194,7 @@ impl Default for Limits {
             upstream_connect_timeout: Duration::from_secs(5),
             upstream_header_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(30),
+            body_read_timeout: Duration::from_secs(15),
         }
     }
 }

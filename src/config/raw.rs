@@ -51,11 +51,12 @@ pub(super) const STATE_KEYS: &[&str] = &["key_file"];
 pub(super) struct RawSso {
     pub(super) flow_ttl: Field<String>,
     pub(super) max_pending_flows: Field<usize>,
+    pub(super) max_pending_flows_per_client: Field<usize>,
     pub(super) session_ttl: Field<String>,
     #[serde(flatten)]
     pub(super) unknown: Unknown,
 }
-pub(super) const SSO_KEYS: &[&str] = &["flow_ttl", "max_pending_flows", "session_ttl"];
+pub(super) const SSO_KEYS: &[&str] = &["flow_ttl", "max_pending_flows", "max_pending_flows_per_client", "session_ttl"];
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
@@ -100,12 +101,13 @@ pub(super) struct RawLimits {
     pub(super) upstream_connect_timeout: Field<String>,
     pub(super) upstream_header_timeout: Field<String>,
     pub(super) shutdown_grace: Field<String>,
+    pub(super) body_read_timeout: Field<String>,
     #[serde(flatten)]
     pub(super) unknown: Unknown,
 }
 pub(super) const LIMIT_KEYS: &[&str] = &[
     "header_read_timeout", "tls_handshake_timeout", "max_header_bytes", "max_connections", "idle_timeout",
-    "upstream_connect_timeout", "upstream_header_timeout", "shutdown_grace",
+    "upstream_connect_timeout", "upstream_header_timeout", "shutdown_grace", "body_read_timeout",
 ];
 
 #[derive(Deserialize, Default)]

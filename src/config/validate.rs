@@ -129,6 +129,7 @@ pub(super) fn config(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Prob
         upstream_connect_timeout: duration(&mut p, "limits.upstream_connect_timeout", rl.upstream_connect_timeout, d.upstream_connect_timeout),
         upstream_header_timeout: duration(&mut p, "limits.upstream_header_timeout", rl.upstream_header_timeout, d.upstream_header_timeout),
         shutdown_grace: duration(&mut p, "limits.shutdown_grace", rl.shutdown_grace, d.shutdown_grace),
+        body_read_timeout: duration(&mut p, "limits.body_read_timeout", rl.body_read_timeout, d.body_read_timeout),
     };
     if limits.max_header_bytes < 1024 {
         p.push("limits.max_header_bytes", "must be at least 1024");
@@ -142,6 +143,7 @@ pub(super) fn config(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Prob
         ("idle_timeout", limits.idle_timeout),
         ("upstream_connect_timeout", limits.upstream_connect_timeout),
         ("upstream_header_timeout", limits.upstream_header_timeout),
+        ("body_read_timeout", limits.body_read_timeout),
     ] {
         if v.is_zero() {
             p.push(format!("limits.{name}"), "must be greater than zero");
@@ -165,6 +167,7 @@ pub(super) fn config(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Prob
     let sso = SsoConfig {
         flow_ttl: duration(&mut p, "sso.flow_ttl", rs.flow_ttl, d.flow_ttl),
         max_pending_flows: p.take("sso.max_pending_flows", rs.max_pending_flows, d.max_pending_flows),
+        max_pending_flows_per_client: p.take("sso.max_pending_flows_per_client", rs.max_pending_flows_per_client, d.max_pending_flows_per_client),
         session_ttl: duration(&mut p, "sso.session_ttl", rs.session_ttl, d.session_ttl),
     };
     if sso.flow_ttl < Duration::from_secs(1) || sso.flow_ttl > Duration::from_secs(3600) {
@@ -172,6 +175,9 @@ pub(super) fn config(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Prob
     }
     if sso.max_pending_flows == 0 {
         p.push("sso.max_pending_flows", "must be at least 1");
+    }
+    if sso.max_pending_flows_per_client == 0 {
+        p.push("sso.max_pending_flows_per_client", "must be at least 1");
     }
 
     let rst = section(&mut p, "state", raw.state);

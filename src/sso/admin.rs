@@ -7,11 +7,10 @@
 
 use std::collections::BTreeMap;
 
-use http::{Request, Response};
-use hyper::body::Incoming;
+use http::Response;
 
 use super::error::SsoError;
-use super::http::{json_ok, read_json};
+use super::http::{SsoRequest, json_ok, read_json};
 use super::identity::Protocol;
 use super::login::PendingFlow;
 use super::registry::Source;
@@ -48,7 +47,7 @@ impl Sso {
     }
 
     /// `POST /sso/{mode}/Add/{p}`: add or replace an API-managed provider.
-    pub(super) async fn add_provider(&self, protocol: Protocol, name: &str, req: Request<Incoming>) -> Result<Response<Body>, SsoError> {
+    pub(super) async fn add_provider(&self, protocol: Protocol, name: &str, req: SsoRequest) -> Result<Response<Body>, SsoError> {
         if self.registry.source(protocol, name) == Some(Source::File) {
             return Err(SsoError::Conflict(format!("provider {name} is defined in proxy.yaml; change it there")));
         }

@@ -23,6 +23,9 @@ pub enum SsoError {
     UnknownProvider(String),
     #[error("too many logins in progress ({0} pending)")]
     Busy(usize),
+    /// One client started too many logins; the limit resets after `retry_after`.
+    #[error("client {client} started too many sign-ins")]
+    TooManyStarts { client: std::net::IpAddr, retry_after: std::time::Duration },
     #[error("login state refused: {0}")]
     State(TakeError),
     /// The state layer failed (a database write, a backend down): our fault, a 500.
@@ -44,6 +47,8 @@ pub enum SsoError {
     BadRequest(String),
     #[error("request body larger than {0} bytes")]
     TooLarge(usize),
+    #[error("the request body did not arrive within {0:?}")]
+    BodyTimeout(std::time::Duration),
     #[error("Jellyfin user {0} is an administrator and was not adopted by name (set adoptExistingAdmins: true on the provider, or link the account)")]
     AdminNotAdopted(String),
     #[error("Jellyfin user {0} is already linked to another identity of this provider")]
@@ -80,6 +85,7 @@ impl HttpError for SsoError {
             SsoError::Forbidden(_) => StatusCode::FORBIDDEN,
             SsoError::Conflict(_) => StatusCode::CONFLICT,
             SsoError::Busy(_) | SsoError::ReplayCacheFull => StatusCode::SERVICE_UNAVAILABLE,
+            SsoError::TooManyStarts { .. } => StatusCode::TOO_MANY_REQUESTS,
             SsoError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
             SsoError::State(_) | SsoError::MissingState | SsoError::BadRequest(_) => StatusCode::BAD_REQUEST,
             SsoError::IdpUnavailable { .. } => StatusCode::BAD_GATEWAY,
@@ -87,6 +93,7 @@ impl HttpError for SsoError {
             SsoError::AdminNotAdopted(_) | SsoError::LinkedElsewhere(_) => StatusCode::FORBIDDEN,
             SsoError::NoApiKey => StatusCode::SERVICE_UNAVAILABLE,
             SsoError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            SsoError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             SsoError::Jellyfin(e) => e.status(),
         }
     }
@@ -98,6 +105,7 @@ impl HttpError for SsoError {
             SsoError::Conflict(_) => "Conflict",
             SsoError::UnknownProvider(_) => "Unknown sign-in provider",
             SsoError::Busy(_) | SsoError::ReplayCacheFull => "Too many sign-ins at once",
+            SsoError::TooManyStarts { .. } => "Too many sign-in attempts",
             SsoError::Storage(_) => "The server could not save this",
             SsoError::State(_) | SsoError::MissingState => "This sign-in link has expired",
             SsoError::IdpUnavailable { .. } => "The identity provider is not reachable",
@@ -108,7 +116,15 @@ impl HttpError for SsoError {
             SsoError::AdminNotAdopted(_) | SsoError::LinkedElsewhere(_) => "Account needs linking",
             SsoError::NoApiKey => "Single sign-on is not set up",
             SsoError::TooLarge(_) => "Too large",
+            SsoError::BodyTimeout(_) => "Too slow",
             SsoError::Jellyfin(e) => e.title(),
+        }
+    }
+    fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            SsoError::TooManyStarts { retry_after, .. } => Some(*retry_after),
+            SsoError::Busy(_) | SsoError::ReplayCacheFull => Some(std::time::Duration::from_secs(60)),
+            _ => None,
         }
     }
     fn public_message(&self) -> String {
@@ -118,7 +134,10 @@ impl HttpError for SsoError {
             SsoError::Unauthorized => "Missing or invalid credentials: send a Jellyfin API key or access token in Authorization: MediaBrowser Token=\"...\".".into(),
             SsoError::Forbidden(what) => format!("You may not {what}."),
             SsoError::UnknownProvider(p) => format!("There is no sign-in provider called \u{201c}{p}\u{201d} on this server."),
-            SsoError::Busy(_) | SsoError::ReplayCacheFull => "The server is handling too many sign-ins right now. Try again in a minute.".into(),
+            SsoError::Busy(_) | SsoError::ReplayCacheFull => "The server is handling too many sign-ins right now. Try again in a few minutes.".into(),
+            SsoError::TooManyStarts { retry_after, .. } => {
+                format!("Too many sign-ins were started from your address. Try again in {} minutes.", retry_after.as_secs().div_ceil(60).max(1))
+            }
             SsoError::Storage(_) => "Something went wrong on the server while saving or reading sign-in data; nothing was changed. Try again, and tell the administrator if it keeps happening.".into(),
             SsoError::State(_) | SsoError::MissingState => {
                 "This sign-in was started in another browser tab or window, was already used, or took too long. Start again from the sign-in page.".into()
@@ -140,6 +159,7 @@ impl HttpError for SsoError {
             }
             SsoError::NoApiKey => "The administrator has not given the proxy a Jellyfin API key yet.".into(),
             SsoError::TooLarge(n) => format!("The request is larger than the {n} bytes this address accepts."),
+            SsoError::BodyTimeout(_) => "The request took too long to arrive. Try again.".into(),
             SsoError::Jellyfin(e) => e.public_message(),
         }
     }

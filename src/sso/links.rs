@@ -10,11 +10,10 @@
 
 use std::collections::BTreeMap;
 
-use http::{Request, Response};
-use hyper::body::Incoming;
+use http::Response;
 
 use super::error::SsoError;
-use super::http::{json_ok, read_json, AuthBody};
+use super::http::{SsoRequest, json_ok, read_json, AuthBody};
 use super::identity::Protocol;
 use super::Sso;
 use crate::body::Body;
@@ -30,7 +29,7 @@ impl Sso {
         Ok(json_ok(&out))
     }
 
-    pub(super) async fn link(&self, protocol: Protocol, provider: &str, user: &str, req: Request<Incoming>, ctx: &RequestContext) -> Result<Response<Body>, SsoError> {
+    pub(super) async fn link(&self, protocol: Protocol, provider: &str, user: &str, req: SsoRequest, ctx: &RequestContext) -> Result<Response<Body>, SsoError> {
         let body: AuthBody = read_json(req).await?;
         let pending = self.take_completion(&body.data, ctx).await?;
         if pending.identity.provider != provider || pending.identity.protocol != protocol || !pending.linking {
@@ -52,7 +51,7 @@ impl Sso {
     }
 
     /// The body is a JSON string: the new authentication provider.
-    pub(super) async fn unregister(&self, username: &str, req: Request<Incoming>) -> Result<Response<Body>, SsoError> {
+    pub(super) async fn unregister(&self, username: &str, req: SsoRequest) -> Result<Response<Body>, SsoError> {
         let provider: String = read_json(req).await?;
         if provider.trim().is_empty() || provider.len() > 256 {
             return Err(SsoError::BadRequest("body: a JSON string naming the authentication provider".into()));

@@ -17,12 +17,11 @@
 use std::time::{Duration, SystemTime};
 
 use http::header::SET_COOKIE;
-use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
+use http::{Response, StatusCode};
 use serde::{Deserialize, Serialize};
 
 use super::error::SsoError;
-use super::http::{json_response, read_json, redirect, AuthBody};
+use super::http::{SsoRequest, json_response, read_json, redirect, AuthBody};
 use super::identity::{self, Grants, Identity, Protocol};
 use super::oidc::AuthRequest;
 use super::registry::Provider;
@@ -82,7 +81,13 @@ fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, SsoError> {
 impl Sso {
     /// `GET /sso/{OID,SAML}/start/{p}[?isLinking=true]`.
     pub(super) async fn begin(&self, provider: Provider, linking: bool, ctx: &RequestContext) -> Result<Response<Body>, SsoError> {
-        // Refuse before anything is sent to the identity provider.
+        // Refuse before anything is sent to the identity provider: first one client's share,
+        // then the global cap, so one client cannot lock everyone else out.
+        let window = self.config.sso.flow_ttl;
+        let started = self.state.ephemeral.hit(Kind::Rate("flow-start"), &ctx.client_ip.to_string(), window).await?;
+        if started > self.config.sso.max_pending_flows_per_client as u64 {
+            return Err(SsoError::TooManyStarts { client: ctx.client_ip, retry_after: window });
+        }
         let pending = self.state.ephemeral.count(Kind::Flow).await?;
         if pending >= self.config.sso.max_pending_flows {
             let _ = self.state.ephemeral.sweep().await;
@@ -164,7 +169,7 @@ impl Sso {
     }
 
     /// `POST /sso/{OID,SAML}/Auth/{p}` with `{deviceId, deviceName, appName, appVersion, data}`.
-    pub(super) async fn auth(&self, provider: Provider, req: Request<Incoming>, ctx: &RequestContext) -> Result<Response<Body>, SsoError> {
+    pub(super) async fn auth(&self, provider: Provider, req: SsoRequest, ctx: &RequestContext) -> Result<Response<Body>, SsoError> {
         let body: AuthBody = read_json(req).await?;
         let pending = self.take_completion(&body.data, ctx).await?;
         if pending.identity.provider != provider.name() || pending.identity.protocol != provider.protocol() || pending.linking {

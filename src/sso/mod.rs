@@ -110,13 +110,18 @@ impl Sso {
 
     /// Answer `route` (never [`SsoRoute::Health`] or the linking page: the router serves those).
     pub async fn handle(&self, route: SsoRoute, req: Request<Incoming>, ctx: &RequestContext) -> Response<Body> {
+        let limit = if matches!(route, SsoRoute::SamlAcs { .. }) { saml::MAX_ACS_BODY } else { http::MAX_JSON_BODY };
+        let req = match http::buffer(req, limit, self.config.limits.body_read_timeout).await {
+            Ok(r) => r,
+            Err(e) => return respond_as(&e, ctx.wants_json),
+        };
         match self.dispatch(route, req, ctx).await {
             Ok(r) => r,
             Err(e) => respond_as(&e, ctx.wants_json),
         }
     }
 
-    async fn dispatch(&self, route: SsoRoute, req: Request<Incoming>, ctx: &RequestContext) -> Result<Response<Body>, SsoError> {
+    async fn dispatch(&self, route: SsoRoute, req: http::SsoRequest, ctx: &RequestContext) -> Result<Response<Body>, SsoError> {
         let (h, u) = (req.headers(), req.uri());
         let admin = |what| self.callers.authorize(h, u, Rule::Admin, what);
         match route {

@@ -2,11 +2,10 @@
 //! [`Identity`]. Everything before (the redirect) is [`super::oidc`]; everything after is
 //! the shared path in [`super::login`].
 
-use http::{Request, Response};
-use hyper::body::Incoming;
+use http::Response;
 
 use super::error::SsoError;
-use super::http::query_map;
+use super::http::{query_map, SsoRequest};
 use super::identity::{self, Identity, Protocol};
 use super::login::PendingFlow;
 use super::oidc::{OidcError, OidcProvider};
@@ -17,7 +16,7 @@ use crate::context::RequestContext;
 
 impl Sso {
     /// `GET /sso/OID/redirect/{p}?code&state` (or `error`).
-    pub(super) async fn oidc_callback(&self, provider: Provider, req: &Request<Incoming>, ctx: &RequestContext) -> Result<Response<Body>, SsoError> {
+    pub(super) async fn oidc_callback(&self, provider: Provider, req: &SsoRequest, ctx: &RequestContext) -> Result<Response<Body>, SsoError> {
         let Provider::Oidc(oidc) = &provider else { return Err(SsoError::UnknownProvider(provider.name().to_string())) };
         let name = provider.name();
         let q = query_map(req);

@@ -7,11 +7,10 @@
 //! verification (RSA) runs on a blocking thread so a worker's other connections go on.
 
 use http::header::{HeaderValue, CONTENT_TYPE, SET_COOKIE};
-use http::{Request, Response};
-use hyper::body::Incoming;
+use http::Response;
 
 use super::error::SsoError;
-use super::http::read_form;
+use super::http::{read_form, SsoRequest};
 use super::identity::{self, Identity, Protocol};
 use super::login::PendingFlow;
 use super::registry::Provider;
@@ -23,7 +22,7 @@ use crate::cookie::{self, SameSite};
 
 impl Sso {
     /// `POST /sso/SAML/post/{p}` (and the plugin's alias `/sso/SAML/p/{p}`).
-    pub(super) async fn saml_acs(&self, provider: Provider, req: Request<Incoming>, ctx: &RequestContext) -> Result<Response<Body>, SsoError> {
+    pub(super) async fn saml_acs(&self, provider: Provider, req: SsoRequest, ctx: &RequestContext) -> Result<Response<Body>, SsoError> {
         let Provider::Saml(idp) = &provider else { return Err(SsoError::UnknownProvider(provider.name().to_string())) };
         let name = provider.name().to_string();
         let browser = ctx.cookies.saml_flow.clone().or_else(|| ctx.cookies.flow.clone());

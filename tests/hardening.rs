@@ -1,0 +1,87 @@
+//! Hostile and broken clients: answers over HTTP/2 before a body is read, stalled bodies,
+//! idle HTTP/2 connections, per-client limits on starting logins.
+
+mod support;
+
+use std::time::Duration;
+
+use jellyfin_double::{DoubleOptions, JellyfinDouble};
+use support::{http2_client, tls_client, TestProxy};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const KEY: &str = "test-api-key";
+
+/// Every `/sso/` POST route answers an HTTP/2 client with its status, whatever the body
+/// (RFC 9113 §8.1): never a stream error because the answer came before the body was read.
+#[tokio::test]
+async fn sso_posts_over_http2_get_their_answer_not_a_stream_error() {
+    let jf = JellyfinDouble::start(DoubleOptions::default()).await;
+    let proxy = TestProxy::start_sso(&jf.url(), KEY, "").await;
+    let client = http2_client();
+    let big = vec![b'x'; 1024 * 1024];
+    let routes = ["/sso/Unregister/x", "/sso/OID/Add/x", "/sso/SAML/Add/x", "/sso/OID/Link/test/abc", "/sso/OID/Auth/nope", "/sso/SAML/post/nope"];
+    for route in routes {
+        for body in [b"{}".to_vec(), big.clone()] {
+            for _ in 0..5 {
+                let r = client.post(proxy.url(route)).header("content-type", "application/json").body(body.clone()).send().await;
+                let r = r.unwrap_or_else(|e| panic!("{route} with {} bytes: {e:?}", body.len()));
+                assert_eq!(r.version(), reqwest::Version::HTTP_2);
+                let status = r.status().as_u16();
+                assert!([400, 401, 404, 413].contains(&status), "{route} ({} bytes): {status}", body.len());
+                r.bytes().await.unwrap_or_else(|e| panic!("{route}: the answer's body must arrive too: {e:?}"));
+            }
+        }
+    }
+}
+
+/// A POST whose body stops arriving is answered 408 within `limits.body_read_timeout`, and
+/// the connection does not hold the proxy.
+#[tokio::test]
+async fn a_stalled_body_is_cut_off_with_408() {
+    let jf = JellyfinDouble::start(DoubleOptions::default()).await;
+    let proxy = TestProxy::start_sso(&jf.url(), KEY, "limits:\n  body_read_timeout: 1s\n").await;
+    for path in ["/sso/SAML/post/test", "/sso/OID/Auth/test"] {
+        let mut tls = tls_client::connect(proxy.addr, b"http/1.1").await;
+        let head = format!("POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\nRelayState=");
+        tls.write_all(head.as_bytes()).await.unwrap();
+        tls.flush().await.unwrap();
+        let mut buf = Vec::new();
+        let started = std::time::Instant::now();
+        let read = tokio::time::timeout(Duration::from_secs(10), async {
+            let mut chunk = [0u8; 4096];
+            loop {
+                match tls.read(&mut chunk).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        buf.extend_from_slice(&chunk[..n]);
+                        if buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                            break;
+                        }
+                    }
+                }
+            }
+        })
+        .await;
+        assert!(read.is_ok(), "{path}: the proxy must answer a stalled body");
+        let text = String::from_utf8_lossy(&buf);
+        assert!(text.starts_with("HTTP/1.1 408"), "{path}: {text}");
+        assert!(started.elapsed() < Duration::from_secs(5), "{path}: answered after {:?}", started.elapsed());
+    }
+}
+
+/// `idle_timeout` closes an idle HTTP/2 connection although the protocol's keep-alive
+/// PINGs keep bytes moving.
+#[tokio::test]
+async fn an_idle_http2_connection_is_closed() {
+    let jf = JellyfinDouble::start(DoubleOptions::default()).await;
+    let proxy = TestProxy::start(&jf.url(), "limits:\n  idle_timeout: 1s\n").await;
+    let tls = tls_client::connect(proxy.addr, b"h2").await;
+    let (mut send, conn) = hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(tls)).await.unwrap();
+    let conn = tokio::spawn(conn);
+    let req = http::Request::get(proxy.url("/System/Info/Public")).body(http_body_util::Empty::<bytes::Bytes>::new()).unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    drop(resp);
+    let closed = tokio::time::timeout(Duration::from_secs(6), conn).await;
+    assert!(closed.is_ok(), "the idle HTTP/2 connection is still open after 6 s with idle_timeout 1s");
+}
