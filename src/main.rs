@@ -114,7 +114,6 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let jellyfin = Jellyfin::new(&config.jellyfin.url, config.jellyfin.api_key.clone(), limits.upstream_connect_timeout, limits.upstream_header_timeout);
     let sso = Arc::new(Sso::new(config.clone(), state, jellyfin).await.context("state")?);
     tokio::spawn(sso.clone().sweep_forever());
-    check_jellyfin(&sso).await?;
 
     // Thread per core: one single-threaded runtime per core, each with its own accept loop on
     // a SO_REUSEPORT listener and its own upstream pool, so a request and its upstream
@@ -135,6 +134,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
         tokio::spawn(server::run_redirect(l, config.public_url.clone(), stopped(stop_rx.clone())));
     }
     tracing::info!(listen = %config.listen, public_url = %config.public_url.as_str(), jellyfin = %config.jellyfin.url, "serving");
+    // Serve at once; a slow or hung Jellyfin must not delay the port (it is reported when known).
+    tokio::spawn(check_jellyfin(sso.clone()));
     tokio::spawn(watch_certificates(certs, config.tls.reload_interval));
     tokio::spawn(async move {
         let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
@@ -169,19 +170,18 @@ async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Report Jellyfin and the identity providers at start-up. Jellyfin being down is only a
-/// warning (it may start after us); a Jellyfin that is too old, rejects the API key, or has
-/// Quick Connect off is an error, because no login could ever work.
-async fn check_jellyfin(sso: &Sso) -> anyhow::Result<()> {
+/// Report Jellyfin and the identity providers at start-up, in the background. Jellyfin
+/// being down is a warning (it may start after us); a Jellyfin that is too old, rejects the
+/// API key, or has Quick Connect off is an error in the log, because no login can work
+/// until it is fixed (ordinary traffic is still forwarded).
+async fn check_jellyfin(sso: Arc<Sso>) {
     use jellyfin_sso_proxy::jellyfin::JellyfinError;
     match sso.jellyfin().check_ready().await {
         Ok(info) => tracing::info!(server = %info.server_name, version = %info.version, id = %info.id, "Jellyfin is ready"),
-        // Misconfigurations no retry can fix: refuse to start with the reason.
         Err(e @ (JellyfinError::UnsupportedVersion { .. } | JellyfinError::ApiKeyRejected | JellyfinError::QuickConnectDisabled)) => {
-            return Err(anyhow::anyhow!(e))
+            tracing::error!(error = %e, "Jellyfin is misconfigured for single sign-on: nobody can sign in until this is fixed")
         }
-        // Down, starting up (503), or answering oddly: serve anyway; requests show what happens.
-        Err(e) => tracing::warn!(error = %e, "Jellyfin is not ready yet; the proxy starts anyway"),
+        Err(e) => tracing::warn!(error = %e, "Jellyfin is not ready yet; requests will show what happens"),
     }
     for p in sso.oidc_providers() {
         for r in p.config.relaxations() {
@@ -194,7 +194,6 @@ async fn check_jellyfin(sso: &Sso) -> anyhow::Result<()> {
             }
         });
     }
-    Ok(())
 }
 
 /// Reload the certificate on SIGHUP, and whenever the files change on disk.

@@ -66,6 +66,20 @@ impl App {
     }
 }
 
+/// A response answered with a browser's injected token: no shared cache may keep it, and no
+/// cache may give it to a request with other cookies. `no-store` and `private` are kept;
+/// anything else (e.g. `public, max-age=…`) becomes `private`, keeping the max-age.
+fn mark_private(h: &mut http::HeaderMap) {
+    use http::header::{HeaderValue, CACHE_CONTROL, VARY};
+    let current = h.get(CACHE_CONTROL).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
+    if !(current.contains("no-store") || current.contains("private")) {
+        let rest: Vec<&str> = current.split(',').map(str::trim).filter(|d| !d.is_empty() && *d != "public").collect();
+        let value = std::iter::once("private").chain(rest).collect::<Vec<_>>().join(", ");
+        h.insert(CACHE_CONTROL, HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static("private")));
+    }
+    h.append(VARY, HeaderValue::from_static("Cookie"));
+}
+
 /// Handle one request from `peer`. Never fails: errors become responses here.
 pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Result<Response<Body>, Infallible> {
     let ctx = RequestContext::new(req.headers(), peer, &app.config.trusted_proxies);
@@ -89,11 +103,15 @@ async fn serve(app: Arc<App>, mut req: Request<Incoming>, ctx: RequestContext) -
         Some(SsoRoute::LinkingPage) => app.sso.linking_page(),
         Some(route) => app.sso.handle(route, req, &ctx).await,
         None => {
-            app.sso.sessions.inject(&method, req.headers_mut(), &uri, &ctx.cookies).await;
-            match app.upstream.forward(req, &ctx).await {
+            let injected = app.sso.sessions.inject(&method, req.headers_mut(), &uri, &ctx.cookies).await;
+            let mut resp = match app.upstream.forward(req, &ctx).await {
                 Ok(r) => r,
                 Err(e) => error::respond_as(&e, ctx.wants_json),
+            };
+            if injected {
+                mark_private(resp.headers_mut());
             }
+            resp
         }
     };
 
@@ -109,4 +127,22 @@ async fn serve(app: Arc<App>, mut req: Request<Incoming>, ctx: RequestContext) -
         None => {}
     }
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn injected_answers_are_private_to_the_browser() {
+        for (before, after) in [(None, "private"), (Some("public, max-age=3600"), "private, max-age=3600"), (Some("no-store"), "no-store"), (Some("private"), "private")] {
+            let mut h = http::HeaderMap::new();
+            if let Some(b) = before {
+                h.insert(http::header::CACHE_CONTROL, b.parse().unwrap());
+            }
+            mark_private(&mut h);
+            assert_eq!(h[http::header::CACHE_CONTROL], after);
+            assert_eq!(h[http::header::VARY], "Cookie");
+        }
+    }
 }

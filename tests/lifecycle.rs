@@ -109,3 +109,21 @@ async fn a_second_proxy_on_the_same_address_is_refused() {
         assert_eq!(c.get(first.url("/System/Info/Public")).send().await.unwrap().status(), 200);
     }
 }
+
+/// A Jellyfin that accepts connections and never answers must not delay serving: the port is
+/// bound and requests are answered at once, and the check of Jellyfin runs in the background.
+#[tokio::test]
+async fn a_hung_jellyfin_does_not_delay_start_up() {
+    let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", hung.local_addr().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let proxy = support::ProxyProcess::start(dir.path(), &url, "  api_key: k\n").await;
+    let served_after = started.elapsed();
+    let r = support::http1_client().get(proxy.url("/sso/health")).send().await.unwrap();
+    assert_eq!(r.status(), 503, "Jellyfin is not answering");
+    // The old start-up waited 3 × 60 s for Jellyfin before binding; now it is the time to
+    // spawn a process. (Generous bound: this is a behaviour check, not a benchmark.)
+    assert!(served_after < Duration::from_secs(15), "serving after {served_after:?}");
+    drop(hung);
+}

@@ -357,6 +357,22 @@ async fn session_cookie_injects_the_token_only_into_credentialless_gets() {
     assert_eq!(injected(s.jf.calls(), "/System/Info/Public"), Some("MediaBrowser Token=\"mine\"".into()));
     own.get(s.proxy.url("/Branding/Configuration")).send().await.unwrap();
     assert_eq!(injected(s.jf.calls(), "/Branding/Configuration"), None);
+    // Same site is not same origin: a page on another port of this host, a websocket opened
+    // from it, or a cross-site fetch gets nothing.
+    let other = "https://127.0.0.1:9444";
+    own.get(s.proxy.url("/Items/1")).header("cookie", &cookie).header("origin", other).send().await.unwrap();
+    assert_eq!(injected(s.jf.calls(), "/Items/1"), None);
+    own.get(s.proxy.url("/Items/2")).header("cookie", &cookie).header("sec-fetch-site", "same-site").send().await.unwrap();
+    assert_eq!(injected(s.jf.calls(), "/Items/2"), None);
+    let ws = own.get(s.proxy.url("/socket")).header("cookie", &cookie).header("origin", other).header("connection", "Upgrade").header("upgrade", "websocket")
+        .header("sec-websocket-version", "13").header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==").send().await.unwrap();
+    drop(ws);
+    assert_eq!(injected(s.jf.calls(), "/socket"), None);
+    // The proxy's own origin: injected, and the answer is private to this browser.
+    let r = own.get(s.proxy.url("/Items/3")).header("cookie", &cookie).header("origin", s.proxy.url("")).header("sec-fetch-site", "same-origin").send().await.unwrap();
+    assert_eq!(injected(s.jf.calls(), "/Items/3"), Some(format!("MediaBrowser Token=\"{token}\"")));
+    assert!(r.headers()["cache-control"].to_str().unwrap().contains("private"));
+    assert!(r.headers().get_all("vary").iter().any(|v| v.to_str().unwrap().contains("Cookie")));
 }
 
 #[tokio::test]

@@ -87,7 +87,7 @@ impl Sso {
         Ok(Sso {
             registry,
             provision: Provisioner::new(jellyfin.clone(), state.durable.clone(), http),
-            sessions: Sessions::new(state.ephemeral.clone(), config.sso.session_ttl),
+            sessions: Sessions::new(state.ephemeral.clone(), config.sso.session_ttl, config.public_url.origin()),
             callers: Callers::new(jellyfin.clone(), state.ephemeral.clone()),
             replay: replay::AssertionReplay::new(state.ephemeral.clone()),
             jellyfin,

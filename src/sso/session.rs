@@ -5,8 +5,13 @@
 //! a random id; the ephemeral state keys the session by its SHA-256, so a memory dump holds
 //! no usable cookie. Injection is never done for other methods, for `/sso/`, or when the
 //! request already carries credentials of any form Jellyfin accepts
-//! ([`crate::jellyfin::credentials`]). A session lookup that fails (a state backend down)
-//! injects nothing and the request goes on.
+//! ([`crate::jellyfin::credentials`]). SameSite=Strict is not enough on its own: another
+//! port of the same host or a sibling subdomain is the same *site*, so the token is only
+//! injected when `Origin` (if sent) is the proxy's own origin and `Sec-Fetch-Site` (if sent)
+//! says same-origin or a typed-in navigation; a websocket upgrade needs an `Origin` that
+//! matches. A response that used an injected token is marked `Cache-Control: private` and
+//! `Vary: Cookie` by the router. A session lookup that fails (a state backend down) injects
+//! nothing and the request goes on.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,11 +38,27 @@ pub struct BrowserSession {
 pub struct Sessions {
     ephemeral: Arc<dyn Ephemeral>,
     ttl: Duration,
+    /// The proxy's public origin (`https://host[:port]`), the only one a token is sent for.
+    origin: String,
+}
+
+/// Is this request from the proxy's own origin, as far as the browser tells?
+fn same_origin(headers: &HeaderMap, origin: &str) -> bool {
+    let header = |name: &str| headers.get(name).map(|v| v.to_str().unwrap_or("\u{0}"));
+    let origin_ok = match header("origin") {
+        Some(o) => o.eq_ignore_ascii_case(origin),
+        None => !crate::proxy::headers::is_upgrade_request(headers),
+    };
+    let site_ok = match header("sec-fetch-site") {
+        Some(site) => site.eq_ignore_ascii_case("same-origin") || site.eq_ignore_ascii_case("none"),
+        None => true,
+    };
+    origin_ok && site_ok
 }
 
 impl Sessions {
-    pub fn new(ephemeral: Arc<dyn Ephemeral>, ttl: Duration) -> Sessions {
-        Sessions { ephemeral, ttl }
+    pub fn new(ephemeral: Arc<dyn Ephemeral>, ttl: Duration, origin: String) -> Sessions {
+        Sessions { ephemeral, ttl, origin }
     }
 
     /// Start a browser session; returns the `Set-Cookie` value.
@@ -50,7 +71,7 @@ impl Sessions {
 
     /// The token to inject for this request, if any.
     pub async fn token_for(&self, method: &Method, headers: &HeaderMap, uri: &Uri, cookies: &Cookies) -> Option<String> {
-        if !(method == Method::GET || method == Method::HEAD) || has_credentials(headers, uri) {
+        if !(method == Method::GET || method == Method::HEAD) || has_credentials(headers, uri) || !same_origin(headers, &self.origin) {
             return None;
         }
         let id = cookies.session.as_deref().filter(|c| looks_like_token(c))?;
@@ -64,13 +85,15 @@ impl Sessions {
         }
     }
 
-    /// Add `Authorization: MediaBrowser Token="…"` when the rules allow.
-    pub async fn inject(&self, method: &Method, headers: &mut HeaderMap, uri: &Uri, cookies: &Cookies) {
+    /// Add `Authorization: MediaBrowser Token="…"` when the rules allow; true if it did.
+    pub async fn inject(&self, method: &Method, headers: &mut HeaderMap, uri: &Uri, cookies: &Cookies) -> bool {
         if let Some(token) = self.token_for(method, headers, uri, cookies).await {
             if let Ok(v) = HeaderValue::from_str(&format!("MediaBrowser Token=\"{token}\"")) {
                 headers.insert(AUTHORIZATION, v);
+                return true;
             }
         }
+        false
     }
 }
 
@@ -89,7 +112,7 @@ mod tests {
 
     #[tokio::test]
     async fn injects_only_for_credential_less_get_with_session() {
-        let s = Sessions::new(Arc::new(MemoryEphemeral::new(Caps::default())), Duration::from_secs(60));
+        let s = Sessions::new(Arc::new(MemoryEphemeral::new(Caps::default())), Duration::from_secs(60), "https://media.example".into());
         let session = BrowserSession { token: "tok".into(), user_id: "u".into(), device_id: "d".into(), protocol: "oid".into(), provider: "p".into() };
         let set = s.create(&session).await.unwrap();
         let set = set.to_str().unwrap();
@@ -106,6 +129,24 @@ mod tests {
         assert_eq!(s.token_for(&Method::GET, &with_legacy, &uri, &c).await, None, "every credential form counts");
         let with_key: Uri = "/Items?api_key=zzz".parse().unwrap();
         assert_eq!(s.token_for(&Method::GET, &h, &with_key, &c).await, None);
+        // Same site, other origin (another port or a sibling subdomain): nothing.
+        let with = |extra: &[(&str, &str)]| {
+            let mut h = h.clone();
+            for (k, v) in extra {
+                h.insert(http::header::HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+            }
+            h
+        };
+        assert_eq!(s.token_for(&Method::GET, &with(&[("origin", "https://media.example:9444")]), &uri, &c).await, None);
+        assert_eq!(s.token_for(&Method::GET, &with(&[("sec-fetch-site", "same-site")]), &uri, &c).await, None);
+        assert_eq!(s.token_for(&Method::GET, &with(&[("sec-fetch-site", "cross-site")]), &uri, &c).await, None);
+        assert_eq!(s.token_for(&Method::GET, &with(&[("origin", "https://media.example"), ("sec-fetch-site", "same-origin")]), &uri, &c).await.as_deref(), Some("tok"));
+        assert_eq!(s.token_for(&Method::GET, &with(&[("sec-fetch-site", "none")]), &uri, &c).await.as_deref(), Some("tok"), "a typed-in address");
+        // A websocket upgrade needs the proxy's own Origin.
+        let ws = [("connection", "Upgrade"), ("upgrade", "websocket")];
+        assert_eq!(s.token_for(&Method::GET, &with(&ws), &uri, &c).await, None);
+        assert_eq!(s.token_for(&Method::GET, &with(&[ws[0], ws[1], ("origin", "https://evil.example")]), &uri, &c).await, None);
+        assert_eq!(s.token_for(&Method::GET, &with(&[ws[0], ws[1], ("origin", "https://media.example")]), &uri, &c).await.as_deref(), Some("tok"));
         let forged = headers(&[("cookie", "__Host-jsp-session=forged")]);
         assert_eq!(s.token_for(&Method::GET, &forged, &uri, &Cookies::parse(&forged)).await, None);
     }
