@@ -72,12 +72,17 @@ pub enum ProxyError {
     Upstream { upstream: String, source: hyper_util::client::legacy::Error },
     #[error("cannot forward this request: {0}")]
     BadRequest(String),
+    #[error("method {0} is not forwarded")]
+    MethodNotAllowed(&'static str),
+    #[error("Jellyfin at {upstream} switched protocols for a request that did not ask to")]
+    UnexpectedUpgrade { upstream: String },
 }
 
 impl HttpError for ProxyError {
     fn status(&self) -> StatusCode {
         match self {
-            ProxyError::Unreachable { .. } | ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
+            ProxyError::Unreachable { .. } | ProxyError::Upstream { .. } | ProxyError::UnexpectedUpgrade { .. } => StatusCode::BAD_GATEWAY,
+            ProxyError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
         }
@@ -86,7 +91,8 @@ impl HttpError for ProxyError {
         match self {
             ProxyError::Unreachable { .. } => "Jellyfin is not reachable",
             ProxyError::Timeout { .. } => "Jellyfin is taking too long",
-            ProxyError::Upstream { .. } => "Jellyfin answered badly",
+            ProxyError::Upstream { .. } | ProxyError::UnexpectedUpgrade { .. } => "Jellyfin answered badly",
+            ProxyError::MethodNotAllowed(_) => "Method not allowed",
             ProxyError::BadRequest(_) => "Bad request",
         }
     }
@@ -94,7 +100,8 @@ impl HttpError for ProxyError {
         match self {
             ProxyError::Unreachable { .. } => "The media server is not answering right now. It may be restarting; try again in a minute.".into(),
             ProxyError::Timeout { .. } => "The media server did not answer in time. Try again in a moment.".into(),
-            ProxyError::Upstream { .. } => "The connection to the media server broke. Try again in a moment.".into(),
+            ProxyError::Upstream { .. } | ProxyError::UnexpectedUpgrade { .. } => "The connection to the media server broke. Try again in a moment.".into(),
+            ProxyError::MethodNotAllowed(m) => format!("{m} requests are not accepted here."),
             ProxyError::BadRequest(m) => m.clone(),
         }
     }

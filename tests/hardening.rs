@@ -85,3 +85,49 @@ async fn an_idle_http2_connection_is_closed() {
     let closed = tokio::time::timeout(Duration::from_secs(6), conn).await;
     assert!(closed.is_ok(), "the idle HTTP/2 connection is still open after 6 s with idle_timeout 1s");
 }
+
+/// Send raw HTTP/1.1 bytes over TLS and read the status line of the answer.
+async fn raw_status(proxy: &TestProxy, request: &[u8]) -> String {
+    let mut tls = tls_client::connect(proxy.addr, b"http/1.1").await;
+    tls.write_all(request).await.unwrap();
+    tls.flush().await.unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut chunk = [0u8; 4096];
+        while let Ok(n) = tls.read(&mut chunk).await {
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            if buf.windows(2).any(|w| w == b"\r\n") {
+                break;
+            }
+        }
+    })
+    .await;
+    String::from_utf8_lossy(&buf).lines().next().unwrap_or("").to_string()
+}
+
+/// Requests that are ambiguous or not for Jellyfin are refused by the proxy, as the client's
+/// fault, and never reach Jellyfin.
+#[tokio::test]
+async fn ambiguous_or_foreign_requests_are_client_errors() {
+    let jf = JellyfinDouble::start(DoubleOptions::default()).await;
+    let proxy = TestProxy::start(&jf.url(), "").await;
+    let before = jf.calls().len();
+    let cases: [(&str, &[u8], &str); 4] = [
+        ("CONNECT", b"CONNECT jellyfin:8096 HTTP/1.1\r\nHost: jellyfin:8096\r\n\r\n", "405"),
+        ("no Host", b"GET /System/Info/Public HTTP/1.1\r\n\r\n", "400"),
+        ("two Hosts", b"GET /System/Info/Public HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\n\r\n", "400"),
+        ("malformed chunked body", b"POST /echo/body HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n", "400"),
+    ];
+    for (what, bytes, status) in cases {
+        let line = raw_status(&proxy, bytes).await;
+        assert!(line.starts_with(&format!("HTTP/1.1 {status}")), "{what}: {line:?}");
+    }
+    let reached: Vec<String> = jf.calls()[before..].iter().map(|c| c.path.clone()).collect();
+    assert!(!reached.iter().any(|p| p.contains("Info/Public")), "refused requests reached Jellyfin: {reached:?}");
+    // And a well-formed request on the same proxy is served.
+    let line = raw_status(&proxy, b"GET /System/Info/Public HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
+    assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+}

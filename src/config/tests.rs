@@ -122,3 +122,16 @@ fn public_url_base_path() {
     assert_eq!(u.base_path(), "/jellyfin");
     assert_eq!(u.join("/sso/OID/redirect/x"), "https://media.example.com/jellyfin/sso/OID/redirect/x");
 }
+
+#[test]
+fn provider_names_are_safe_path_segments() {
+    use super::provider::valid_provider_name;
+    for ok in ["corp", "pocket-id", "a.b", "x_1"] {
+        assert!(valid_provider_name(ok), "{ok}");
+    }
+    for bad in ["", ".", "..", "...", "a/b", "a b", "ä", &"x".repeat(65)] {
+        assert!(!valid_provider_name(bad), "{bad:?}");
+    }
+    let e = load("providers:\n  oid:\n    \"..\":\n      oidEndpoint: https://idp.example\n      oidClientId: c\n").unwrap_err().to_string();
+    assert!(e.contains("providers.oid"), "{e}");
+}

@@ -56,9 +56,29 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     }
 }
 
-/// The host the client asked for: `Host` (HTTP/1.1) or the URI authority (HTTP/2).
-pub fn original_host(headers: &HeaderMap, uri: &Uri) -> Option<HeaderValue> {
-    headers.get(HOST).cloned().or_else(|| uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()))
+/// The host the client asked for: for HTTP/2 the `:authority` (which wins over a `Host`
+/// header, RFC 9113 §8.3.1), for HTTP/1 the `Host` header; never with userinfo.
+pub fn original_host(headers: &HeaderMap, uri: &Uri, version: http::Version) -> Option<HeaderValue> {
+    let authority = || uri.authority().map(|a| a.as_str().rsplit('@').next().unwrap_or("").to_string()).filter(|a| !a.is_empty()).and_then(|a| HeaderValue::from_str(&a).ok());
+    if version == http::Version::HTTP_2 {
+        authority().or_else(|| headers.get(HOST).cloned())
+    } else {
+        headers.get(HOST).cloned().or_else(authority)
+    }
+}
+
+/// HTTP/2 clients may split cookies over several `cookie` fields; an HTTP/1.1 upstream must
+/// get them as one (RFC 9113 §8.2.3).
+pub fn join_cookies(headers: &mut HeaderMap) {
+    let all = headers.get_all(http::header::COOKIE);
+    let mut values = all.iter();
+    if values.next().is_none() || values.next().is_none() {
+        return;
+    }
+    let joined = headers.get_all(http::header::COOKIE).iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>().join("; ");
+    if let Ok(v) = HeaderValue::from_str(&joined) {
+        headers.insert(http::header::COOKIE, v);
+    }
 }
 
 /// Set `X-Forwarded-For/Proto/Host`. A chain from a trusted peer (another proxy in front of
@@ -110,6 +130,21 @@ fn percent_decode_lower(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_comes_from_authority_on_http2_without_userinfo_and_cookies_are_joined() {
+        let h = map(&[("host", "evil.example")]);
+        let uri: Uri = "https://user:pw@media.example:8443/x".parse().unwrap();
+        assert_eq!(original_host(&h, &uri, http::Version::HTTP_2).unwrap(), "media.example:8443");
+        assert_eq!(original_host(&h, &uri, http::Version::HTTP_11).unwrap(), "evil.example");
+        assert_eq!(original_host(&HeaderMap::new(), &uri, http::Version::HTTP_11).unwrap(), "media.example:8443");
+        let mut c = map(&[("cookie", "a=1"), ("cookie", "b=2")]);
+        join_cookies(&mut c);
+        assert_eq!(c.get_all("cookie").iter().collect::<Vec<_>>(), ["a=1; b=2"]);
+        let mut one = map(&[("cookie", "a=1")]);
+        join_cookies(&mut one);
+        assert_eq!(one["cookie"], "a=1");
+    }
 
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -172,9 +207,9 @@ mod tests {
     #[test]
     fn host_from_header_or_authority() {
         let uri: Uri = "https://media.example.com:8443/web/".parse().unwrap();
-        assert_eq!(original_host(&HeaderMap::new(), &uri).unwrap(), "media.example.com:8443");
+        assert_eq!(original_host(&HeaderMap::new(), &uri, http::Version::HTTP_11).unwrap(), "media.example.com:8443");
         let h = map(&[("host", "a.example")]);
-        assert_eq!(original_host(&h, &uri).unwrap(), "a.example");
+        assert_eq!(original_host(&h, &uri, http::Version::HTTP_11).unwrap(), "a.example");
     }
 
     #[test]

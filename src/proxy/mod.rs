@@ -61,12 +61,21 @@ impl Upstream {
 
     /// Forward one request (from `ctx.peer`) to Jellyfin and return its response, streaming.
     pub async fn forward(&self, mut req: Request<Incoming>, ctx: &RequestContext) -> Result<Response<Body>, ProxyError> {
+        if req.method() == http::Method::CONNECT {
+            return Err(ProxyError::MethodNotAllowed("CONNECT"));
+        }
+        // HTTP/1.1 requires exactly one Host (RFC 9112 §3.2); a request with none or two is
+        // ambiguous about where it is going, the stuff request smuggling is made of.
+        if req.version() == Version::HTTP_11 && req.headers().get_all(HOST).iter().count() != 1 {
+            return Err(ProxyError::BadRequest("an HTTP/1.1 request needs exactly one Host header".into()));
+        }
         let upgrade = req.version() == Version::HTTP_11 && headers::is_upgrade_request(req.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
 
         let (mut parts, body) = req.into_parts();
-        let host = headers::original_host(&parts.headers, &parts.uri);
+        let host = headers::original_host(&parts.headers, &parts.uri, parts.version);
         headers::strip_hop_by_hop(&mut parts.headers, upgrade);
+        headers::join_cookies(&mut parts.headers);
         headers::set_forwarded(&mut parts.headers, ctx.peer.ip(), ctx.peer_trusted, host.as_ref());
         if let Some(h) = host {
             parts.headers.insert(HOST, h);
@@ -84,13 +93,17 @@ impl Upstream {
         let resp = match tokio::time::timeout(self.header_timeout, self.client.request(up_req)).await {
             Err(_) => return Err(ProxyError::Timeout { upstream: self.display.clone(), timeout: self.header_timeout }),
             Ok(Err(source)) if source.is_connect() => return Err(ProxyError::Unreachable { upstream: self.display.clone(), source }),
+            // The client's own body broke (e.g. malformed chunked encoding): its fault, a 400.
+            Ok(Err(source)) if client_body_failed(&source) => return Err(ProxyError::BadRequest("the request body was malformed or cut off".into())),
             Ok(Err(source)) => return Err(ProxyError::Upstream { upstream: self.display.clone(), source }),
             Ok(Ok(r)) => r,
         };
 
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-            if let Some(client_upgrade) = client_upgrade {
-                return Ok(self.splice_upgrade(resp, client_upgrade));
+            match client_upgrade {
+                Some(client_upgrade) => return Ok(self.splice_upgrade(resp, client_upgrade)),
+                // Never switch protocols for a client that did not ask (or cannot: HTTP/1.0, HTTP/2).
+                None => return Err(ProxyError::UnexpectedUpgrade { upstream: self.display.clone() }),
             }
         }
         let (mut parts, body) = resp.into_parts();
@@ -148,4 +161,20 @@ impl Upstream {
     pub fn display(&self) -> &str {
         &self.display
     }
+}
+
+/// Did the upstream exchange fail because the client's request body failed?
+fn client_body_failed(e: &hyper_util::client::legacy::Error) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(err) = cur {
+        if let Some(h) = err.downcast_ref::<hyper::Error>() {
+            if h.is_user() || h.is_incomplete_message() || h.is_parse() {
+                // `is_user` covers "error from user's Body stream": our request body is the
+                // client's body, streamed.
+                return h.is_user();
+            }
+        }
+        cur = err.source();
+    }
+    false
 }

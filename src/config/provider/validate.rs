@@ -59,7 +59,12 @@ fn is_guid(s: &str) -> bool {
 
 /// Provider names appear in URLs (`/sso/OID/start/{name}`): keep them to a safe alphabet.
 pub fn valid_provider_name(name: &str) -> bool {
-    !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    // A name is a URL path segment: `.` and `..` (and anything of dots only) would be
+    // resolved away by browsers and proxies on the way.
+    !name.is_empty()
+        && name.len() <= 64
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        && !name.chars().all(|c| c == '.')
 }
 
 fn non_empty(list: Vec<String>) -> Vec<String> {
