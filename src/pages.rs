@@ -26,6 +26,23 @@ pub fn escape(s: &str) -> String {
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;background:#101010;color:#eee;display:flex;min-height:90vh;align-items:center;justify-content:center}main{max-width:32rem;padding:2rem;background:#202020;border-radius:.5rem}h1{font-size:1.3rem;margin-top:0}p{line-height:1.5}a{color:#00a4dc}";
 
+/// Headers on every response the proxy makes itself (pages, JSON, redirects): never framed,
+/// never sniffed, no referrer (pages may carry codes or handles in their URL), and a strict
+/// CSP unless the page set its own (with a nonce). Responses carrying a token or a handle
+/// already say `no-store`; anything else without a `Cache-Control` gets `no-store` too.
+pub fn secure_headers(h: &mut HeaderMap) {
+    use http::header::{REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS};
+    h.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    if !h.contains_key(CONTENT_SECURITY_POLICY) {
+        h.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"));
+    }
+    if !h.contains_key(CACHE_CONTROL) {
+        h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+}
+
 /// Does the client prefer JSON (an API client) over HTML (a browser)?
 pub fn wants_json(headers: &HeaderMap) -> bool {
     let accept = headers.get(ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");

@@ -99,9 +99,15 @@ async fn serve(app: Arc<App>, mut req: Request<Incoming>, ctx: RequestContext) -
     let uri = req.uri().clone();
 
     let resp = match SsoRoute::parse(&method, uri.path(), app.config.public_url.base_path()) {
-        Some(SsoRoute::Health) => app.health().await,
-        Some(SsoRoute::LinkingPage) => app.sso.linking_page(),
-        Some(route) => app.sso.handle(route, req, &ctx).await,
+        Some(route) => {
+            let mut resp = match route {
+                SsoRoute::Health => app.health().await,
+                SsoRoute::LinkingPage => app.sso.linking_page(),
+                route => app.sso.handle(route, req, &ctx).await,
+            };
+            crate::pages::secure_headers(resp.headers_mut());
+            resp
+        }
         None => {
             let injected = app.sso.sessions.inject(&method, req.headers_mut(), &uri, &ctx.cookies).await;
             let mut resp = match app.upstream.forward(req, &ctx).await {

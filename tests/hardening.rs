@@ -131,3 +131,26 @@ async fn ambiguous_or_foreign_requests_are_client_errors() {
     let line = raw_status(&proxy, b"GET /System/Info/Public HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
     assert!(line.starts_with("HTTP/1.1 200"), "{line}");
 }
+
+/// Every page and answer the proxy makes itself is never framed, never sniffed, sends no
+/// referrer, has a CSP that forbids framing, and is not cached unless it says so.
+#[tokio::test]
+async fn the_proxys_own_pages_carry_security_headers() {
+    let jf = JellyfinDouble::start(DoubleOptions::default()).await;
+    let proxy = TestProxy::start_sso(&jf.url(), KEY, "").await;
+    let client = support::http1_client();
+    for path in ["/sso/health", "/sso/OID/GetNames", "/SSOViews/linking", "/sso/nothing-here", "/sso/OID/start/nope", "/sso/SAML/metadata/nope"] {
+        for accept in ["text/html", "application/json"] {
+            let r = client.get(proxy.url(path)).header("accept", accept).send().await.unwrap();
+            let h = r.headers();
+            assert_eq!(h["x-frame-options"], "DENY", "{path}");
+            assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+            assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
+            assert!(h["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"), "{path}");
+            assert!(h["cache-control"].to_str().unwrap().contains("no-store"), "{path}");
+        }
+    }
+    // Jellyfin's own answers are passed as they are.
+    let r = client.get(proxy.url("/System/Info/Public")).send().await.unwrap();
+    assert!(r.headers().get("x-frame-options").is_none());
+}
