@@ -154,3 +154,51 @@ async fn the_proxys_own_pages_carry_security_headers() {
     let r = client.get(proxy.url("/System/Info/Public")).send().await.unwrap();
     assert!(r.headers().get("x-frame-options").is_none());
 }
+
+/// Slow clients are cut off by a documented limit while others are served: headers sent a
+/// byte at a time (`header_read_timeout`), and a client that never reads its response
+/// (nothing moves for longer than `idle_timeout` and `upstream_header_timeout`, plus 5 s).
+#[tokio::test]
+async fn slow_clients_are_cut_off_and_others_are_served() {
+    let jf = JellyfinDouble::start(DoubleOptions::default()).await;
+    let proxy = TestProxy::start(&jf.url(), "limits:\n  header_read_timeout: 2s\n  idle_timeout: 1s\n  upstream_header_timeout: 1s\n").await;
+
+    // Slowloris: never finishes its headers.
+    let mut slow = tls_client::connect(proxy.addr, b"http/1.1").await;
+    let started = std::time::Instant::now();
+    let mut closed = false;
+    for b in b"GET /System/Info/Public HTTP/1.1\r\nHost: localhost\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".iter() {
+        if slow.write_all(&[*b]).await.is_err() || slow.flush().await.is_err() {
+            closed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if started.elapsed() > Duration::from_secs(8) {
+            break;
+        }
+    }
+    let mut rest = Vec::new();
+    let eof = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut rest)).await.is_ok();
+    assert!(closed || eof, "a client trickling its headers is still connected after {:?}", started.elapsed());
+
+    // A reader that stops reading a 100 MiB download.
+    let mut stuck = tls_client::connect(proxy.addr, b"http/1.1").await;
+    stuck.write_all(b"GET /media/big.bin HTTP/1.1\r\nHost: localhost\r\n\r\n").await.unwrap();
+    // Meanwhile someone else is served.
+    let r = support::http1_client().get(proxy.url("/System/Info/Public")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    let mut total = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    let drained = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match stuck.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    })
+    .await;
+    assert!(drained.is_ok(), "the connection was not dropped");
+    assert!(total < 100 * 1024 * 1024, "the whole file arrived although the client stopped reading ({total} bytes)");
+}
