@@ -31,7 +31,7 @@ use jellyfin_sso_proxy::{logging, server};
 /// API. Configure it in proxy.yaml; any setting can be overridden by an environment variable
 /// JSP_<SECTION>__<KEY>, e.g. JSP_JELLYFIN__URL=http://jellyfin:8096.
 #[derive(Parser)]
-#[command(version, about, long_about)]
+#[command(version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("JSP_GIT_COMMIT"), ")"), about, long_about)]
 struct Cli {
     /// Path of the configuration file [default: ./proxy.yaml]
     #[arg(long, short, global = true, value_name = "PATH")]

@@ -9,6 +9,7 @@ command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v xmlsec1  >/dev/null 2>&1 || need_apt+=(xmlsec1)
 command -v openssl  >/dev/null 2>&1 || need_apt+=(openssl)
 command -v node     >/dev/null 2>&1 || need_apt+=(nodejs npm)
+command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "tests/run.sh: installing ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
