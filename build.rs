@@ -1,5 +1,5 @@
 //! Build script: records the git commit the binary was built from, for `--version`
-//! (`JSP_GIT_COMMIT`; "unknown" outside a git checkout, e.g. from a source archive).
+//! (`BUILD_GIT_COMMIT`; "unknown" outside a git checkout, e.g. from a source archive).
 
 use std::process::Command;
 
@@ -13,7 +13,7 @@ fn main() {
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "unknown".into());
-    println!("cargo:rustc-env=JSP_GIT_COMMIT={commit}");
+    println!("cargo:rustc-env=BUILD_GIT_COMMIT={commit}");
     println!("cargo:rerun-if-changed=.git/HEAD");
     println!("cargo:rerun-if-changed=.git/refs/heads");
 }

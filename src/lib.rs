@@ -12,11 +12,13 @@
 //! - [`error`]: error enums and the single error → response mapping; [`pages`]: HTML pages.
 //! - [`state`]: ephemeral and durable state behind two traits (in memory + SQLite).
 //! - [`body`]: the streaming body type; [`logging`]: log setup.
+//! - [`doctor`]: the `doctor` command's checks of everything a sign-in depends on.
 
 pub mod body;
 pub mod config;
 pub mod context;
 pub mod cookie;
+pub mod doctor;
 pub mod error;
 pub mod jellyfin;
 pub mod logging;

@@ -31,7 +31,7 @@ use jellyfin_sso_proxy::{logging, server};
 /// API. Configure it in proxy.yaml; any setting can be overridden by an environment variable
 /// JSP_<SECTION>__<KEY>, e.g. JSP_JELLYFIN__URL=http://jellyfin:8096.
 #[derive(Parser)]
-#[command(version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("JSP_GIT_COMMIT"), ")"), about, long_about)]
+#[command(version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("BUILD_GIT_COMMIT"), ")"), about, long_about)]
 struct Cli {
     /// Path of the configuration file [default: ./proxy.yaml]
     #[arg(long, short, global = true, value_name = "PATH")]
@@ -46,6 +46,9 @@ enum Command {
     Run,
     /// Validate the configuration and TLS files, list every problem, and exit (non-zero on problems)
     CheckConfig,
+    /// Check, online, everything sign-ins depend on (Jellyfin, identity providers, TLS) and
+    /// print one line per check with the fix; exit 0 only when all pass
+    Doctor,
 }
 
 fn main() -> ExitCode {
@@ -64,6 +67,16 @@ fn main() -> ExitCode {
     };
     match cli.command.unwrap_or(Command::Run) {
         Command::CheckConfig => check_config(&config, &path),
+        Command::Doctor => {
+            let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+            let report = runtime.block_on(jellyfin_sso_proxy::doctor::run(&config));
+            print!("{}", report.render());
+            if report.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
         Command::Run => {
             logging::init(&config.log);
             let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");

@@ -142,6 +142,10 @@ impl PublicUrl {
         self.url.path().trim_end_matches('/')
     }
     /// `https://host[:port]` without path.
+    /// The host people use (`media.example.com`, `127.0.0.1`, `[::1]`).
+    pub fn host(&self) -> String {
+        self.url.host_str().unwrap_or("").to_string()
+    }
     pub fn origin(&self) -> String {
         self.url.origin().ascii_serialization()
     }
