@@ -122,3 +122,20 @@ fn public_url_base_path() {
     assert_eq!(u.base_path(), "/jellyfin");
     assert_eq!(u.join("/sso/OID/redirect/x"), "https://media.example.com/jellyfin/sso/OID/redirect/x");
 }
+
+#[test]
+fn login_page_and_legacy_auth() {
+    let c = load("{}").unwrap();
+    let lp = &c.sso.login_page;
+    assert!(lp.buttons && lp.auto_redirect.is_none() && !lp.hide_public_users && !lp.hide_password_form);
+    assert_eq!(c.jellyfin.legacy_auth, LegacyAuth::Pass);
+    let c = load("jellyfin:\n  legacy_auth: translate\nsso:\n  login_page:\n    buttons: false\n    auto_redirect: corp\n    hide_public_users: true\n    hide_password_form: true\n").unwrap();
+    let lp = &c.sso.login_page;
+    assert!(!lp.buttons && lp.hide_public_users && lp.hide_password_form);
+    assert_eq!(lp.auto_redirect.as_deref(), Some("corp"));
+    assert_eq!(c.jellyfin.legacy_auth, LegacyAuth::Translate);
+    let Err(ConfigError::Invalid(ps)) = load("jellyfin:\n  legacy_auth: yes\nsso:\n  login_page:\n    auto_redirect: 'a b'\n    button: true\n") else { panic!() };
+    let paths: Vec<_> = ps.iter().map(|p| p.path.as_str()).collect();
+    assert_eq!(paths, ["jellyfin.legacy_auth", "sso.login_page.button", "sso.login_page.auto_redirect"], "{ps:?}");
+    assert!(ps[1].message.contains("did you mean `buttons`") || ps[1].message.contains("accepts"), "{}", ps[1].message);
+}
