@@ -74,14 +74,14 @@ async fn each_legacy_form_is_refused_directly_and_served_through_the_proxy_with_
         }
         assert!(!call.query.contains("api_key"), "{form}: {}", call.query);
         if query.is_empty() {
-            let auth = call.authorization.expect("Authorization: MediaBrowser");
+            let auth = call.authorization.clone().expect("Authorization: MediaBrowser");
             assert!(auth.starts_with("MediaBrowser ") && auth.contains(&format!("Token=\"{token}\"")), "{form}: {auth}");
         } else {
             assert_eq!(call.query, format!("ApiKey={token}"));
         }
         if form == "X-Emby-Authorization" {
             // The same parameters: the device keeps its identity.
-            let auth = call.authorization.unwrap();
+            let auth = call.authorization.clone().unwrap();
             assert!(auth.contains("Client=\"Infuse\"") && auth.contains("DeviceId=\"infuse-1\""), "{auth}");
         }
     }

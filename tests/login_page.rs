@@ -132,7 +132,7 @@ async fn providers_added_and_removed_through_the_admin_api_show_at_once_with_a_n
     let r = http1_client().post(s.proxy.url("/sso/OID/Add/newcomer")).header("authorization", format!("MediaBrowser Token=\"{KEY}\"")).json(&add).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let (h2, b2) = branding(&s.proxy).await;
-    assert!(b2["LoginDisclaimer"].as_str().unwrap().contains("action=\"/sso/OID/start/newcomer\"><button type=\"submit\" class=\"raised block emby-button button-submit jsp-sso-provider\"><span>Sign in with Newcomer"));
+    assert!(b2["LoginDisclaimer"].as_str().unwrap().contains("action=\"/sso/OID/start/newcomer\" class=\"jsp-sso-form\"><button type=\"submit\" class=\"raised block emby-button button-submit jsp-sso-provider\"><span>Sign in with Newcomer"));
     assert!(!b1["LoginDisclaimer"].as_str().unwrap().contains("newcomer"));
     assert_ne!(h2["etag"], etag.as_str(), "a changed body has a changed ETag");
     let stale = http1_client().get(s.proxy.url("/Branding/Configuration")).header("if-none-match", &etag).send().await.unwrap();
@@ -175,7 +175,11 @@ async fn css_answers_compressed_and_oversized_answers() {
 #[tokio::test]
 async fn switches_buttons_off_hide_password_form_and_public_users() {
     let s = setup("sso:\n  login_page:\n    buttons: false\n    hide_password_form: true\n    hide_public_users: true\n").await;
-    s.jf.add_user("visible", "pw", false);
+    // Jellyfin creates users hidden (AddDefaultPermissions); an administrator shows this one.
+    let visible = s.jf.add_user("visible", "pw", false);
+    s.jf.update_policy(&visible, |p| {
+        p.insert("IsHidden".into(), json!(false));
+    });
     let (_, b) = branding(&s.proxy).await;
     assert!(b.get("LoginDisclaimer").is_none(), "no buttons: the disclaimer is Jellyfin's: {b}");
     let css = b["CustomCss"].as_str().unwrap();
@@ -275,6 +279,7 @@ async fn chromium_follows_the_login_page_button_to_the_op_and_lands_signed_in() 
     assert_eq!(Some(session.device_id.as_str()), r["deviceId"].as_str());
     let user = jf.user_by_name("dana").expect("user provisioned");
     assert_eq!(server["UserId"], user["Id"]);
+    // Jellyfin's own default for a new user too (AddDefaultPermissions); the proxy sets it explicitly.
     assert_eq!(user["Policy"]["IsHidden"], true, "created hidden from the login screen");
     let public: Value = reqwest::get(format!("{}/Users/Public", jf.url())).await.unwrap().json().await.unwrap();
     assert!(public.as_array().unwrap().is_empty(), "not even Jellyfin lists the new user: {public}");

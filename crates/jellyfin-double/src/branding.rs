@@ -9,7 +9,7 @@ use hyper::{Response, StatusCode};
 use serde_json::{json, Map, Value};
 
 use crate::auth::{authorized, elevated};
-use crate::reply::{empty, exception, get_ci, json_body, json_resp, respond, validation, Body};
+use crate::reply::{empty, exception, get_ci, json_body, respond, validation, Body};
 use crate::server::{Inner, Req};
 use crate::JellyfinDouble;
 
