@@ -34,8 +34,11 @@ async fn jellyfin12() -> (JellyfinDouble, String) {
     (jf, token)
 }
 
-/// Each legacy form, as (description, headers, query).
-fn legacy_forms(token: &str) -> Vec<(&'static str, Vec<(&'static str, String)>, String)> {
+/// One way of presenting a token: (description, headers, query).
+type Form = (&'static str, Vec<(&'static str, String)>, String);
+
+/// Each legacy form.
+fn legacy_forms(token: &str) -> Vec<Form> {
     vec![
         ("X-Emby-Authorization", vec![("x-emby-authorization", format!("MediaBrowser {DEVICE}, Token=\"{token}\""))], String::new()),
         ("Emby scheme", vec![("authorization", format!("Emby {DEVICE}, Token=\"{token}\""))], String::new()),
