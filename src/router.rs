@@ -2,8 +2,9 @@
 //! parses the proxy's own routes once ([`SsoRoute`]), and sends `/sso/*` to the SSO
 //! endpoints and everything else to Jellyfin (legacy credentials translated when configured,
 //! the session injected, the login page's answers changed by [`crate::branding`]). It
-//! answers `/sso/health` itself (it owns the upstream) and writes the access-log line, one per request, with secrets redacted, the
-//! request id, and the error reason when there was one.
+//! answers `/sso/health` itself (it owns the upstream) and writes the access-log line, one
+//! per request, from the request as the client sent it with secrets redacted, the request
+//! id, and the error reason when there was one.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -226,9 +226,9 @@ async fn auto_redirect_sends_browser_navigations_to_the_provider_and_local_is_th
     assert_eq!(r.status(), 200, "a disabled provider is no redirect target");
 }
 
-/// Chromium on the web client's page, the disclaimer rendered as jellyfin-web does: the
-/// button leads (same tab) through the real OP to a signed-in web client; the user the proxy
-/// creates is hidden from the login screen.
+/// Chromium on the web client's page, the disclaimer rendered as jellyfin-web does: the SSO-only
+/// CSS hides the password form and user list, the button leads (same tab) through the real OP
+/// to a signed-in web client; the user the proxy creates is hidden from the login screen.
 #[tokio::test]
 async fn chromium_follows_the_login_page_button_to_the_op_and_lands_signed_in() {
     ensure_node_modules();
@@ -249,7 +249,7 @@ async fn chromium_follows_the_login_page_button_to_the_op_and_lands_signed_in() 
     })
     .await;
     let yaml = format!(
-        "jellyfin:\n  url: {}\n  api_key: {KEY}\nsso:\n  login_page:\n    hide_public_users: true\nproviders:\n  oid:\n    pocket:\n      oidEndpoint: {}\n      oidClientId: jellyfin\n      oidSecret: s3cret\n      disableHttps: true\n      displayName: Pocket ID\n",
+        "jellyfin:\n  url: {}\n  api_key: {KEY}\nsso:\n  login_page:\n    hide_public_users: true\n    hide_password_form: true\nproviders:\n  oid:\n    pocket:\n      oidEndpoint: {}\n      oidClientId: jellyfin\n      oidSecret: s3cret\n      disableHttps: true\n      displayName: Pocket ID\n",
         jf.url(),
         op.issuer
     );
@@ -270,6 +270,8 @@ async fn chromium_follows_the_login_page_button_to_the_op_and_lands_signed_in() 
     assert!(r.get("error").is_none(), "browser: {r:#}");
     assert_eq!(r["buttons"], json!(["Sign in with Pocket ID", "Sign in on a TV or another device"]));
     assert_eq!(r["qrVisible"], true);
+    let hidden_by_css = json!({".manualLoginForm": false, ".visualLoginForm": false, ".btnManual": false, ".btnQuick": true, ".btnForgotPassword": false});
+    assert_eq!(r["visible"], hidden_by_css, "the SSO-only CSS hides the password form and the user list, not Quick Connect");
     assert_eq!(r["tabs"], 1, "the sign-in stayed in the same tab");
     assert_eq!(r["url"], proxy.url("/web/index.html"));
     assert_eq!(r["autoLogin"], "true");

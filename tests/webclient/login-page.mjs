@@ -5,7 +5,8 @@
 // CustomCss in a <style>, as components/CustomCss.tsx), from markdown-it and DOMPurify of this
 // folder. Then the "Sign in with LABEL" button is clicked, the OP's form filled with LOGIN and
 // PASSWORD, and the result is printed as `BROWSER_RESULT {json}`: the final URL, the web
-// client's localStorage, the page text, the buttons seen and how many tabs were opened.
+// client's localStorage, the page text, the buttons seen, which parts of the login page were
+// visible, and how many tabs were opened.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -40,7 +41,14 @@ try {
     }
     const container = document.createElement('div');
     container.id = 'loginPage';
-    container.innerHTML = '<div class="loginDisclaimerContainer"><div class="loginDisclaimer"></div></div>';
+    // The login page's own parts, with jellyfin-web 10.11's classes
+    // (src/controllers/session/login/index.html), to see what the CSS hides.
+    container.innerHTML = '<form class="manualLoginForm"><input id="txtManualName"><input id="txtManualPassword" type="password"></form>'
+      + '<div class="visualLoginForm"><div id="divUsers">user list</div></div>'
+      + '<div class="readOnlyContent"><button class="raised cancel block btnManual">Manual</button>'
+      + '<button class="raised cancel block btnQuick">Quick Connect</button>'
+      + '<button class="raised cancel block btnForgotPassword">Forgot</button>'
+      + '<div class="loginDisclaimerContainer"><div class="loginDisclaimer"></div></div></div>';
     document.body.appendChild(container);
     const loginDisclaimer = container.querySelector('.loginDisclaimer');
     // eslint-disable-next-line no-undef
@@ -54,6 +62,10 @@ try {
   });
   const buttons = await page.$$eval('.loginDisclaimer button', (bs) => bs.map((b) => b.textContent));
   const qrVisible = await page.isVisible('.loginDisclaimer img.jsp-sso-qr');
+  const visible = {};
+  for (const part of ['.manualLoginForm', '.visualLoginForm', '.btnManual', '.btnQuick', '.btnForgotPassword']) {
+    visible[part] = await page.isVisible(`#loginPage ${part}`);
+  }
   await page.click(`.loginDisclaimer button:has-text("Sign in with ${process.env.LABEL}")`);
   await page.waitForSelector('#login');
   await page.fill('#login', process.env.LOGIN);
@@ -68,6 +80,7 @@ try {
   }));
   result.buttons = buttons;
   result.qrVisible = qrVisible;
+  result.visible = visible;
   result.tabs = context.pages().length;
 } catch (e) {
   const page = context.pages()[0];
