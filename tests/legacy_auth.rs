@@ -3,7 +3,7 @@
 //! form is refused when sent to it directly, refused through the proxy with the default
 //! `jellyfin.legacy_auth: pass`, and served through the proxy with `translate`: every header
 //! form, the `api_key` query, a websocket with `api_key`, and a request with both a legacy and
-//! a modern credential (forwarded with the modern one only).
+//! a modern credential (forwarded with the modern one only); the access log redacts them all.
 
 mod support;
 
@@ -126,4 +126,30 @@ async fn a_websocket_with_api_key_is_translated() {
     assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("ping"));
     let call = jf.calls().into_iter().rfind(|c| c.path == "/socket").unwrap();
     assert_eq!(call.query, format!("ApiKey={token}&deviceId=infuse-1"));
+}
+
+/// The access log line is written from the request as the client sent it: the legacy query
+/// token is redacted and no header value is logged, translated or not.
+#[tokio::test]
+async fn access_log_redacts_every_legacy_form_when_translating() {
+    let (jf, token) = jellyfin12().await;
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = support::ProxyProcess::start(dir.path(), &jf.url(), "  legacy_auth: translate\n").await;
+    let client = http1_client();
+    for (form, headers, query) in legacy_forms(&token) {
+        let (status, _) = me(&client, &proxy.url(""), &headers, &query).await;
+        assert_eq!(status, 200, "{form}");
+    }
+    let mut logged = false;
+    for _ in 0..50 {
+        logged = proxy.stderr_lines.lock().unwrap().iter().filter(|l| l.contains("/Users/Me")).count() >= 5;
+        if logged {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(logged, "five access lines");
+    let lines = proxy.stderr_lines.lock().unwrap().clone();
+    assert!(lines.iter().all(|l| !l.contains(&token)), "the token is never logged: {lines:#?}");
+    assert!(lines.iter().any(|l| l.contains("/Users/Me?api_key=REDACTED")), "{lines:#?}");
 }
