@@ -6,7 +6,8 @@
 //! - [`tls`]: certificates (loaded, self-signed on first run, reloaded on change).
 //! - [`server`]: listeners, TLS accept, HTTP/1.1 + HTTP/2, limits, graceful shutdown.
 //! - [`router`]: per request, `/sso/*` → [`sso`], everything else → [`proxy`]; access log.
-//! - [`proxy`]: streaming forwarding to Jellyfin, websockets, header rules.
+//! - [`proxy`]: streaming forwarding to Jellyfin, websockets, header rules; [`branding`]: the
+//!   few Jellyfin answers the proxy changes (the login page's branding, public users).
 //! - [`jellyfin`]: typed client for Jellyfin's REST API, including Quick Connect token minting.
 //! - [`sso`]: the SSO plugin's HTTP API.
 //! - [`error`]: error enums and the single error → response mapping; [`pages`]: HTML pages.
@@ -15,6 +16,7 @@
 //! - [`doctor`]: the `doctor` command's checks of everything a sign-in depends on.
 
 pub mod body;
+pub mod branding;
 pub mod config;
 pub mod context;
 pub mod cookie;

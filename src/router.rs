@@ -1,8 +1,10 @@
 //! The one service every connection runs. It builds the request's [`RequestContext`] once,
 //! parses the proxy's own routes once ([`SsoRoute`]), and sends `/sso/*` to the SSO
-//! endpoints and everything else to Jellyfin. It answers `/sso/health` itself (it owns the
-//! upstream) and writes the access-log line, one per request, with secrets redacted, the
-//! request id, and the error reason when there was one.
+//! endpoints and everything else to Jellyfin (legacy credentials translated when configured,
+//! the session injected, the login page's answers changed by [`crate::branding`]). It
+//! answers `/sso/health` itself (it owns the upstream) and writes the access-log line, one
+//! per request, from the request as the client sent it with secrets redacted, the request
+//! id, and the error reason when there was one.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -14,9 +16,10 @@ use hyper::body::Incoming;
 use tracing::Instrument;
 
 use crate::body::Body;
-use crate::config::Config;
+use crate::config::{Config, LegacyAuth};
 use crate::context::RequestContext;
-use crate::error::{self, ErrorNote};
+use crate::error::ErrorNote;
+use crate::jellyfin::credentials::translate_legacy;
 use crate::proxy::{headers::redacted_path, Upstream};
 use crate::sso::http::json_response;
 use crate::sso::{Sso, SsoRoute};
@@ -109,11 +112,14 @@ async fn serve(app: Arc<App>, mut req: Request<Incoming>, ctx: RequestContext) -
             resp
         }
         None => {
+            if app.config.jellyfin.legacy_auth == LegacyAuth::Translate {
+                let mut target = req.uri().clone();
+                if translate_legacy(req.headers_mut(), &mut target) {
+                    *req.uri_mut() = target;
+                }
+            }
             let injected = app.sso.sessions.inject(&method, req.headers_mut(), &uri, &ctx.cookies).await;
-            let mut resp = match app.upstream.forward(req, &ctx).await {
-                Ok(r) => r,
-                Err(e) => error::respond_as(&e, ctx.wants_json),
-            };
+            let mut resp = crate::branding::forward(&app, req, &ctx).await;
             if injected {
                 mark_private(resp.headers_mut());
             }

@@ -26,4 +26,9 @@ for m in oidc-provider samlify playwright-core; do
   fi
 done
 
+# What jellyfin-web renders the login disclaimer with (markdown-it, DOMPurify + jsdom).
+if [ ! -d tests/webclient/node_modules ]; then
+  (cd tests/webclient && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
 cargo test --workspace --all-targets "$@"

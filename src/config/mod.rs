@@ -109,12 +109,50 @@ pub struct SsoConfig {
     pub max_pending_flows_per_client: usize,
     /// Lifetime of the proxy's own session cookie (token injection for the browser).
     pub session_ttl: Duration,
+    /// What the proxy adds to Jellyfin's own login page (`sso.login_page`).
+    pub login_page: LoginPageConfig,
 }
 
 impl Default for SsoConfig {
     fn default() -> Self {
-        SsoConfig { flow_ttl: Duration::from_secs(600), max_pending_flows: 10_000, max_pending_flows_per_client: 30, session_ttl: Duration::from_secs(30 * 24 * 3600) }
+        SsoConfig {
+            flow_ttl: Duration::from_secs(600),
+            max_pending_flows: 10_000,
+            max_pending_flows_per_client: 30,
+            session_ttl: Duration::from_secs(30 * 24 * 3600),
+            login_page: LoginPageConfig::default(),
+        }
     }
+}
+
+/// `sso.login_page`: Jellyfin's login page, as the proxy rewrites it.
+#[derive(Debug, Clone)]
+pub struct LoginPageConfig {
+    /// A "Sign in with …" button per enabled provider in the login disclaimer (default on;
+    /// with no enabled provider nothing is added).
+    pub buttons: bool,
+    /// A browser opening the web client without a session goes straight to this provider.
+    pub auto_redirect: Option<String>,
+    /// `GET /Users/Public` answers `[]`, and users the proxy creates are hidden.
+    pub hide_public_users: bool,
+    /// The injected CSS hides the password form and the user list (for SSO-only servers).
+    pub hide_password_form: bool,
+}
+
+impl Default for LoginPageConfig {
+    fn default() -> Self {
+        LoginPageConfig { buttons: true, auto_redirect: None, hide_public_users: false, hide_password_form: false }
+    }
+}
+
+/// `jellyfin.legacy_auth`: what happens to credentials in the forms Jellyfin 12 refuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LegacyAuth {
+    /// Forward them unchanged (the default).
+    #[default]
+    Pass,
+    /// Rewrite them into `Authorization: MediaBrowser …` / `ApiKey` before forwarding.
+    Translate,
 }
 
 /// The external address of the proxy, used for every URL it builds.
@@ -171,6 +209,7 @@ pub struct JellyfinConfig {
     pub url: Url,
     /// Admin API key; without it the proxy forwards traffic but cannot sign anyone in.
     pub api_key: Option<Secret>,
+    pub legacy_auth: LegacyAuth,
 }
 
 #[derive(Debug, Clone)]

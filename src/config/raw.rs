@@ -53,10 +53,24 @@ pub(super) struct RawSso {
     pub(super) max_pending_flows: Field<usize>,
     pub(super) max_pending_flows_per_client: Field<usize>,
     pub(super) session_ttl: Field<String>,
+    pub(super) login_page: Field<RawLoginPage>,
     #[serde(flatten)]
     pub(super) unknown: Unknown,
 }
-pub(super) const SSO_KEYS: &[&str] = &["flow_ttl", "max_pending_flows", "max_pending_flows_per_client", "session_ttl"];
+pub(super) const SSO_KEYS: &[&str] = &["flow_ttl", "max_pending_flows", "max_pending_flows_per_client", "session_ttl", "login_page"];
+
+/// `sso.login_page`: what the proxy adds to Jellyfin's own login page.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct RawLoginPage {
+    pub(super) buttons: Field<bool>,
+    pub(super) auto_redirect: Field<String>,
+    pub(super) hide_public_users: Field<bool>,
+    pub(super) hide_password_form: Field<bool>,
+    #[serde(flatten)]
+    pub(super) unknown: Unknown,
+}
+pub(super) const LOGIN_PAGE_KEYS: &[&str] = &["buttons", "auto_redirect", "hide_public_users", "hide_password_form"];
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
@@ -85,10 +99,11 @@ pub(super) struct RawJellyfin {
     pub(super) url: Field<String>,
     pub(super) api_key: Field<String>,
     pub(super) api_key_file: Field<PathBuf>,
+    pub(super) legacy_auth: Field<String>,
     #[serde(flatten)]
     pub(super) unknown: Unknown,
 }
-pub(super) const JELLYFIN_KEYS: &[&str] = &["url", "api_key", "api_key_file"];
+pub(super) const JELLYFIN_KEYS: &[&str] = &["url", "api_key", "api_key_file", "legacy_auth"];
 
 #[derive(Deserialize, Default)]
 #[serde(default)]

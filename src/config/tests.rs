@@ -135,3 +135,20 @@ fn provider_names_are_safe_path_segments() {
     let e = load("providers:\n  oid:\n    \"..\":\n      oidEndpoint: https://idp.example\n      oidClientId: c\n").unwrap_err().to_string();
     assert!(e.contains("providers.oid"), "{e}");
 }
+
+#[test]
+fn login_page_and_legacy_auth() {
+    let c = load("{}").unwrap();
+    let lp = &c.sso.login_page;
+    assert!(lp.buttons && lp.auto_redirect.is_none() && !lp.hide_public_users && !lp.hide_password_form);
+    assert_eq!(c.jellyfin.legacy_auth, LegacyAuth::Pass);
+    let c = load("jellyfin:\n  legacy_auth: translate\nsso:\n  login_page:\n    buttons: false\n    auto_redirect: corp\n    hide_public_users: true\n    hide_password_form: true\n").unwrap();
+    let lp = &c.sso.login_page;
+    assert!(!lp.buttons && lp.hide_public_users && lp.hide_password_form);
+    assert_eq!(lp.auto_redirect.as_deref(), Some("corp"));
+    assert_eq!(c.jellyfin.legacy_auth, LegacyAuth::Translate);
+    let Err(ConfigError::Invalid(ps)) = load("jellyfin:\n  legacy_auth: yes\nsso:\n  login_page:\n    auto_redirect: 'a b'\n    button: true\n") else { panic!() };
+    let paths: Vec<_> = ps.iter().map(|p| p.path.as_str()).collect();
+    assert_eq!(paths, ["jellyfin.legacy_auth", "sso.login_page.button", "sso.login_page.auto_redirect"], "{ps:?}");
+    assert!(ps[1].message.contains("did you mean `buttons`") || ps[1].message.contains("accepts"), "{}", ps[1].message);
+}

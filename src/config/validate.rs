@@ -15,8 +15,8 @@ use ipnet::IpNet;
 use url::Url;
 
 use super::field::{Field, Problem, Problems};
-use super::raw::{RawConfig, JELLYFIN_KEYS, LIMIT_KEYS, LOG_KEYS, PROVIDER_KEYS, SSO_KEYS, STATE_KEYS, TLS_KEYS, TOP_KEYS};
-use super::{Config, JellyfinConfig, Limits, LogConfig, LogFormat, PublicUrl, Secret, SsoConfig, StateConfig, TlsConfig};
+use super::raw::{RawConfig, JELLYFIN_KEYS, LIMIT_KEYS, LOGIN_PAGE_KEYS, LOG_KEYS, PROVIDER_KEYS, SSO_KEYS, STATE_KEYS, TLS_KEYS, TOP_KEYS};
+use super::{Config, JellyfinConfig, LegacyAuth, Limits, LoginPageConfig, LogConfig, LogFormat, PublicUrl, Secret, SsoConfig, StateConfig, TlsConfig};
 
 fn duration(p: &mut Problems, path: &str, f: Field<String>, default: Duration) -> Duration {
     p.parse(path, f, default, |s| humantime::parse_duration(s).map_err(|e| format!("not a duration like `30s` or `5m`: {e}")))
@@ -70,6 +70,24 @@ fn section<T: Default>(p: &mut Problems, path: &str, f: Field<T>) -> T {
     }
 }
 
+/// `sso.login_page`; `auto_redirect` names a provider (of either protocol, from the file or
+/// the admin API, so it is looked up when used).
+fn login_page(p: &mut Problems, f: Field<super::raw::RawLoginPage>) -> LoginPageConfig {
+    let r = section(p, "sso.login_page", f);
+    p.unknown("sso.login_page", &r.unknown, LOGIN_PAGE_KEYS);
+    let d = LoginPageConfig::default();
+    let auto_redirect = p.opt("sso.login_page.auto_redirect", r.auto_redirect).map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+    if let Some(name) = auto_redirect.as_deref().filter(|n| !super::provider::valid_provider_name(n)) {
+        p.push("sso.login_page.auto_redirect", format!("`{name}` is not a provider name (letters, digits, `_`, `-`, `.`)"));
+    }
+    LoginPageConfig {
+        buttons: p.take("sso.login_page.buttons", r.buttons, d.buttons),
+        auto_redirect,
+        hide_public_users: p.take("sso.login_page.hide_public_users", r.hide_public_users, d.hide_public_users),
+        hide_password_form: p.take("sso.login_page.hide_password_form", r.hide_password_form, d.hide_password_form),
+    }
+}
+
 /// Turn the raw structs into a [`Config`], or every problem found (paths only: the caller adds
 /// the lines).
 pub(super) fn config(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Problem>> {
@@ -115,6 +133,11 @@ pub(super) fn config(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Prob
     let jellyfin = JellyfinConfig {
         url: url.unwrap_or_else(|| Url::parse("http://127.0.0.1:8096").unwrap()),
         api_key: secret(&mut p, "jellyfin.api_key", rj.api_key, rj.api_key_file, base_dir),
+        legacy_auth: p.parse("jellyfin.legacy_auth", rj.legacy_auth, LegacyAuth::Pass, |s| match s {
+            "pass" => Ok(LegacyAuth::Pass),
+            "translate" => Ok(LegacyAuth::Translate),
+            _ => Err("must be `pass` or `translate`"),
+        }),
     };
 
     let rl = section(&mut p, "limits", raw.limits);
@@ -169,6 +192,7 @@ pub(super) fn config(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Prob
         max_pending_flows: p.take("sso.max_pending_flows", rs.max_pending_flows, d.max_pending_flows),
         max_pending_flows_per_client: p.take("sso.max_pending_flows_per_client", rs.max_pending_flows_per_client, d.max_pending_flows_per_client),
         session_ttl: duration(&mut p, "sso.session_ttl", rs.session_ttl, d.session_ttl),
+        login_page: login_page(&mut p, rs.login_page),
     };
     if sso.flow_ttl < Duration::from_secs(1) || sso.flow_ttl > Duration::from_secs(3600) {
         p.push("sso.flow_ttl", "must be between 1s and 1h");

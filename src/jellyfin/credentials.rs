@@ -8,6 +8,10 @@
 //! the proxy's session injection ("does this request already carry credentials?") and the
 //! admin API's caller identification ("which token does it present?") ask this module, so
 //! they can never disagree about a form.
+//!
+//! [`translate_legacy`] (with `jellyfin.legacy_auth: translate`) rewrites the legacy forms,
+//! which Jellyfin 12 refuses (`EnableLegacyAuthorization` is off and forced off), into the one
+//! it accepts: `Authorization: MediaBrowser …` with the same parameters, `api_key` → `ApiKey`.
 
 use http::{HeaderMap, Uri};
 
@@ -90,9 +94,149 @@ pub fn presented_token(headers: &HeaderMap, uri: &Uri) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
+/// Legacy headers: dropped after translation.
+const LEGACY_HEADERS: [&str; 3] = ["x-emby-authorization", "x-emby-token", "x-mediabrowser-token"];
+
+fn is_legacy_query_key(key: &str) -> bool {
+    key.eq_ignore_ascii_case("api_key")
+}
+
+fn header_params(headers: &HeaderMap, name: &str) -> Option<(String, Vec<(String, String)>)> {
+    let v = headers.get(name)?.to_str().ok()?;
+    let scheme = v.trim().split(' ').next().unwrap_or("").to_string();
+    parse_mediabrowser_header(v).map(|p| (scheme, p))
+}
+
+fn token_of(params: &[(String, String)]) -> Option<&str> {
+    params.iter().find(|(k, v)| k.eq_ignore_ascii_case("Token") && !v.is_empty()).map(|(_, v)| v.as_str())
+}
+
+/// Rewrite every legacy credential form into the one Jellyfin 12 accepts, in place. A
+/// request that also carries a modern credential (`Authorization: MediaBrowser` with a
+/// token, or `ApiKey` in the query) keeps only that one. Returns whether anything changed.
+pub fn translate_legacy(headers: &mut HeaderMap, uri: &mut Uri) -> bool {
+    let query = uri.query().unwrap_or("");
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+    let legacy_query = pairs.iter().any(|(k, _)| is_legacy_query_key(k));
+    let emby_scheme = header_params(headers, "authorization").filter(|(s, _)| s.eq_ignore_ascii_case("Emby"));
+    let legacy_headers = LEGACY_HEADERS.iter().any(|h| headers.contains_key(*h));
+    if !(legacy_query || legacy_headers || emby_scheme.is_some()) {
+        return false;
+    }
+    let modern = header_params(headers, "authorization").filter(|(s, _)| s.eq_ignore_ascii_case("MediaBrowser")).map(|(_, p)| p);
+    let modern_token = modern.as_deref().and_then(token_of).is_some()
+        || pairs.iter().any(|(k, v)| k.eq_ignore_ascii_case("ApiKey") && !v.is_empty());
+
+    // What the legacy forms say, in Jellyfin's order: the header parameters, then the token headers.
+    let legacy_params = emby_scheme.map(|(_, p)| p).or_else(|| header_params(headers, "x-emby-authorization").map(|(_, p)| p));
+    let header_token = legacy_params.as_deref().and_then(token_of).map(str::to_string).or_else(|| {
+        ["x-emby-token", "x-mediabrowser-token"].iter().find_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()).filter(|t| !t.is_empty()).map(str::to_string))
+    });
+    for h in LEGACY_HEADERS {
+        headers.remove(h);
+    }
+    let mut rename_query = false;
+    if !modern_token {
+        let mut params = modern.or(legacy_params).unwrap_or_default();
+        match header_token {
+            Some(t) => {
+                params.retain(|(k, _)| !k.eq_ignore_ascii_case("Token"));
+                params.push(("Token".into(), t));
+            }
+            None => rename_query = legacy_query,
+        }
+        if !params.is_empty() {
+            let refs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            if let Ok(v) = http::HeaderValue::from_str(&mediabrowser_header(&refs)) {
+                headers.insert(http::header::AUTHORIZATION, v);
+            }
+        }
+    } else if headers.get("authorization").and_then(|v| v.to_str().ok()).is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("emby ")) {
+        headers.remove("authorization");
+    }
+    if legacy_query {
+        // Other parameters keep their exact bytes; `api_key` is renamed, or dropped when a
+        // modern credential (or a header token) already speaks for the request.
+        let kept: Vec<String> = query
+            .split('&')
+            .filter_map(|pair| {
+                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                let key = url::form_urlencoded::parse(format!("{k}=").as_bytes()).next().map(|(k, _)| k.into_owned()).unwrap_or_default();
+                match (is_legacy_query_key(&key), rename_query) {
+                    (false, _) => Some(pair.to_string()),
+                    (true, true) => Some(format!("ApiKey={v}")),
+                    (true, false) => None,
+                }
+            })
+            .collect();
+        let pq = if kept.is_empty() { uri.path().to_string() } else { format!("{}?{}", uri.path(), kept.join("&")) };
+        let mut parts = uri.clone().into_parts();
+        if let Ok(pq) = pq.parse() {
+            parts.path_and_query = Some(pq);
+            if let Ok(u) = Uri::from_parts(parts) {
+                *uri = u;
+            }
+        }
+    }
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn legacy(pairs: &[(&str, &str)], uri: &str) -> (HeaderMap, Uri) {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(http::header::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+        }
+        let mut u: Uri = uri.parse().unwrap();
+        translate_legacy(&mut h, &mut u);
+        (h, u)
+    }
+
+    fn auth(h: &HeaderMap) -> Option<Vec<(String, String)>> {
+        h.get("authorization").and_then(|v| parse_mediabrowser_header(v.to_str().unwrap()))
+    }
+
+    #[test]
+    fn each_legacy_form_becomes_the_modern_one() {
+        let device = "MediaBrowser Client=\"Infuse\", Device=\"Apple TV\", DeviceId=\"d1\", Version=\"8\", Token=\"t1\"";
+        let (h, _) = legacy(&[("x-emby-authorization", device)], "/Users/Me");
+        assert_eq!(auth(&h).unwrap(), parse_mediabrowser_header(device).unwrap(), "same parameters");
+        assert!(h.get("authorization").unwrap().to_str().unwrap().starts_with("MediaBrowser "));
+        assert!(!h.contains_key("x-emby-authorization"));
+        let (h, _) = legacy(&[("authorization", "Emby Client=\"HA\", Token=\"t2\"")], "/Users/Me");
+        assert_eq!(auth(&h).unwrap(), vec![("Client".into(), "HA".into()), ("Token".into(), "t2".into())]);
+        for name in ["x-emby-token", "x-mediabrowser-token"] {
+            let (h, _) = legacy(&[(name, "t3")], "/Users/Me");
+            assert_eq!(auth(&h).unwrap(), vec![("Token".into(), "t3".into())], "{name}");
+            assert!(!h.contains_key(name));
+        }
+        // A device header without a token, plus X-Emby-Token: one header with both.
+        let (h, _) = legacy(&[("x-emby-authorization", "MediaBrowser Client=\"x\""), ("x-emby-token", "t4")], "/");
+        assert_eq!(auth(&h).unwrap(), vec![("Client".into(), "x".into()), ("Token".into(), "t4".into())]);
+        let (h, u) = legacy(&[], "/socket?deviceId=a%20b&api_key=t5&x=1");
+        assert_eq!(u.to_string(), "/socket?deviceId=a%20b&ApiKey=t5&x=1");
+        assert!(!h.contains_key("authorization"));
+    }
+
+    #[test]
+    fn a_modern_credential_wins_and_the_legacy_one_goes() {
+        let (h, u) = legacy(&[("authorization", "MediaBrowser Token=\"good\""), ("x-emby-token", "old"), ("x-emby-authorization", "Emby Token=\"old\"")], "/Items?api_key=old&a=1");
+        assert_eq!(auth(&h).unwrap(), vec![("Token".into(), "good".into())]);
+        assert!(!h.contains_key("x-emby-token") && !h.contains_key("x-emby-authorization"));
+        assert_eq!(u.to_string(), "/Items?a=1");
+        let (h, u) = legacy(&[("x-mediabrowser-token", "old")], "/Items?ApiKey=good&API_KEY=old");
+        assert!(!h.contains_key("authorization") && !h.contains_key("x-mediabrowser-token"));
+        assert_eq!(u.to_string(), "/Items?ApiKey=good");
+        // Modern only: untouched.
+        let mut h = HeaderMap::new();
+        h.insert("authorization", "MediaBrowser Token=\"m\"".parse().unwrap());
+        let mut u: Uri = "/Items?ApiKey=k".parse().unwrap();
+        assert!(!translate_legacy(&mut h, &mut u));
+        assert_eq!(u.to_string(), "/Items?ApiKey=k");
+    }
 
     #[test]
     fn header_values_are_encoded() {

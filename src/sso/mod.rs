@@ -10,6 +10,7 @@
 //!   [`identity`]; signing the identity in to Jellyfin in [`provision`]; the page in
 //!   [`complete`]; the browser session in [`session`].
 //! - Providers of both protocols and both sources: [`registry`].
+//! - Jellyfin's own login page (buttons, CSS) and the provider picker at `/sso/`: [`login_page`].
 //! - Administration: [`callers`] (who may call), [`admin`] (providers), [`links`].
 
 pub mod admin;
@@ -21,6 +22,7 @@ pub mod identity;
 pub mod linking_page;
 pub mod links;
 pub mod login;
+pub mod login_page;
 pub mod oidc;
 pub mod oidc_login;
 pub mod provision;
@@ -86,7 +88,7 @@ impl Sso {
         let seal_key = state.key;
         Ok(Sso {
             registry,
-            provision: Provisioner::new(jellyfin.clone(), state.durable.clone(), http),
+            provision: Provisioner::new(jellyfin.clone(), state.durable.clone(), http).hide_new_users(config.sso.login_page.hide_public_users),
             sessions: Sessions::new(state.ephemeral.clone(), config.sso.session_ttl, config.public_url.origin()),
             callers: Callers::new(jellyfin.clone(), state.ephemeral.clone()),
             replay: replay::AssertionReplay::new(state.ephemeral.clone()),
@@ -166,6 +168,7 @@ impl Sso {
                 admin("unregister users").await?;
                 self.unregister(&username, req).await
             }
+            SsoRoute::Picker => Ok(self.picker_page()),
             SsoRoute::Health | SsoRoute::LinkingPage | SsoRoute::Unknown => Err(SsoError::NotFound),
         }
     }

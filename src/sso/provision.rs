@@ -3,7 +3,8 @@
 //! 1. Find the Jellyfin user: through the account link (protocol, provider, subject);
 //!    otherwise a same-named user (never an administrator unless the provider opts in, and
 //!    never one already linked to another identity of this provider); otherwise create one
-//!    with an unusable random password and password login switched off.
+//!    with an unusable random password and password login switched off (and hidden from the
+//!    login screen's user list with `sso.login_page.hide_public_users`: `IsHidden`).
 //! 2. Record the link. 3. Apply the grants by policy read-modify-write, when the provider's
 //!    `enableAuthorization` is on. 4. Upload the avatar (a failure is logged, login goes on).
 //! 5. Mint a token for the browser's device through Quick Connect, and record it in the
@@ -51,11 +52,19 @@ pub struct Provisioner {
     durable: Arc<dyn Durable>,
     http: reqwest::Client,
     info: RwLock<Option<(PublicSystemInfo, Instant)>>,
+    /// Users the proxy creates get `IsHidden` (not on the login screen's user list).
+    hide_new_users: bool,
 }
 
 impl Provisioner {
     pub fn new(jellyfin: Jellyfin, durable: Arc<dyn Durable>, http: reqwest::Client) -> Provisioner {
-        Provisioner { jellyfin, durable, http, info: RwLock::new(None) }
+        Provisioner { jellyfin, durable, http, info: RwLock::new(None), hide_new_users: false }
+    }
+
+    /// Create users hidden from the login screen (`sso.login_page.hide_public_users`).
+    pub fn hide_new_users(mut self, hide: bool) -> Provisioner {
+        self.hide_new_users = hide;
+        self
     }
 
     /// Jellyfin's public info, cached for a few minutes.
@@ -177,7 +186,16 @@ impl Provisioner {
             Err(e) => return Err(e.into()),
         };
         let auth = rules.default_provider.as_deref().unwrap_or(providers::INVALID_AUTH);
-        self.jellyfin.set_auth_provider(&user.id, auth, providers::DEFAULT_PASSWORD_RESET).await?;
+        let hide = self.hide_new_users;
+        self.jellyfin
+            .update_policy(&user.id, |p| {
+                p.authentication_provider_id = auth.to_string();
+                p.password_reset_provider_id = providers::DEFAULT_PASSWORD_RESET.to_string();
+                if hide {
+                    p.rest.insert("IsHidden".into(), serde_json::Value::Bool(true));
+                }
+            })
+            .await?;
         tracing::info!(user = %user.name, provider = %who.provider, "created Jellyfin user");
         Ok(user)
     }

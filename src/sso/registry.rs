@@ -33,6 +33,13 @@ impl Provider {
             Provider::Saml(p) => &p.config.name,
         }
     }
+    /// What people see: `displayName`, else the name.
+    pub fn label(&self) -> &str {
+        match self {
+            Provider::Oidc(p) => p.config.display_name.as_deref().unwrap_or(&p.config.name),
+            Provider::Saml(p) => p.config.display_name.as_deref().unwrap_or(&p.config.name),
+        }
+    }
     pub fn protocol(&self) -> Protocol {
         match self {
             Provider::Oidc(_) => Protocol::Oidc,

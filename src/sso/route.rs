@@ -15,6 +15,8 @@ use super::identity::Protocol;
 pub enum SsoRoute {
     /// `GET|HEAD /sso/health` (served by the router, which owns the upstream).
     Health,
+    /// `GET /sso/`: the provider picker.
+    Picker,
     /// `GET /SSOViews/linking`: the plugin's self-service page, at its old path.
     LinkingPage,
     /// `GET /sso/{OID,SAML}/start/{p}` (alias `/p/{p}`).
@@ -79,6 +81,7 @@ impl SsoRoute {
         let post = method == Method::POST;
         Some(match (l.as_slice(), protocol) {
             (["health"], _) if get || method == Method::HEAD => SsoRoute::Health,
+            ([""], _) if get => SsoRoute::Picker,
             (["unregister", _], _) if post => SsoRoute::Unregister { username: arg(1) },
             ([_, "start" | "p", _], Some(protocol)) if get => SsoRoute::Start { protocol, provider: arg(2) },
             (["oid", "redirect" | "r", _], _) if get => SsoRoute::OidcCallback { provider: arg(2) },
@@ -161,7 +164,9 @@ mod tests {
         assert_eq!(p(Method::GET, "/ssox/health"), None);
         assert_eq!(p(Method::GET, "/sso/sso/sso/health"), Some(SsoRoute::Unknown), "repeated prefixes are not stripped");
         assert_eq!(p(Method::GET, "/sso/health"), Some(SsoRoute::Health));
-        assert_eq!(p(Method::GET, "/sso"), Some(SsoRoute::Unknown));
+        assert_eq!(p(Method::GET, "/sso"), Some(SsoRoute::Picker));
+        assert_eq!(p(Method::GET, "/SSO/"), Some(SsoRoute::Picker));
+        assert_eq!(p(Method::POST, "/sso/"), Some(SsoRoute::Unknown));
         assert_eq!(SsoRoute::parse(&Method::GET, "/jf/sso/health", "/jf"), Some(SsoRoute::Health));
         assert_eq!(SsoRoute::parse(&Method::GET, "/sso/health", "/jf"), None);
         assert_eq!(p(Method::GET, "/ssoviews/LINKING"), Some(SsoRoute::LinkingPage));

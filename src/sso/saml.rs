@@ -201,6 +201,7 @@ mod tests {
         let cert = rcgen::generate_simple_self_signed(vec!["idp".into()]).unwrap().cert;
         SamlConfig {
             name: "corp".into(),
+            display_name: None,
             enabled: true,
             sso_url: url::Url::parse("https://idp.example/sso?tenant=1").unwrap(),
             sp_entity_id: "jellyfin".into(),

@@ -2,12 +2,14 @@
 //! custom CSS anyone may read, and an administrator sets through
 //! `Jellyfin.Api/Controllers/ConfigurationController.cs`. The proxy shows Jellyfin's disclaimer
 //! and styles on its own sign-in page, so tests set them and check they come through.
+//! The anonymous answers are gzip-compressed when the client accepts it, as Jellyfin's
+//! response compression (`Jellyfin.Server/Startup.cs`, `UseResponseCompression`) does.
 
 use hyper::{Response, StatusCode};
 use serde_json::{json, Map, Value};
 
 use crate::auth::{authorized, elevated};
-use crate::reply::{empty, exception, get_ci, json_body, json_resp, respond, validation, Body};
+use crate::reply::{empty, exception, get_ci, json_body, respond, validation, Body};
 use crate::server::{Inner, Req};
 use crate::JellyfinDouble;
 
@@ -34,8 +36,8 @@ pub(crate) fn route(g: &mut Inner, r: &Req) -> Response<Body> {
     match (method.as_str(), *segs) {
         // Jellyfin.Api/Controllers/BrandingController.cs (anonymous): LoginDisclaimer, CustomCss,
         // SplashscreenEnabled; null ones are left out (WhenWritingNull).
-        ("GET", ["branding", "configuration"]) => branding_json(g),
-        ("GET", ["branding", "css" | "css.css"]) => respond(StatusCode::OK, g.branding.custom_css.clone().unwrap_or_default(), "text/css"),
+        ("GET", ["branding", "configuration"]) => gzip_if_accepted(headers, branding_body(g), "application/json; charset=utf-8"),
+        ("GET", ["branding", "css" | "css.css"]) => gzip_if_accepted(headers, g.branding.custom_css.clone().unwrap_or_default().into_bytes(), "text/css"),
         // ConfigurationController.GetNamedConfiguration (class-level [Authorize]): the stored
         // `BrandingOptions` (SplashscreenLocation is null here, so left out).
         ("GET", ["system", "configuration", "branding"]) => {
@@ -91,8 +93,22 @@ fn bad_branding(dto: bool, path: &str, ty: &str) -> Response<Body> {
     validation(e)
 }
 
-/// `BrandingOptionsDto` (BrandingOptions before 10.11): null fields left out (WhenWritingNull).
-fn branding_json(g: &Inner) -> Response<Body> {
+/// `body` as is, or gzip-compressed (`Content-Encoding: gzip`) when `Accept-Encoding` lists gzip.
+fn gzip_if_accepted(headers: &hyper::HeaderMap, body: Vec<u8>, content_type: &str) -> Response<Body> {
+    let accepts = headers.get_all("accept-encoding").iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(|t| t.trim().split(';').next() == Some("gzip"));
+    if !accepts {
+        return respond(StatusCode::OK, body, content_type);
+    }
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(&body).expect("gzip into memory");
+    let mut r = respond(StatusCode::OK, enc.finish().expect("gzip into memory"), content_type);
+    r.headers_mut().insert("content-encoding", hyper::header::HeaderValue::from_static("gzip"));
+    r.headers_mut().insert("vary", hyper::header::HeaderValue::from_static("Accept-Encoding"));
+    r
+}
+
+fn branding_body(g: &Inner) -> Vec<u8> {
     let mut o = Map::new();
     if let Some(d) = &g.branding.login_disclaimer {
         o.insert("LoginDisclaimer".into(), json!(d));
@@ -101,5 +117,10 @@ fn branding_json(g: &Inner) -> Response<Body> {
         o.insert("CustomCss".into(), json!(c));
     }
     o.insert("SplashscreenEnabled".into(), json!(g.branding.splashscreen_enabled));
-    json_resp(StatusCode::OK, &Value::Object(o))
+    Value::Object(o).to_string().into_bytes()
+}
+
+/// `BrandingOptionsDto` (BrandingOptions before 10.11): null fields left out (WhenWritingNull).
+fn branding_json(g: &Inner) -> Response<Body> {
+    respond(StatusCode::OK, branding_body(g), "application/json; charset=utf-8")
 }

@@ -47,7 +47,23 @@ pub(crate) fn streaming(state: &Mutex<Inner>, req: Request<Incoming>) -> Result<
             Ok(media(&req, size))
         }
         ("GET", "/socket") => {
-            record(&mut state.lock().unwrap(), req.method(), req.uri(), req.headers(), &[]);
+            let mut g = state.lock().unwrap();
+            record(&mut g, req.method(), req.uri(), req.headers(), &[]);
+            // Jellyfin's WebSocketManager.WebSocketRequestHandler: AuthService.Authenticate,
+            // and no socket for a caller who is not authenticated.
+            if g.socket_auth {
+                let query = url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()).map(|(k, v)| (k.to_ascii_lowercase(), v.into_owned())).fold(
+                    std::collections::HashMap::new(),
+                    |mut m, (k, v)| {
+                        m.entry(k).or_insert(v);
+                        m
+                    },
+                );
+                if !crate::auth::authorize(&mut g, req.headers(), &query).caller.authenticated() {
+                    return Ok(empty(StatusCode::UNAUTHORIZED));
+                }
+            }
+            drop(g);
             Ok(websocket(req))
         }
         _ => Err(req),

@@ -63,6 +63,9 @@ pub(crate) struct Inner {
     pub(crate) latency: Duration,
     /// Added to the clock, to test expiry without waiting.
     pub(crate) skew: Duration,
+    /// `/socket` authenticates its caller as Jellyfin's `WebSocketManager` does (off: the
+    /// plain echo the forwarding tests use).
+    pub(crate) socket_auth: bool,
 }
 
 impl Inner {
@@ -82,6 +85,7 @@ impl Inner {
             calls: Vec::new(),
             latency: Duration::ZERO,
             skew: Duration::ZERO,
+            socket_auth: false,
         }
     }
     pub(crate) fn now(&self) -> Instant {
@@ -165,6 +169,11 @@ impl JellyfinDouble {
     /// `EnableLegacyAuthorization`.
     pub fn set_legacy_auth(&self, on: bool) {
         self.inner.lock().unwrap().opts.legacy_auth = on;
+    }
+
+    /// `/socket` refuses (401) a caller that does not authenticate, as Jellyfin's does.
+    pub fn set_socket_auth(&self, on: bool) {
+        self.inner.lock().unwrap().socket_auth = on;
     }
 
     /// Report, and behave like, another version from now on.

@@ -118,6 +118,7 @@ impl OidcConfig {
             "portOverride": null,
             "tokenEndpointAuthMethod": self.token_auth_method.as_str(),
             "subjectClaim": self.subject_claim,
+            "displayName": self.display_name.clone().unwrap_or_default(),
         });
         m.extend(own.as_object().expect("object literal").clone());
         serde_json::Value::Object(m)
@@ -140,6 +141,7 @@ impl SamlConfig {
             "usernameAttribute": self.username_attribute.clone().unwrap_or_default(),
             "clockSkew": humantime::format_duration(self.clock_skew).to_string(),
             "schemeOverride": "",
+            "displayName": self.display_name.clone().unwrap_or_default(),
         });
         m.extend(own.as_object().expect("object literal").clone());
         serde_json::Value::Object(m)

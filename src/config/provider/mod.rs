@@ -73,6 +73,8 @@ impl TokenAuthMethod {
 #[derive(Debug, Clone)]
 pub struct OidcConfig {
     pub name: String,
+    /// The label on the login page's button (`displayName`); the name when unset.
+    pub display_name: Option<String>,
     pub enabled: bool,
     /// The issuer URL (`oidEndpoint`); discovery is at `{issuer}/.well-known/openid-configuration`.
     pub issuer: Url,
@@ -115,6 +117,8 @@ impl OidcConfig {
 #[derive(Debug, Clone)]
 pub struct SamlConfig {
     pub name: String,
+    /// The label on the login page's button (`displayName`); the name when unset.
+    pub display_name: Option<String>,
     pub enabled: bool,
     /// The IdP's single sign-on URL (`samlEndpoint`), HTTP-Redirect binding.
     pub sso_url: Url,
@@ -202,6 +206,15 @@ impl ProviderConfig {
             ProviderConfig::Saml(p) => &p.grants,
         }
     }
+
+    /// What people see for this provider: `displayName`, else the name.
+    pub fn label(&self) -> &str {
+        let (name, display) = match self {
+            ProviderConfig::Oidc(p) => (&p.name, &p.display_name),
+            ProviderConfig::Saml(p) => (&p.name, &p.display_name),
+        };
+        display.as_deref().unwrap_or(name)
+    }
 }
 
 impl From<OidcConfig> for ProviderConfig {
@@ -264,6 +277,7 @@ mod tests {
         // What `to_plugin_json` gives back is accepted again, unchanged.
         let again = ProviderConfig::from_plugin_json(Protocol::Oidc, "corp", &p.to_plugin_json(), dir).unwrap();
         assert_eq!(again.to_plugin_json(), p.to_plugin_json());
+        assert_eq!((p.label(), &p.to_plugin_json()["displayName"]), ("corp", &json!("")), "no displayName: the name");
 
         let cert = rcgen::generate_simple_self_signed(vec!["idp".into()]).unwrap().cert;
         let s = ProviderConfig::from_plugin_json(Protocol::Saml, "corp", &saml_json(cert.der()), dir).unwrap();
@@ -273,6 +287,23 @@ mod tests {
         assert_eq!(s.to_plugin_json(), saml_from_json("corp", &saml_json(cert.der()), dir).unwrap().to_plugin_json());
         let again = ProviderConfig::from_plugin_json(Protocol::Saml, "corp", &s.to_plugin_json(), dir).unwrap();
         assert_eq!(again.to_plugin_json(), s.to_plugin_json());
+    }
+
+    #[test]
+    fn display_name_round_trips_for_both_protocols() {
+        let dir = Path::new("/nonexistent");
+        let cert = rcgen::generate_simple_self_signed(vec!["idp".into()]).unwrap().cert;
+        for (protocol, mut json) in [(Protocol::Oidc, oid_json()), (Protocol::Saml, saml_json(cert.der()))] {
+            json["displayName"] = json!("  Corporate <SSO>  ");
+            let p = ProviderConfig::from_plugin_json(protocol, "corp", &json, dir).unwrap();
+            assert_eq!(p.label(), "Corporate <SSO>");
+            assert_eq!(p.to_plugin_json()["displayName"], json!("Corporate <SSO>"));
+            let again = ProviderConfig::from_plugin_json(protocol, "corp", &p.to_plugin_json(), dir).unwrap();
+            assert_eq!(again.label(), "Corporate <SSO>");
+            json["displayName"] = json!(7);
+            let ps = ProviderConfig::from_plugin_json(protocol, "corp", &json, dir).unwrap_err();
+            assert!(ps.iter().any(|p| p.path == "displayName"), "{ps:?}");
+        }
     }
 
     #[test]

@@ -39,6 +39,7 @@ pub struct RawOidcConfig {
     pub(super) port_override: Field<u16>,
     pub(super) token_endpoint_auth_method: Field<String>,
     pub(super) subject_claim: Field<String>,
+    pub(super) display_name: Field<String>,
     #[serde(flatten)]
     pub(super) grants: RawGrants,
     #[serde(flatten)]
@@ -48,7 +49,7 @@ pub struct RawOidcConfig {
 pub(super) const OID_KEYS: &[&str] = &[
     "oidEndpoint", "oidClientId", "oidSecret", "oidSecretFile", "enabled", "roleClaim", "oidScopes", "defaultUsernameClaim",
     "avatarUrlFormat", "disableHttps", "disablePushedAuthorization", "doNotValidateEndpoints", "doNotValidateIssuerName",
-    "doNotLoadProfile", "schemeOverride", "portOverride", "tokenEndpointAuthMethod", "subjectClaim",
+    "doNotLoadProfile", "schemeOverride", "portOverride", "tokenEndpointAuthMethod", "subjectClaim", "displayName",
 ];
 
 /// The grant settings, shared by OIDC and SAML providers (flattened into both).
@@ -94,6 +95,7 @@ pub struct RawSamlConfig {
     pub(super) username_attribute: Field<String>,
     pub(super) clock_skew: Field<String>,
     pub(super) scheme_override: Field<String>,
+    pub(super) display_name: Field<String>,
     #[serde(flatten)]
     pub(super) grants: RawGrants,
     #[serde(flatten)]
@@ -102,7 +104,7 @@ pub struct RawSamlConfig {
 
 pub(super) const SAML_KEYS: &[&str] = &[
     "samlEndpoint", "samlClientId", "samlCertificate", "samlCertificateFile", "samlIdpEntityId", "enabled", "roleAttribute", "usernameAttribute",
-    "clockSkew", "schemeOverride",
+    "clockSkew", "schemeOverride", "displayName",
 ];
 
 /// A string or a list of strings.

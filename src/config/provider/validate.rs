@@ -92,6 +92,15 @@ fn required_url(p: &mut Problems, path: &str, f: Field<String>, what: &str, sche
     }
 }
 
+/// `displayName`: a label shown on the login page (escaped there), at most 100 characters.
+fn display_name(p: &mut Problems, path: &str, f: Field<String>) -> Option<String> {
+    let label = opt_string(p, path, f)?;
+    if label.chars().count() > 100 || label.chars().any(char::is_control) {
+        p.push(path, "must be at most 100 characters, without control characters");
+    }
+    Some(label)
+}
+
 fn opt_string(p: &mut Problems, path: &str, f: Field<String>) -> Option<String> {
     p.opt(path, f).map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
 }
@@ -140,6 +149,7 @@ impl RawOidcConfig {
         let grants = self.grants.validate(prefix, p);
         let provider = OidcConfig {
             name: name.to_string(),
+            display_name: display_name(p, &f("displayName"), self.display_name),
             enabled: p.take(&f("enabled"), self.enabled, true),
             issuer: issuer?,
             client_id: client_id?,
@@ -253,6 +263,7 @@ impl RawSamlConfig {
         let grants = self.grants.validate(prefix, p);
         let provider = SamlConfig {
             name: name.to_string(),
+            display_name: display_name(p, &f("displayName"), self.display_name),
             enabled: p.take(&f("enabled"), self.enabled, true),
             sso_url: sso_url?,
             sp_entity_id: sp_entity_id?,
