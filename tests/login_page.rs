@@ -226,11 +226,9 @@ async fn auto_redirect_sends_browser_navigations_to_the_provider_and_local_is_th
     assert_eq!(r.status(), 200, "a disabled provider is no redirect target");
 }
 
-/// Chromium on the web client's page, the disclaimer rendered as jellyfin-web does: the SSO-only
-/// CSS hides the password form and user list, the button leads (same tab) through the real OP
-/// to a signed-in web client; the user the proxy creates is hidden from the login screen.
-#[tokio::test]
-async fn chromium_follows_the_login_page_button_to_the_op_and_lands_signed_in() {
+/// Chromium through the real OP, started from the web client's page (the disclaimer rendered
+/// as jellyfin-web does) or, with `picker`, from `/sso/`. Returns the driver's result.
+async fn chromium(picker: bool) -> (Value, JellyfinDouble, TestProxy) {
     ensure_node_modules();
     render("warm-up: installs tests/webclient when missing");
     let jf = JellyfinDouble::start(DoubleOptions::default()).await;
@@ -255,34 +253,51 @@ async fn chromium_follows_the_login_page_button_to_the_op_and_lands_signed_in() 
     );
     let proxy = TestProxy::start_on(listener, tempfile::tempdir().unwrap(), &yaml).await;
     set_branding(&jf, "Members only.", "").await;
-    let out = tokio::process::Command::new("node")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/webclient/login-page.mjs"))
-        .env("START_URL", proxy.url("/web/index.html"))
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/webclient/login-page.mjs"))
+        .env("START_URL", proxy.url(if picker { "/sso/" } else { "/web/index.html" }))
         .env("LABEL", "Pocket ID")
         .env("LOGIN", "u-dana")
-        .env("PASSWORD", "pw")
-        .output()
-        .await
-        .expect("node");
+        .env("PASSWORD", "pw");
+    if picker {
+        cmd.env("PICKER", "1");
+    }
+    let out = cmd.output().await.expect("node");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let line = stdout.lines().find_map(|l| l.strip_prefix("BROWSER_RESULT ")).unwrap_or_else(|| panic!("driver failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
     let r: Value = serde_json::from_str(line).unwrap();
     assert!(r.get("error").is_none(), "browser: {r:#}");
-    assert_eq!(r["buttons"], json!(["Sign in with Pocket ID", "Sign in on a TV or another device"]));
-    assert_eq!(r["qrVisible"], true);
-    let hidden_by_css = json!({".manualLoginForm": false, ".visualLoginForm": false, ".btnManual": false, ".btnQuick": true, ".btnForgotPassword": false});
-    assert_eq!(r["visible"], hidden_by_css, "the SSO-only CSS hides the password form and the user list, not Quick Connect");
-    assert_eq!(r["tabs"], 1, "the sign-in stayed in the same tab");
+    // Signed in with a token the double issued for this browser's device, as user dana.
     assert_eq!(r["url"], proxy.url("/web/index.html"));
     assert_eq!(r["autoLogin"], "true");
+    assert_eq!(r["tabs"], 1, "the sign-in stayed in the same tab");
     let server = &r["credentials"]["Servers"][0];
     let token = server["AccessToken"].as_str().unwrap();
     let session = jf.sessions().into_iter().find(|s| s.token == token).expect("the double issued this token");
     assert_eq!(Some(session.device_id.as_str()), r["deviceId"].as_str());
-    let user = jf.user_by_name("dana").expect("user provisioned");
-    assert_eq!(server["UserId"], user["Id"]);
+    assert_eq!(server["UserId"], jf.user_by_name("dana").expect("user provisioned")["Id"]);
+    (r, jf, proxy)
+}
+
+/// Chromium on the web client's page, the disclaimer rendered as jellyfin-web does: the SSO-only
+/// CSS hides the password form and user list, the button leads (same tab) through the real OP
+/// to a signed-in web client; the user the proxy creates is hidden from the login screen.
+#[tokio::test]
+async fn chromium_follows_the_login_page_button_to_the_op_and_lands_signed_in() {
+    let (r, jf, _proxy) = chromium(false).await;
+    assert_eq!(r["buttons"], json!(["Sign in with Pocket ID", "Sign in on a TV or another device"]));
+    assert_eq!(r["qrVisible"], true);
+    let hidden_by_css = json!({".manualLoginForm": false, ".visualLoginForm": false, ".btnManual": false, ".btnQuick": true, ".btnForgotPassword": false});
+    assert_eq!(r["visible"], hidden_by_css, "the SSO-only CSS hides the password form and the user list, not Quick Connect");
+    let user = jf.user_by_name("dana").unwrap();
     // Jellyfin's own default for a new user too (AddDefaultPermissions); the proxy sets it explicitly.
     assert_eq!(user["Policy"]["IsHidden"], true, "created hidden from the login screen");
     let public: Value = reqwest::get(format!("{}/Users/Public", jf.url())).await.unwrap().json().await.unwrap();
     assert!(public.as_array().unwrap().is_empty(), "not even Jellyfin lists the new user: {public}");
+}
+
+/// The picker's button works in a browser too (its CSP lets the start redirect to the OP).
+#[tokio::test]
+async fn chromium_signs_in_from_the_picker_page() {
+    chromium(true).await;
 }

@@ -134,7 +134,8 @@ pub fn picker(base_path: &str, entries: &[Entry]) -> Response<Body> {
         base = escape(base_path),
     );
     let mut r = Response::new(full(html));
-    let csp = format!("default-src 'none'; style-src 'nonce-{nonce}'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'");
+    // No form-action: browsers apply it to the redirect that follows (to the identity provider).
+    let csp = format!("default-src 'none'; style-src 'nonce-{nonce}'; base-uri 'none'; frame-ancestors 'none'");
     let h = r.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));

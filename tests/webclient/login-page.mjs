@@ -6,7 +6,8 @@
 // folder. Then the "Sign in with LABEL" button is clicked, the OP's form filled with LOGIN and
 // PASSWORD, and the result is printed as `BROWSER_RESULT {json}`: the final URL, the web
 // client's localStorage, the page text, the buttons seen, which parts of the login page were
-// visible, and how many tabs were opened.
+// visible, and how many tabs were opened. With PICKER=1, START_URL is the proxy's /sso/
+// picker and its button is clicked instead.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -30,43 +31,49 @@ try {
   const page = context.pages()[0] || (await context.newPage());
   page.setDefaultTimeout(20000);
   await page.goto(process.env.START_URL);
-  await page.addScriptTag({ path: here('node_modules/markdown-it/dist/markdown-it.min.js') });
-  await page.addScriptTag({ path: here('node_modules/dompurify/dist/purify.min.js') });
-  await page.evaluate(async () => {
-    const options = await (await fetch('/Branding/Configuration', { headers: { Accept: 'application/json' } })).json();
-    if (options.CustomCss) {
-      const style = document.createElement('style');
-      style.textContent = options.CustomCss;
-      document.head.appendChild(style);
-    }
-    const container = document.createElement('div');
-    container.id = 'loginPage';
-    // The login page's own parts, with jellyfin-web 10.11's classes
-    // (src/controllers/session/login/index.html), to see what the CSS hides.
-    container.innerHTML = '<form class="manualLoginForm"><input id="txtManualName"><input id="txtManualPassword" type="password"></form>'
-      + '<div class="visualLoginForm"><div id="divUsers">user list</div></div>'
-      + '<div class="readOnlyContent"><button class="raised cancel block btnManual">Manual</button>'
-      + '<button class="raised cancel block btnQuick">Quick Connect</button>'
-      + '<button class="raised cancel block btnForgotPassword">Forgot</button>'
-      + '<div class="loginDisclaimerContainer"><div class="loginDisclaimer"></div></div></div>';
-    document.body.appendChild(container);
-    const loginDisclaimer = container.querySelector('.loginDisclaimer');
-    // eslint-disable-next-line no-undef
-    loginDisclaimer.innerHTML = DOMPurify.sanitize(markdownit({ html: true }).render(options.LoginDisclaimer || ''));
-    for (const elem of loginDisclaimer.querySelectorAll('a')) {
-      elem.rel = 'noopener noreferrer';
-      elem.target = '_blank';
-      elem.classList.add('button-link');
-      elem.setAttribute('is', 'emby-linkbutton');
-    }
-  });
-  const buttons = await page.$$eval('.loginDisclaimer button', (bs) => bs.map((b) => b.textContent));
-  const qrVisible = await page.isVisible('.loginDisclaimer img.jsp-sso-qr');
+  let buttons = [];
+  let qrVisible = null;
   const visible = {};
-  for (const part of ['.manualLoginForm', '.visualLoginForm', '.btnManual', '.btnQuick', '.btnForgotPassword']) {
-    visible[part] = await page.isVisible(`#loginPage ${part}`);
+  let selector = `button:has-text("Sign in with ${process.env.LABEL}")`;
+  if (!process.env.PICKER) {
+    selector = `.loginDisclaimer ${selector}`;
+    await page.addScriptTag({ path: here('node_modules/markdown-it/dist/markdown-it.min.js') });
+    await page.addScriptTag({ path: here('node_modules/dompurify/dist/purify.min.js') });
+    await page.evaluate(async () => {
+      const options = await (await fetch('/Branding/Configuration', { headers: { Accept: 'application/json' } })).json();
+      if (options.CustomCss) {
+        const style = document.createElement('style');
+        style.textContent = options.CustomCss;
+        document.head.appendChild(style);
+      }
+      const container = document.createElement('div');
+      container.id = 'loginPage';
+      // The login page's own parts, with jellyfin-web 10.11's classes
+      // (src/controllers/session/login/index.html), to see what the CSS hides.
+      container.innerHTML = '<form class="manualLoginForm"><input id="txtManualName"><input id="txtManualPassword" type="password"></form>'
+        + '<div class="visualLoginForm"><div id="divUsers">user list</div></div>'
+        + '<div class="readOnlyContent"><button class="raised cancel block btnManual">Manual</button>'
+        + '<button class="raised cancel block btnQuick">Quick Connect</button>'
+        + '<button class="raised cancel block btnForgotPassword">Forgot</button>'
+        + '<div class="loginDisclaimerContainer"><div class="loginDisclaimer"></div></div></div>';
+      document.body.appendChild(container);
+      const loginDisclaimer = container.querySelector('.loginDisclaimer');
+      // eslint-disable-next-line no-undef
+      loginDisclaimer.innerHTML = DOMPurify.sanitize(markdownit({ html: true }).render(options.LoginDisclaimer || ''));
+      for (const elem of loginDisclaimer.querySelectorAll('a')) {
+        elem.rel = 'noopener noreferrer';
+        elem.target = '_blank';
+        elem.classList.add('button-link');
+        elem.setAttribute('is', 'emby-linkbutton');
+      }
+    });
+    buttons = await page.$$eval('.loginDisclaimer button', (bs) => bs.map((b) => b.textContent));
+    qrVisible = await page.isVisible('.loginDisclaimer img.jsp-sso-qr');
+    for (const part of ['.manualLoginForm', '.visualLoginForm', '.btnManual', '.btnQuick', '.btnForgotPassword']) {
+      visible[part] = await page.isVisible(`#loginPage ${part}`);
+    }
   }
-  await page.click(`.loginDisclaimer button:has-text("Sign in with ${process.env.LABEL}")`);
+  await page.click(selector);
   await page.waitForSelector('#login');
   await page.fill('#login', process.env.LOGIN);
   await page.fill('#password', process.env.PASSWORD);
