@@ -19,6 +19,7 @@ use crate::context::RequestContext;
 use crate::error::{self, ErrorNote};
 use crate::proxy::{headers::redacted_path, Upstream};
 use crate::sso::http::json_response;
+use crate::sso::password_login::Intercept;
 use crate::sso::{Sso, SsoRoute};
 
 /// How long a health answer is reused, so the endpoint cannot be used to hammer Jellyfin.
@@ -90,7 +91,19 @@ async fn serve(app: Arc<App>, mut req: Request<Incoming>, ctx: RequestContext) -
         Some(route) => app.sso.handle(route, req, &ctx).await,
         None => {
             app.sso.sessions.inject(&method, req.headers_mut(), &uri, &ctx.cookies).await;
-            match app.upstream.forward(req, &ctx).await {
+            // Jellyfin's password endpoints pass the SSO side first (app passwords, policy, guard).
+            let forwarded = match app.sso.intercept_password(req, &ctx).await {
+                Intercept::Forward(req) => app.upstream.forward(req, &ctx).await,
+                Intercept::Answer(r) => Ok(r),
+                Intercept::Buffered { parts, body, attempt } => {
+                    let r = app.upstream.forward_bytes(parts, body, &ctx).await;
+                    if let Ok(r) = &r {
+                        app.sso.password_outcome(attempt, r.status()).await;
+                    }
+                    r
+                }
+            };
+            match forwarded {
                 Ok(r) => r,
                 Err(e) => error::respond_as(&e, ctx.wants_json),
             }

@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use http::header::{HeaderValue, HOST};
 use http::{Request, Response, StatusCode, Uri, Version};
+use bytes::Bytes;
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -27,6 +29,8 @@ use crate::error::ProxyError;
 #[derive(Clone)]
 pub struct Upstream {
     client: Client<HttpsConnector<HttpConnector>, Incoming>,
+    /// For the few requests whose body the proxy has read already (the password endpoints).
+    buffered: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     scheme: http::uri::Scheme,
     authority: http::uri::Authority,
     display: String,
@@ -48,10 +52,12 @@ impl Upstream {
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(256)
-            .build(https);
+            .build(https.clone());
+        let buffered = Client::builder(TokioExecutor::new()).pool_timer(TokioTimer::new()).pool_idle_timeout(Duration::from_secs(90)).build(https);
         let uri: Uri = url.as_str().parse().expect("a validated URL is a valid URI");
         Upstream {
             client,
+            buffered,
             scheme: uri.scheme().cloned().unwrap_or(http::uri::Scheme::HTTP),
             authority: uri.authority().cloned().expect("validated URL has a host"),
             display: url.origin().ascii_serialization(),
@@ -65,6 +71,35 @@ impl Upstream {
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
 
         let (mut parts, body) = req.into_parts();
+        self.prepare(&mut parts, upgrade, ctx)?;
+        let up_req = Request::from_parts(parts, body);
+        let resp = self.answer(tokio::time::timeout(self.header_timeout, self.client.request(up_req)).await)?;
+
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            if let Some(client_upgrade) = client_upgrade {
+                return Ok(self.splice_upgrade(resp, client_upgrade));
+            }
+        }
+        let (mut parts, body) = resp.into_parts();
+        headers::strip_hop_by_hop(&mut parts.headers, false);
+        Ok(Response::from_parts(parts, stream(body)))
+    }
+
+    /// Forward a request whose body was read already (`body`: the bytes as received), with the
+    /// same header rules as [`Upstream::forward`]; the body length is set from the bytes.
+    pub async fn forward_bytes(&self, mut parts: http::request::Parts, body: Bytes, ctx: &RequestContext) -> Result<Response<Body>, ProxyError> {
+        self.prepare(&mut parts, false, ctx)?;
+        parts.headers.remove(http::header::TRANSFER_ENCODING);
+        parts.headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        let up_req = Request::from_parts(parts, Full::new(body));
+        let resp = self.answer(tokio::time::timeout(self.header_timeout, self.buffered.request(up_req)).await)?;
+        let (mut parts, body) = resp.into_parts();
+        headers::strip_hop_by_hop(&mut parts.headers, false);
+        Ok(Response::from_parts(parts, stream(body)))
+    }
+
+    /// The header rules and Jellyfin's address, applied to a request about to be forwarded.
+    fn prepare(&self, parts: &mut http::request::Parts, upgrade: bool, ctx: &RequestContext) -> Result<(), ProxyError> {
         let host = headers::original_host(&parts.headers, &parts.uri);
         headers::strip_hop_by_hop(&mut parts.headers, upgrade);
         headers::set_forwarded(&mut parts.headers, ctx.peer.ip(), ctx.peer_trusted, host.as_ref());
@@ -79,23 +114,20 @@ impl Upstream {
             .build()
             .map_err(|e| ProxyError::BadRequest(e.to_string()))?;
         parts.version = Version::HTTP_11;
-        let up_req = Request::from_parts(parts, body);
+        Ok(())
+    }
 
-        let resp = match tokio::time::timeout(self.header_timeout, self.client.request(up_req)).await {
-            Err(_) => return Err(ProxyError::Timeout { upstream: self.display.clone(), timeout: self.header_timeout }),
-            Ok(Err(source)) if source.is_connect() => return Err(ProxyError::Unreachable { upstream: self.display.clone(), source }),
-            Ok(Err(source)) => return Err(ProxyError::Upstream { upstream: self.display.clone(), source }),
-            Ok(Ok(r)) => r,
-        };
-
-        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-            if let Some(client_upgrade) = client_upgrade {
-                return Ok(self.splice_upgrade(resp, client_upgrade));
-            }
+    /// Jellyfin's response headers, or why there are none.
+    fn answer(
+        &self,
+        r: Result<Result<Response<Incoming>, hyper_util::client::legacy::Error>, tokio::time::error::Elapsed>,
+    ) -> Result<Response<Incoming>, ProxyError> {
+        match r {
+            Err(_) => Err(ProxyError::Timeout { upstream: self.display.clone(), timeout: self.header_timeout }),
+            Ok(Err(source)) if source.is_connect() => Err(ProxyError::Unreachable { upstream: self.display.clone(), source }),
+            Ok(Err(source)) => Err(ProxyError::Upstream { upstream: self.display.clone(), source }),
+            Ok(Ok(r)) => Ok(r),
         }
-        let (mut parts, body) = resp.into_parts();
-        headers::strip_hop_by_hop(&mut parts.headers, false);
-        Ok(Response::from_parts(parts, stream(body)))
     }
 
     /// Answer 101 to the client and copy bytes between the two upgraded connections.

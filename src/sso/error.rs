@@ -50,6 +50,12 @@ pub enum SsoError {
     LinkedElsewhere(String),
     #[error("single sign-on needs jellyfin.api_key in proxy.yaml")]
     NoApiKey,
+    /// A form without the anti-CSRF field of this browser's session (or without a session).
+    #[error("anti-CSRF field missing or not this session's")]
+    Csrf,
+    /// A guessing limit was reached; the response carries `Retry-After`.
+    #[error("too many wrong attempts; retry after {retry_after} s")]
+    TooManyAttempts { retry_after: u64 },
     #[error(transparent)]
     Jellyfin(#[from] JellyfinError),
 }
@@ -87,6 +93,8 @@ impl HttpError for SsoError {
             SsoError::AdminNotAdopted(_) | SsoError::LinkedElsewhere(_) => StatusCode::FORBIDDEN,
             SsoError::NoApiKey => StatusCode::SERVICE_UNAVAILABLE,
             SsoError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            SsoError::Csrf => StatusCode::FORBIDDEN,
+            SsoError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             SsoError::Jellyfin(e) => e.status(),
         }
     }
@@ -108,6 +116,8 @@ impl HttpError for SsoError {
             SsoError::AdminNotAdopted(_) | SsoError::LinkedElsewhere(_) => "Account needs linking",
             SsoError::NoApiKey => "Single sign-on is not set up",
             SsoError::TooLarge(_) => "Too large",
+            SsoError::Csrf => "This form has expired",
+            SsoError::TooManyAttempts { .. } => "Too many attempts",
             SsoError::Jellyfin(e) => e.title(),
         }
     }
@@ -140,6 +150,8 @@ impl HttpError for SsoError {
             }
             SsoError::NoApiKey => "The administrator has not given the proxy a Jellyfin API key yet.".into(),
             SsoError::TooLarge(n) => format!("The request is larger than the {n} bytes this address accepts."),
+            SsoError::Csrf => "This form does not belong to your current sign-in. Open the page again and retry.".into(),
+            SsoError::TooManyAttempts { retry_after } => format!("Too many wrong attempts. Wait {} minute(s) and try again.", retry_after.div_ceil(60)),
             SsoError::Jellyfin(e) => e.public_message(),
         }
     }

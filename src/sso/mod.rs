@@ -13,16 +13,24 @@
 //! - Administration: [`callers`] (who may call), [`admin`] (providers), [`links`].
 
 pub mod admin;
+pub mod app_passwords;
+pub mod app_passwords_page;
+pub mod attempts;
+pub mod brute_force;
 pub mod callers;
 pub mod complete;
+pub mod device_link;
+pub mod device_link_page;
 pub mod error;
 pub mod http;
 pub mod identity;
 pub mod linking_page;
 pub mod links;
 pub mod login;
+pub mod mac;
 pub mod oidc;
 pub mod oidc_login;
+pub mod password_login;
 pub mod provision;
 pub mod registry;
 pub mod replay;
@@ -62,6 +70,10 @@ pub struct Sso {
     replay: replay::AssertionReplay,
     /// Seals the SAML library's login trackers while they wait in the ephemeral state.
     seal_key: [u8; 32],
+    /// Wrong Quick Connect codes at `/sso/link` (per session and per client address).
+    link_guard: attempts::Attempts,
+    /// The brute-force guard of Jellyfin's password endpoints.
+    pub password_guard: brute_force::Guard,
 }
 
 /// An HTTP client for identity providers: no redirects followed, bounded time.
@@ -90,6 +102,8 @@ impl Sso {
             sessions: Sessions::new(state.ephemeral.clone(), config.sso.session_ttl),
             callers: Callers::new(jellyfin.clone(), state.ephemeral.clone()),
             replay: replay::AssertionReplay::new(state.ephemeral.clone()),
+            link_guard: device_link::guard(state.ephemeral.clone()),
+            password_guard: brute_force::Guard::new(state.ephemeral.clone()),
             jellyfin,
             state,
             config,
@@ -112,7 +126,13 @@ impl Sso {
     pub async fn handle(&self, route: SsoRoute, req: Request<Incoming>, ctx: &RequestContext) -> Response<Body> {
         match self.dispatch(route, req, ctx).await {
             Ok(r) => r,
-            Err(e) => respond_as(&e, ctx.wants_json),
+            Err(e) => {
+                let mut r = respond_as(&e, ctx.wants_json);
+                if let SsoError::TooManyAttempts { retry_after } = e {
+                    device_link::retry_after(&mut r, retry_after);
+                }
+                r
+            }
         }
     }
 
@@ -161,6 +181,11 @@ impl Sso {
                 admin("unregister users").await?;
                 self.unregister(&username, req).await
             }
+            SsoRoute::DeviceLinkPage => self.link_page(ctx).await,
+            SsoRoute::DeviceLinkSubmit => self.link_submit(req, ctx).await,
+            SsoRoute::DeviceLinkStart { protocol, provider } => self.link_start(protocol, &provider, ctx).await,
+            SsoRoute::DeviceLinkQr => self.link_qr(),
+            SsoRoute::AppPasswords | SsoRoute::AppPasswordDelete { .. } => self.app_passwords(route, req, ctx).await,
             SsoRoute::Health | SsoRoute::LinkingPage | SsoRoute::Unknown => Err(SsoError::NotFound),
         }
     }
