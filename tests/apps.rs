@@ -11,9 +11,13 @@ use support::browser::Browser;
 use support::oidc_provider::ensure_node_modules;
 
 async fn sdk(s: &Apps, envs: &[(&str, &str)]) -> Value {
+    sdk_at(&s.proxy.url(""), envs).await
+}
+
+async fn sdk_at(proxy_url: &str, envs: &[(&str, &str)]) -> Value {
     ensure_node_modules();
     let mut cmd = tokio::process::Command::new("node");
-    cmd.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/idp/jellyfin-sdk.mjs")).env("PROXY_URL", s.proxy.url(""));
+    cmd.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/idp/jellyfin-sdk.mjs")).env("PROXY_URL", proxy_url);
     for (k, v) in envs {
         cmd.env(k, v);
     }
@@ -43,6 +47,23 @@ async fn a_tv_signs_in_with_a_code_entered_in_chromium() {
     assert_eq!(mint.device_name.as_deref(), Some("Living room TV"));
 }
 
+/// The same with a SAML provider: the real IdP (npm `samlify`) posts to the ACS cross-site,
+/// and the completion page returns to `/sso/link`.
+#[tokio::test]
+async fn a_tv_signs_in_with_a_code_after_a_saml_sign_in() {
+    use support::saml_idp::{saml_setup, SamlAccount};
+    let account = SamlAccount { login: "sam".into(), password: "pw".into(), name_id: "sam@idp".into(), attributes: json!({"Role": ["media"]}) };
+    let s = saml_setup("corp", "both", vec![account], "      roles: [media]\n").await;
+    let r = sdk_at(&s.proxy.url(""), &[("MODE", "tv-link"), ("DEVICE_ID", "tv-2"), ("LOGIN", "sam"), ("PASSWORD", "pw")]).await;
+    assert!(r.get("error").is_none(), "{r:#}");
+    assert_eq!(r["providerButtons"], json!(["/sso/link/start/SAML/corp"]));
+    assert_eq!(r["outcome"], "Linked", "{r:#}");
+    assert_eq!(r["me"]["name"], "sam@idp");
+    let user = s.jf.user_id("sam@idp").unwrap();
+    let mint = s.proxy.app.sso.state().durable.mint(&user, "tv-2").await.unwrap().expect("recorded");
+    assert_eq!((mint.how.as_str(), mint.protocol.as_str()), ("device-link", "saml"));
+}
+
 #[tokio::test]
 async fn the_link_flow_returns_to_the_link_page_and_the_qr_code_names_it() {
     let s = start("").await;
@@ -54,6 +75,11 @@ async fn the_link_flow_returns_to_the_link_page_and_the_qr_code_names_it() {
     assert_eq!(qr.status, 200);
     assert_eq!(qr.headers["content-type"], "image/svg+xml");
     assert!(qr.body.contains("<svg") && qr.body.contains("<path"), "{}", qr.body);
+}
+
+async fn post_form(b: &mut Browser, url: &str, fields: &[(&str, &str)]) -> support::browser::Page {
+    let f: Vec<(String, String)> = fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    b.request(reqwest::Method::POST, url, Some(&f), None).await
 }
 
 #[tokio::test]
@@ -73,14 +99,10 @@ async fn bad_codes_csrf_and_the_guessing_limit() {
     assert_eq!(qc_calls(&s), 0, "malformed codes never reach Jellyfin");
     // Without the anti-CSRF field, with another session's, or without a session: 403.
     let url = s.proxy.url("/sso/link");
-    let post = |b: &mut Browser, fields: Vec<(String, String)>| {
-        let url = url.clone();
-        async move { b.request(reqwest::Method::POST, &url, Some(&fields), None).await }
-    };
-    assert_eq!(post(&mut b, vec![("code".into(), "123456".into())]).await.status, 403);
+    assert_eq!(post_form(&mut b, &url, &[("code", "123456")]).await.status, 403);
     let other_csrf = other_form.body.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
-    assert_eq!(post(&mut b, vec![("code".into(), "123456".into()), ("csrf".into(), other_csrf.clone())]).await.status, 403);
-    assert_eq!(post(&mut Browser::new(), vec![("code".into(), "123456".into()), ("csrf".into(), other_csrf)]).await.status, 403);
+    assert_eq!(post_form(&mut b, &url, &[("code", "123456"), ("csrf", other_csrf.as_str())]).await.status, 403);
+    assert_eq!(post_form(&mut Browser::new(), &url, &[("code", "123456"), ("csrf", other_csrf.as_str())]).await.status, 403);
     assert_eq!(qc_calls(&s), 0);
     // Five wrong codes are answered; the sixth attempt is refused before Jellyfin is asked.
     for _ in 0..5 {
@@ -140,7 +162,7 @@ async fn app_passwords_sign_in_a_real_client_and_revoking_signs_it_out() {
     assert!(!list.to_string().contains(&pw[20..]), "no secret in the list");
     // The SDK signs in with it; the double never saw the app password.
     s.jf.clear_calls();
-    let r = sdk(&s, &[("MODE", "password"), ("DEVICE_ID", "ipad-1"), ("USERNAME", "Alice"), ("PW", &pw)]).await;
+    let r = sdk(&s, &[("MODE", "password"), ("DEVICE_ID", "ipad-1"), ("USERNAME", "Alice"), ("PW", pw.as_str())]).await;
     assert!(r.get("error").is_none(), "{r:#}");
     assert_eq!(r["me"]["name"], "alice");
     assert_eq!(r["sessionDevice"], "ipad-1");
@@ -152,7 +174,7 @@ async fn app_passwords_sign_in_a_real_client_and_revoking_signs_it_out() {
     assert!(listed.last_used_at.is_some() && listed.last_device.as_deref() == Some("Living room TV"));
     // A wrong password goes to Jellyfin, which refuses it.
     let wrong = format!("{}{}", &pw[..pw.len() - 1], if pw.ends_with('A') { 'B' } else { 'A' });
-    let r = sdk(&s, &[("MODE", "password"), ("USERNAME", "alice"), ("PW", &wrong)]).await;
+    let r = sdk(&s, &[("MODE", "password"), ("USERNAME", "alice"), ("PW", wrong.as_str())]).await;
     assert_eq!(r["status"], 401, "{r:#}");
     assert!(s.jf.calls().iter().any(|c| c.path.eq_ignore_ascii_case("/Users/AuthenticateByName")), "the wrong password reached the double");
     // Revoke: the device is gone from Jellyfin and the password no longer works.
