@@ -156,8 +156,12 @@ async fn app_passwords_sign_in_a_real_client_and_revoking_signs_it_out() {
     let pw = made["password"].as_str().unwrap().to_string();
     assert!(pw.len() >= 43 + 4, "at least 256 random bits in base64");
     // The list (by the browser session this time) has no secret.
-    let list = b.request(reqwest::Method::GET, &s.proxy.url("/sso/app-passwords"), None, None).await;
-    let list: Value = serde_json::from_str(&list.body).unwrap_or_else(|_| panic!("{}", list.body));
+    let page = b.get(&s.proxy.url("/sso/app-passwords")).await;
+    assert!(page.status == 200 && page.body.contains("<h1>App passwords</h1>"), "a browser gets the page");
+    let cookie = format!("__Host-jsp-session={}", b.cookie("__Host-jsp-session").expect("session cookie"));
+    let list = support::http1_client().get(s.proxy.url("/sso/app-passwords")).header("Cookie", cookie).header("Accept", "application/json").send().await.unwrap();
+    assert_eq!(list.status(), 200);
+    let list: Value = list.json().await.unwrap();
     assert_eq!(list[0]["name"], "Infuse");
     assert!(!list.to_string().contains(&pw[20..]), "no secret in the list");
     // The SDK signs in with it; the double never saw the app password.
@@ -212,6 +216,7 @@ async fn app_password_rules_who_may_and_how_many() {
     let admin = |m: reqwest::Method, path: &str| client.request(m, s.proxy.url(path)).header("Authorization", format!("MediaBrowser Token=\"{}\"", support::apps::KEY)).header("Accept", "application/json");
     let list: Value = admin(reqwest::Method::GET, &format!("/sso/app-passwords?userId={alice_id}")).send().await.unwrap().json().await.unwrap();
     assert_eq!(list.as_array().unwrap().len(), 2);
+    assert_eq!(admin(reqwest::Method::GET, "/sso/app-passwords").send().await.unwrap().status(), 400, "an API key names the user");
     assert_eq!(admin(reqwest::Method::DELETE, &format!("/sso/app-passwords/{}", second["id"].as_str().unwrap())).send().await.unwrap().status(), 200);
     // Removing alice's last link takes her app passwords along.
     let unlink = admin(reqwest::Method::DELETE, &format!("/sso/OID/Link/corp/{alice_id}/u-alice")).send().await.unwrap();

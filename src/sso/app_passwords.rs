@@ -68,7 +68,7 @@ struct NewPassword {
 
 /// Who is asking, as far as app passwords go.
 struct Asker {
-    /// The user acted on.
+    /// The user acted on (empty: an API key that named nobody).
     user_id: String,
     admin: bool,
     by_cookie: bool,
@@ -108,7 +108,8 @@ impl Sso {
             (Some(w), _) if admin => w,
             (Some(_), _) => return Err(SsoError::Forbidden("manage another user's app passwords")),
             (None, Some(o)) => o,
-            (None, None) => return Err(SsoError::BadRequest("an API key must name the user: ?userId=".into())),
+            // An API key names the user, except to revoke a password by its id.
+            (None, None) => String::new(),
         };
         Ok(Asker { user_id, admin, by_cookie })
     }
@@ -119,6 +120,9 @@ impl Sso {
         let cross_site = req.headers().get("sec-fetch-site").and_then(|v| v.to_str().ok()).is_some_and(|v| v != "same-origin" && v != "none");
         if asker.by_cookie && req.method() != Method::GET && cross_site {
             return Err(SsoError::Csrf);
+        }
+        if asker.user_id.is_empty() && !matches!(route, SsoRoute::AppPasswordDelete { .. }) {
+            return Err(SsoError::BadRequest("an API key must name the user: ?userId=".into()));
         }
         match (route, req.method().clone()) {
             (SsoRoute::AppPasswords, Method::GET) if !ctx.wants_json => Ok(app_passwords_page::page(self.config.public_url.base_path())),
