@@ -222,4 +222,10 @@ async fn app_password_rules_who_may_and_how_many() {
     let unlink = admin(reqwest::Method::DELETE, &format!("/sso/OID/Link/corp/{alice_id}/u-alice")).send().await.unwrap();
     assert_eq!(unlink.status(), 200);
     assert!(s.proxy.app.sso.state().durable.app_passwords_of_user(&alice_id).await.unwrap().is_empty());
+    // Unregister takes them along too.
+    assert_eq!(make_password(&s, bob_t, "tv").await.0, 200);
+    let bob_id = s.jf.user_id("bob").unwrap();
+    let unregister = admin(reqwest::Method::POST, "/sso/Unregister/bob").json(&json!("Jellyfin.Server.Implementations.Users.DefaultAuthenticationProvider")).send().await.unwrap();
+    assert_eq!(unregister.status(), 200);
+    assert!(s.proxy.app.sso.state().durable.app_passwords_of_user(&bob_id).await.unwrap().is_empty());
 }
