@@ -5,7 +5,8 @@
 //! client's device id (`_deviceId2`, in jellyfin-web's own format), POSTs the device and the
 //! handle to `/sso/{mode}/Auth/{provider}`, merges the returned token into
 //! `jellyfin_credentials` the way jellyfin-web stores servers, turns on auto-login, and opens
-//! `/web/index.html`. Without JavaScript it says so.
+//! `/web/index.html` (or `/sso/link` for a device-linking sign-in: where to go is fixed by the
+//! flow when it starts). Without JavaScript it says so.
 
 use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, REFERRER_POLICY};
 use http::{Response, StatusCode};

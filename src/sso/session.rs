@@ -1,5 +1,7 @@
 //! The proxy's own browser session, set after a login: it lets plain browser navigations
-//! (a GET or HEAD that carries no Jellyfin credentials) reach Jellyfin with the user's token.
+//! (a GET or HEAD that carries no Jellyfin credentials) reach Jellyfin with the user's token,
+//! and it signs the person in at `/sso/link` and `/sso/app-passwords` (it keeps the login's
+//! identity and grants, so device linking resolves the user exactly as the login did).
 //!
 //! The cookie (`__Host-jsp-session`: Secure, HttpOnly, SameSite=Strict, with an expiry) holds
 //! a random id; the ephemeral state keys the session by its SHA-256, so a memory dump holds
