@@ -97,9 +97,7 @@ async fn serve(app: Arc<App>, mut req: Request<Incoming>, ctx: RequestContext) -
                 Intercept::Answer(r) => Ok(r),
                 Intercept::Buffered { parts, body, attempt } => {
                     let r = app.upstream.forward_bytes(parts, body, &ctx).await;
-                    if let Ok(r) = &r {
-                        app.sso.password_outcome(attempt, r.status()).await;
-                    }
+                    app.sso.password_outcome(attempt, r.as_ref().ok().map(|r| r.status())).await;
                     r
                 }
             };

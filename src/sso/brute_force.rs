@@ -5,7 +5,11 @@
 //! twice as long as the last (5 s, 10 s, 20 s, … at most 15 minutes). The per-name key
 //! allows many more failures than the per-(name, address) key, and an address that signed
 //! in as that user successfully in the last 30 days is exempt from it, so an attacker
-//! guessing one user's password from elsewhere locks out only themselves. Counters are kept
+//! guessing one user's password from elsewhere locks out only themselves. Attempts whose
+//! outcome is not known yet count as pending: once a key's failures plus pending attempts
+//! reach its free failures, further attempts wait for those outcomes, so a burst of parallel
+//! guesses gets no more tries than a sequence would (a pending mark lapses after
+//! [`PENDING_FOR`] if its outcome never arrives). Counters are kept
 //! in the ephemeral state under `Kind::Rate(..)` by SHA-256 (bounded by its caps; names and
 //! addresses are not kept in clear), updated under one lock.
 
@@ -30,10 +34,28 @@ pub const FREE_PER_ADDRESS: u32 = 10;
 pub const FREE_PER_USER_ADDRESS: u32 = 5;
 pub const FREE_PER_USER: u32 = 50;
 
+/// How long an attempt counts as pending without an outcome (a dropped connection).
+pub const PENDING_FOR: Duration = Duration::from_secs(60);
+
 #[derive(Serialize, Deserialize, Default)]
 struct Entry {
     failures: u32,
     locked_until: u64,
+    /// When each attempt still waiting for its outcome stops counting (Unix ms).
+    #[serde(default)]
+    pending: Vec<u64>,
+}
+
+impl Entry {
+    fn live_pending(&mut self, now: u64) -> u32 {
+        self.pending.retain(|t| *t > now);
+        self.pending.len() as u32
+    }
+    fn settle_one(&mut self) {
+        if !self.pending.is_empty() {
+            self.pending.remove(0);
+        }
+    }
 }
 
 pub struct Guard {
@@ -77,39 +99,77 @@ impl Guard {
         Ok(self.ephemeral.get(FAILS, &digest(key)).await?.and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default())
     }
 
-    /// `Err(retry_after)` while any key of this attempt is locked.
-    pub async fn check(&self, ip: IpAddr, user: &str) -> Result<Result<(), Duration>, StateError> {
+    async fn store(&self, key: &str, e: &Entry, now: u64) -> Result<(), StateError> {
+        let until = e.locked_until.max(e.pending.iter().copied().max().unwrap_or(0));
+        let ttl = Duration::from_millis(until.saturating_sub(now)) + MEMORY;
+        self.ephemeral.set(FAILS, &digest(key), serde_json::to_vec(e).expect("entry serializes"), ttl).await
+    }
+
+    /// Start an attempt from `ip` for `user`: `Err(retry_after)` while any of its keys is
+    /// locked, or has used its free failures counting the attempts still pending. Every
+    /// started attempt must end in [`Guard::failed`], [`Guard::succeeded`] or
+    /// [`Guard::abandoned`] (or lapse after [`PENDING_FOR`]).
+    pub async fn begin(&self, ip: IpAddr, user: &str) -> Result<Result<(), Duration>, StateError> {
+        let _g = self.lock.lock().await;
         let now = now_ms();
         let known = self.known(ip, user).await?;
+        let mut entries = Vec::new();
         let mut wait = 0;
-        for (key, _) in Self::keys(ip, user) {
+        for (key, free) in Self::keys(ip, user) {
+            let mut e = self.entry(&key).await?;
+            let pending = e.live_pending(now);
             if known && key.starts_with("user|") {
                 continue;
             }
-            wait = wait.max(self.entry(&key).await?.locked_until.saturating_sub(now));
+            wait = wait.max(e.locked_until.saturating_sub(now));
+            if pending > 0 && e.failures.saturating_add(pending) >= free {
+                wait = wait.max(1000);
+            }
+            entries.push((key, e));
         }
-        Ok(if wait > 0 { Err(Duration::from_millis(wait)) } else { Ok(()) })
+        if wait > 0 {
+            return Ok(Err(Duration::from_millis(wait)));
+        }
+        for (key, mut e) in entries {
+            e.pending.push(now + PENDING_FOR.as_millis() as u64);
+            self.store(&key, &e, now).await?;
+        }
+        Ok(Ok(()))
     }
 
-    /// A wrong password from `ip` for `user`.
+    /// The attempt was a wrong password.
     pub async fn failed(&self, ip: IpAddr, user: &str) -> Result<(), StateError> {
         let _g = self.lock.lock().await;
         let now = now_ms();
         for (key, free) in Self::keys(ip, user) {
             let mut e = self.entry(&key).await?;
+            e.settle_one();
             e.failures = e.failures.saturating_add(1);
             let lock = lock_for(e.failures, free);
             if !lock.is_zero() {
                 e.locked_until = now + lock.as_millis() as u64;
             }
-            let ttl = Duration::from_millis(e.locked_until.saturating_sub(now)) + MEMORY;
-            self.ephemeral.set(FAILS, &digest(&key), serde_json::to_vec(&e).expect("entry serializes"), ttl).await?;
+            self.store(&key, &e, now).await?;
+        }
+        Ok(())
+    }
+
+    /// The attempt ended without a verdict on the password (an error, a refusal for another
+    /// reason): it stops counting as pending.
+    pub async fn abandoned(&self, ip: IpAddr, user: &str) -> Result<(), StateError> {
+        let _g = self.lock.lock().await;
+        let now = now_ms();
+        for (key, _) in Self::keys(ip, user) {
+            let mut e = self.entry(&key).await?;
+            e.settle_one();
+            self.store(&key, &e, now).await?;
         }
         Ok(())
     }
 
     /// A successful login: this (name, address) starts afresh and the address is known.
     pub async fn succeeded(&self, ip: IpAddr, user: &str) -> Result<(), StateError> {
+        drop(self.abandoned(ip, user).await);
         let _g = self.lock.lock().await;
         let user = user.to_lowercase();
         self.ephemeral.delete(FAILS, &digest(&format!("user-ip|{user}|{ip}"))).await?;
@@ -131,26 +191,55 @@ mod tests {
         assert_eq!(lock_for(1000, 5), MAX_LOCK);
     }
 
+    /// One finished attempt: begin, then `fail` or succeed.
+    async fn attempt(g: &Guard, ip: &str, user: &str, fail: bool) -> Result<(), Duration> {
+        let ip: IpAddr = ip.parse().unwrap();
+        g.begin(ip, user).await.unwrap()?;
+        if fail {
+            g.failed(ip, user).await.unwrap();
+        } else {
+            g.succeeded(ip, user).await.unwrap();
+        }
+        Ok(())
+    }
+
     #[tokio::test]
     async fn an_attacker_locks_only_their_own_address() {
         let g = Guard::new(Arc::new(MemoryEphemeral::new(Caps::default())));
-        let (attacker, alice_home): (IpAddr, IpAddr) = ("6.6.6.6".parse().unwrap(), "1.2.3.4".parse().unwrap());
-        for _ in 0..FREE_PER_USER_ADDRESS {
-            assert!(g.check(attacker, "Alice").await.unwrap().is_ok());
-            g.failed(attacker, "Alice").await.unwrap();
+        for _ in 0..=FREE_PER_USER_ADDRESS {
+            assert!(attempt(&g, "6.6.6.6", "Alice", true).await.is_ok(), "the free failures, and the one that locks");
         }
-        assert!(g.check(attacker, "alice").await.unwrap().is_ok(), "the free failures are free");
-        g.failed(attacker, "alice").await.unwrap();
-        let wait = g.check(attacker, "ALICE").await.unwrap().unwrap_err();
+        let wait = attempt(&g, "6.6.6.6", "ALICE", true).await.unwrap_err();
         assert!(wait > Duration::from_secs(3) && wait <= FIRST_LOCK);
-        assert!(g.check(alice_home, "alice").await.unwrap().is_ok(), "alice elsewhere is not locked out");
-        assert!(g.check(attacker, "bob").await.unwrap().is_ok(), "below the address limit, other names are fine");
+        assert!(attempt(&g, "1.2.3.4", "alice", false).await.is_ok(), "alice elsewhere is not locked out");
+        assert!(attempt(&g, "6.6.6.6", "bob", true).await.is_ok(), "below the address limit, other names are fine");
         // Past the per-name limit, only addresses that signed in before stay open.
-        g.succeeded(alice_home, "alice").await.unwrap();
+        // 6 failures so far; a spread-out attack gets the rest of the name's free failures.
+        let mut tried = 0;
         for i in 0..FREE_PER_USER {
-            g.failed(format!("9.9.{}.{}", i / 200, i % 200).parse().unwrap(), "alice").await.unwrap();
+            if attempt(&g, &format!("9.9.{}.{}", i / 200, i % 200), "alice", true).await.is_err() {
+                break;
+            }
+            tried += 1;
         }
-        assert!(g.check("8.8.8.8".parse().unwrap(), "alice").await.unwrap().is_err(), "a new address waits");
-        assert!(g.check(alice_home, "alice").await.unwrap().is_ok(), "a known address does not");
+        let so_far = FREE_PER_USER_ADDRESS + 1;
+        assert_eq!(tried, FREE_PER_USER - so_far + 1, "the one past the free failures locks the name for new addresses");
+        assert!(attempt(&g, "8.8.8.8", "alice", true).await.is_err(), "a new address waits");
+        assert!(attempt(&g, "1.2.3.4", "alice", false).await.is_ok(), "a known address does not");
+    }
+
+    #[tokio::test]
+    async fn a_parallel_burst_gets_no_more_tries_than_a_sequence() {
+        let g = Guard::new(Arc::new(MemoryEphemeral::new(Caps::default())));
+        let ip: IpAddr = "6.6.6.6".parse().unwrap();
+        for _ in 0..FREE_PER_USER_ADDRESS {
+            assert!(g.begin(ip, "carol").await.unwrap().is_ok());
+        }
+        let wait = g.begin(ip, "carol").await.unwrap().unwrap_err();
+        assert_eq!(wait, Duration::from_secs(1), "wait for the pending outcomes");
+        for _ in 0..FREE_PER_USER_ADDRESS {
+            g.abandoned(ip, "carol").await.unwrap();
+        }
+        assert!(g.begin(ip, "carol").await.unwrap().is_ok(), "abandoned attempts cost nothing");
     }
 }

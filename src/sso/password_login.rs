@@ -146,7 +146,7 @@ impl Sso {
             }
         };
         let ip = ctx.client_ip;
-        match self.password_guard.check(ip, &username).await {
+        match self.password_guard.begin(ip, &username).await {
             Ok(Ok(())) => {}
             Ok(Err(wait)) => {
                 tracing::warn!(target: "audit", client = %ip, user = %username, retry_after = wait.as_secs(), "password login refused: too many failures");
@@ -160,11 +160,14 @@ impl Sso {
         if parse_id(&pw).is_some() {
             match self.app_password_login(&parts, &username, &pw).await {
                 Ok(Some(resp)) => {
-                    let _ = self.password_guard.succeeded(ip, &username).await;
+                    self.password_outcome(Attempt { ip, username }, Some(resp.status())).await;
                     return Intercept::Answer(resp);
                 }
                 Ok(None) => {}
-                Err(e) => return Intercept::Answer(crate::error::respond_as(&e, true)),
+                Err(e) => {
+                    self.password_outcome(Attempt { ip, username }, None).await;
+                    return Intercept::Answer(crate::error::respond_as(&e, true));
+                }
             }
         }
         if let Some(refusal) = self.policy_refuses(&username, ip).await {
@@ -175,12 +178,14 @@ impl Sso {
         Intercept::Buffered { parts, body, attempt: Attempt { ip, username } }
     }
 
-    /// Jellyfin's verdict on a forwarded password login, for the guard.
-    pub async fn password_outcome(&self, attempt: Attempt, status: StatusCode) {
+    /// The verdict on a password login (Jellyfin's status, `None` when there was no answer),
+    /// for the guard.
+    pub async fn password_outcome(&self, attempt: Attempt, status: Option<StatusCode>) {
+        let g = &self.password_guard;
         let r = match status {
-            StatusCode::UNAUTHORIZED => self.password_guard.failed(attempt.ip, &attempt.username).await,
-            s if s.is_success() => self.password_guard.succeeded(attempt.ip, &attempt.username).await,
-            _ => Ok(()),
+            Some(StatusCode::UNAUTHORIZED) => g.failed(attempt.ip, &attempt.username).await,
+            Some(s) if s.is_success() => g.succeeded(attempt.ip, &attempt.username).await,
+            _ => g.abandoned(attempt.ip, &attempt.username).await,
         };
         if let Err(e) = r {
             tracing::warn!(error = %e, "brute-force guard not updated");
