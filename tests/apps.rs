@@ -122,6 +122,32 @@ async fn bad_codes_csrf_and_the_guessing_limit() {
     assert_eq!(qc_calls(&s), 5);
 }
 
+/// `POST /sso/link` as the browser holding `b`'s session, from client address `xff`.
+async fn link_from(s: &Apps, b: &Browser, csrf: &str, code: &str, xff: &str) -> u16 {
+    let cookie = format!("__Host-jsp-session={}", b.cookie("__Host-jsp-session").unwrap());
+    let r = support::http1_client().post(s.proxy.url("/sso/link")).header("Cookie", cookie).header("X-Forwarded-For", xff).form(&[("code", code), ("csrf", csrf)]).send().await.unwrap();
+    r.status().as_u16()
+}
+
+fn csrf_of(form: &support::browser::Page) -> String {
+    form.body.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn the_guessing_limit_is_per_session_and_per_address() {
+    let s = start("trusted_proxies: [127.0.0.1/32]\n").await;
+    let (mut alice, _) = sign_in_at(&s, "/sso/link/start/OID/corp", "u-alice", "phone-1").await;
+    let (mut bob, _) = sign_in_at(&s, "/sso/link/start/OID/corp", "u-bob", "phone-2").await;
+    let (a, b) = (csrf_of(&link_page(&mut alice, &s).await), csrf_of(&link_page(&mut bob, &s).await));
+    for _ in 0..5 {
+        assert_eq!(link_from(&s, &alice, &a, "000000", "1.1.1.1").await, 404);
+    }
+    assert_eq!(link_from(&s, &alice, &a, "000000", "1.1.1.1").await, 429);
+    assert_eq!(link_from(&s, &alice, &a, "000000", "2.2.2.2").await, 429, "the session is limited from any address");
+    assert_eq!(link_from(&s, &bob, &b, "000000", "2.2.2.2").await, 404, "another session from another address is not");
+    assert_eq!(link_from(&s, &bob, &b, "000000", "1.1.1.1").await, 429, "the address is limited for any session");
+}
+
 #[tokio::test]
 async fn a_refused_role_authorizes_nothing() {
     let s = start("").await;
