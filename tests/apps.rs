@@ -243,6 +243,8 @@ async fn app_password_rules_who_may_and_how_many() {
     let list: Value = admin(reqwest::Method::GET, &format!("/sso/app-passwords?userId={alice_id}")).send().await.unwrap().json().await.unwrap();
     assert_eq!(list.as_array().unwrap().len(), 2);
     assert_eq!(admin(reqwest::Method::GET, "/sso/app-passwords").send().await.unwrap().status(), 400, "an API key names the user");
+    let for_alice = admin(reqwest::Method::POST, &format!("/sso/app-passwords?userId={alice_id}")).json(&json!({"name": "x"})).send().await.unwrap();
+    assert_eq!(for_alice.status(), 403, "nobody makes another user's password");
     assert_eq!(admin(reqwest::Method::DELETE, &format!("/sso/app-passwords/{}", second["id"].as_str().unwrap())).send().await.unwrap().status(), 200);
     // Removing alice's last link takes her app passwords along.
     let unlink = admin(reqwest::Method::DELETE, &format!("/sso/OID/Link/corp/{alice_id}/u-alice")).send().await.unwrap();

@@ -5,7 +5,8 @@
 //!   `DELETE /sso/app-passwords/{id}`: revoke it and delete the Jellyfin devices it minted.
 //! - Callers: a Jellyfin token (any form Jellyfin accepts) or the proxy's browser session
 //!   (whose token is checked with Jellyfin the same way). Users act on their own passwords;
-//!   administrators (and the API key) may list and revoke anyone's with `?userId=`. A
+//!   administrators (and the API key) may list and revoke anyone's with `?userId=`, but make
+//!   passwords only for themselves (a password is shown once, to its owner). A
 //!   session-authenticated change must come from this site (`Sec-Fetch-Site`, JSON body),
 //!   on top of the session cookie being SameSite=Strict.
 //! - A password is `jsp_` + a 16-hex-digit id + `_` + 32 random bytes (256 bits, base64url);
@@ -72,6 +73,8 @@ struct Asker {
     user_id: String,
     admin: bool,
     by_cookie: bool,
+    /// The caller acts on their own passwords (not an administrator on someone else's).
+    own: bool,
 }
 
 impl Sso {
@@ -103,6 +106,7 @@ impl Sso {
             Caller::ApiKey => (None, true),
             Caller::User { id, is_admin, .. } => (Some(id), is_admin),
         };
+        let own_id = own.clone();
         let user_id = match (wanted, own) {
             (Some(w), Some(o)) if same_id(&w, &o) => o,
             (Some(w), _) if admin => w,
@@ -111,7 +115,8 @@ impl Sso {
             // An API key names the user, except to revoke a password by its id.
             (None, None) => String::new(),
         };
-        Ok(Asker { user_id, admin, by_cookie })
+        let own = own_id.is_some_and(|o| same_id(&o, &user_id));
+        Ok(Asker { user_id, admin, by_cookie, own })
     }
 
     /// `/sso/app-passwords` and `/sso/app-passwords/{id}`.
@@ -134,6 +139,10 @@ impl Sso {
                 let is_json = req.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/json"));
                 if asker.by_cookie && !is_json {
                     return Err(SsoError::Csrf);
+                }
+                // A password is shown once, to its owner: administrators list and revoke only.
+                if !asker.own {
+                    return Err(SsoError::Forbidden("make app passwords for another user"));
                 }
                 let body: NewPassword = read_json(req).await?;
                 self.create_app_password(&asker, body.name.trim()).await
