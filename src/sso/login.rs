@@ -107,8 +107,6 @@ pub struct PendingCompletion {
     pub identity: Identity,
     pub grants: Grants,
     pub linking: bool,
-    #[serde(default)]
-    pub next: Next,
 }
 
 fn encode<T: Serialize>(v: &T) -> Vec<u8> {
@@ -187,7 +185,7 @@ impl Sso {
             return Err(SsoError::NotAllowed { provider: provider.name().to_string(), username: identity.username });
         }
         let handle = random_token();
-        let pending = PendingCompletion { identity, grants, linking, next };
+        let pending = PendingCompletion { identity, grants, linking };
         self.state.ephemeral.put_once(Kind::Completion, &handle, browser, COMPLETION_TTL, encode(&pending)).await?;
         let info = self.provision.server_info().await.ok();
         let (server_name, version) = info.map(|i| (i.server_name, i.version)).unwrap_or_else(|| ("Jellyfin".into(), "10.10.0".into()));

@@ -11,6 +11,10 @@
 //!   [`complete`]; the browser session in [`session`].
 //! - Providers of both protocols and both sources: [`registry`].
 //! - Administration: [`callers`] (who may call), [`admin`] (providers), [`links`].
+//! - Apps that cannot do a browser login: [`device_link`] (a Quick Connect code entered at
+//!   `/sso/link`), [`app_passwords`], and Jellyfin's password endpoints guarded before they
+//!   are forwarded ([`password_login`], [`brute_force`]); guessing limits in [`attempts`],
+//!   keyed hashes in [`mac`].
 
 pub mod admin;
 pub mod app_passwords;
