@@ -18,10 +18,11 @@ use tracing::Instrument;
 use crate::body::Body;
 use crate::config::{Config, LegacyAuth};
 use crate::context::RequestContext;
-use crate::error::ErrorNote;
+use crate::error::{self, ErrorNote};
 use crate::jellyfin::credentials::translate_legacy;
 use crate::proxy::{headers::redacted_path, Upstream};
 use crate::sso::http::json_response;
+use crate::sso::password_login::Intercept;
 use crate::sso::{Sso, SsoRoute};
 
 /// How long a health answer is reused, so the endpoint cannot be used to hammer Jellyfin.
@@ -119,7 +120,16 @@ async fn serve(app: Arc<App>, mut req: Request<Incoming>, ctx: RequestContext) -
                 }
             }
             let injected = app.sso.sessions.inject(&method, req.headers_mut(), &uri, &ctx.cookies).await;
-            let mut resp = crate::branding::forward(&app, req, &ctx).await;
+            // Jellyfin's password endpoints pass the SSO side first (app passwords, policy, guard).
+            let mut resp = match app.sso.intercept_password(req, &ctx).await {
+                Intercept::Forward(req) => crate::branding::forward(&app, req, &ctx).await,
+                Intercept::Answer(r) => r,
+                Intercept::Buffered { parts, body, attempt } => {
+                    let r = app.upstream.forward_bytes(parts, body, &ctx).await;
+                    app.sso.password_outcome(attempt, r.as_ref().ok().map(|r| r.status())).await;
+                    r.unwrap_or_else(|e| error::respond_as(&e, ctx.wants_json))
+                }
+            };
             if injected {
                 mark_private(resp.headers_mut());
             }

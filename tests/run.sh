@@ -18,8 +18,8 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
-# The real OpenID Provider, the real SAML IdP and the browser driver (pinned by the lockfile).
-for m in oidc-provider samlify playwright-core; do
+# The real OpenID Provider, the real SAML IdP, the browser driver and the Jellyfin SDK (pinned by the lockfile).
+for m in oidc-provider samlify playwright-core @jellyfin/sdk axios; do
   if [ ! -d "tests/idp/node_modules/$m" ]; then
     (cd tests/idp && npm ci --no-audit --no-fund --loglevel=error)
     break

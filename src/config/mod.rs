@@ -11,6 +11,7 @@
 
 pub mod field;
 pub mod locate;
+pub mod password_login;
 pub mod provider;
 mod raw;
 mod validate;
@@ -79,6 +80,8 @@ pub struct Config {
     pub oidc_providers: Vec<OidcConfig>,
     /// SAML providers from the file.
     pub saml_providers: Vec<SamlConfig>,
+    /// Which password logins reach Jellyfin (`password_login:`).
+    pub password_login: password_login::PasswordLogin,
 }
 
 impl Config {

@@ -29,12 +29,13 @@ pub(super) struct RawConfig {
     pub(super) sso: Field<RawSso>,
     pub(super) state: Field<RawState>,
     pub(super) providers: Field<RawProviders>,
+    pub(super) password_login: Field<super::password_login::RawPasswordLogin>,
     #[serde(flatten)]
     pub(super) unknown: Unknown,
 }
 pub(super) const TOP_KEYS: &[&str] = &[
     "listen", "public_url", "http_redirect_listen", "trusted_proxies", "state_dir", "tls", "jellyfin", "limits", "log", "sso",
-    "state", "providers",
+    "state", "providers", "password_login",
 ];
 
 #[derive(Deserialize, Default)]

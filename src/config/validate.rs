@@ -226,6 +226,8 @@ pub(super) fn config(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Prob
         }
     }
 
+    let password_login = section(&mut p, "password_login", raw.password_login).validate(&mut p);
+
     if !p.is_empty() {
         return Err(p.into_vec());
     }
@@ -243,5 +245,6 @@ pub(super) fn config(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Prob
         state,
         oidc_providers,
         saml_providers,
+        password_login,
     })
 }

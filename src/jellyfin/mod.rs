@@ -16,6 +16,7 @@
 pub mod credentials;
 pub mod dto;
 pub mod error;
+pub mod quick_connect;
 
 use std::time::Duration;
 

@@ -103,9 +103,9 @@ pub fn set_forwarded(headers: &mut HeaderMap, peer: IpAddr, peer_trusted: bool, 
 }
 
 /// The path and query for the access log, with secret query values (`api_key`, `ApiKey`,
-/// `token`, `code`, `state`, ...) replaced by `REDACTED`.
+/// `token`, `code`, `state`, `pw`, ...) replaced by `REDACTED`.
 pub fn redacted_path(uri: &Uri) -> String {
-    const SECRET_PARAMS: [&str; 7] = ["api_key", "apikey", "token", "access_token", "code", "state", "secret"];
+    const SECRET_PARAMS: [&str; 9] = ["api_key", "apikey", "token", "access_token", "code", "state", "secret", "pw", "password"];
     let path = uri.path();
     let Some(query) = uri.query() else { return path.to_string() };
     let parts: Vec<String> = query
@@ -218,5 +218,7 @@ mod tests {
         assert_eq!(redacted_path(&uri), "/Videos/1/stream?api_key=REDACTED&Static=true&ApiKey=REDACTED&a%70i_key=REDACTED&code=REDACTED");
         let plain: Uri = "/web/index.html".parse().unwrap();
         assert_eq!(redacted_path(&plain), "/web/index.html");
+        let obsolete: Uri = "/Users/ab/Authenticate?PW=hunter2".parse().unwrap();
+        assert_eq!(redacted_path(&obsolete), "/Users/ab/Authenticate?PW=REDACTED", "the obsolete password endpoint's pw");
     }
 }

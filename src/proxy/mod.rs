@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use http::header::{HeaderValue, HOST};
 use http::{Request, Response, StatusCode, Uri, Version};
+use bytes::Bytes;
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -27,6 +29,8 @@ use crate::error::ProxyError;
 #[derive(Clone)]
 pub struct Upstream {
     client: Client<HttpsConnector<HttpConnector>, Incoming>,
+    /// For the few requests whose body the proxy has read already (the password endpoints).
+    buffered: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     scheme: http::uri::Scheme,
     authority: http::uri::Authority,
     display: String,
@@ -48,10 +52,12 @@ impl Upstream {
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(256)
-            .build(https);
+            .build(https.clone());
+        let buffered = Client::builder(TokioExecutor::new()).pool_timer(TokioTimer::new()).pool_idle_timeout(Duration::from_secs(90)).build(https);
         let uri: Uri = url.as_str().parse().expect("a validated URL is a valid URI");
         Upstream {
             client,
+            buffered,
             scheme: uri.scheme().cloned().unwrap_or(http::uri::Scheme::HTTP),
             authority: uri.authority().cloned().expect("validated URL has a host"),
             display: url.origin().ascii_serialization(),
@@ -61,18 +67,55 @@ impl Upstream {
 
     /// Forward one request (from `ctx.peer`) to Jellyfin and return its response, streaming.
     pub async fn forward(&self, mut req: Request<Incoming>, ctx: &RequestContext) -> Result<Response<Body>, ProxyError> {
-        if req.method() == http::Method::CONNECT {
-            return Err(ProxyError::MethodNotAllowed("CONNECT"));
-        }
-        // HTTP/1.1 requires exactly one Host (RFC 9112 §3.2); a request with none or two is
-        // ambiguous about where it is going, the stuff request smuggling is made of.
-        if req.version() == Version::HTTP_11 && req.headers().get_all(HOST).iter().count() != 1 {
-            return Err(ProxyError::BadRequest("an HTTP/1.1 request needs exactly one Host header".into()));
-        }
+        Self::refuse_ambiguous(req.method(), req.version(), req.headers())?;
         let upgrade = req.version() == Version::HTTP_11 && headers::is_upgrade_request(req.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
 
         let (mut parts, body) = req.into_parts();
+        self.prepare(&mut parts, upgrade, ctx)?;
+        let up_req = Request::from_parts(parts, body);
+        let resp = self.answer(tokio::time::timeout(self.header_timeout, self.client.request(up_req)).await)?;
+
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            match client_upgrade {
+                Some(client_upgrade) => return Ok(self.splice_upgrade(resp, client_upgrade)),
+                // Never switch protocols for a client that did not ask (or cannot: HTTP/1.0, HTTP/2).
+                None => return Err(ProxyError::UnexpectedUpgrade { upstream: self.display.clone() }),
+            }
+        }
+        let (mut parts, body) = resp.into_parts();
+        headers::strip_hop_by_hop(&mut parts.headers, false);
+        Ok(Response::from_parts(parts, stream(body)))
+    }
+
+    /// Requests that are not for Jellyfin or are ambiguous about where they go: CONNECT, and
+    /// HTTP/1.1 without exactly one Host (RFC 9112 §3.2), the stuff request smuggling is made of.
+    fn refuse_ambiguous(method: &http::Method, version: Version, headers: &http::HeaderMap) -> Result<(), ProxyError> {
+        if method == http::Method::CONNECT {
+            return Err(ProxyError::MethodNotAllowed("CONNECT"));
+        }
+        if version == Version::HTTP_11 && headers.get_all(HOST).iter().count() != 1 {
+            return Err(ProxyError::BadRequest("an HTTP/1.1 request needs exactly one Host header".into()));
+        }
+        Ok(())
+    }
+
+    /// Forward a request whose body was read already (`body`: the bytes as received), with the
+    /// same header rules as [`Upstream::forward`]; the body length is set from the bytes.
+    pub async fn forward_bytes(&self, mut parts: http::request::Parts, body: Bytes, ctx: &RequestContext) -> Result<Response<Body>, ProxyError> {
+        Self::refuse_ambiguous(&parts.method, parts.version, &parts.headers)?;
+        self.prepare(&mut parts, false, ctx)?;
+        parts.headers.remove(http::header::TRANSFER_ENCODING);
+        parts.headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        let up_req = Request::from_parts(parts, Full::new(body));
+        let resp = self.answer(tokio::time::timeout(self.header_timeout, self.buffered.request(up_req)).await)?;
+        let (mut parts, body) = resp.into_parts();
+        headers::strip_hop_by_hop(&mut parts.headers, false);
+        Ok(Response::from_parts(parts, stream(body)))
+    }
+
+    /// The header rules and Jellyfin's address, applied to a request about to be forwarded.
+    fn prepare(&self, parts: &mut http::request::Parts, upgrade: bool, ctx: &RequestContext) -> Result<(), ProxyError> {
         let host = headers::original_host(&parts.headers, &parts.uri, parts.version);
         headers::strip_hop_by_hop(&mut parts.headers, upgrade);
         headers::join_cookies(&mut parts.headers);
@@ -88,27 +131,22 @@ impl Upstream {
             .build()
             .map_err(|e| ProxyError::BadRequest(e.to_string()))?;
         parts.version = Version::HTTP_11;
-        let up_req = Request::from_parts(parts, body);
+        Ok(())
+    }
 
-        let resp = match tokio::time::timeout(self.header_timeout, self.client.request(up_req)).await {
-            Err(_) => return Err(ProxyError::Timeout { upstream: self.display.clone(), timeout: self.header_timeout }),
-            Ok(Err(source)) if source.is_connect() => return Err(ProxyError::Unreachable { upstream: self.display.clone(), source }),
+    /// Jellyfin's response headers, or why there are none.
+    fn answer(
+        &self,
+        r: Result<Result<Response<Incoming>, hyper_util::client::legacy::Error>, tokio::time::error::Elapsed>,
+    ) -> Result<Response<Incoming>, ProxyError> {
+        match r {
+            Err(_) => Err(ProxyError::Timeout { upstream: self.display.clone(), timeout: self.header_timeout }),
+            Ok(Err(source)) if source.is_connect() => Err(ProxyError::Unreachable { upstream: self.display.clone(), source }),
             // The client's own body broke (e.g. malformed chunked encoding): its fault, a 400.
-            Ok(Err(source)) if client_body_failed(&source) => return Err(ProxyError::BadRequest("the request body was malformed or cut off".into())),
-            Ok(Err(source)) => return Err(ProxyError::Upstream { upstream: self.display.clone(), source }),
-            Ok(Ok(r)) => r,
-        };
-
-        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-            match client_upgrade {
-                Some(client_upgrade) => return Ok(self.splice_upgrade(resp, client_upgrade)),
-                // Never switch protocols for a client that did not ask (or cannot: HTTP/1.0, HTTP/2).
-                None => return Err(ProxyError::UnexpectedUpgrade { upstream: self.display.clone() }),
-            }
+            Ok(Err(source)) if client_body_failed(&source) => Err(ProxyError::BadRequest("the request body was malformed or cut off".into())),
+            Ok(Err(source)) => Err(ProxyError::Upstream { upstream: self.display.clone(), source }),
+            Ok(Ok(r)) => Ok(r),
         }
-        let (mut parts, body) = resp.into_parts();
-        headers::strip_hop_by_hop(&mut parts.headers, false);
-        Ok(Response::from_parts(parts, stream(body)))
     }
 
     /// Answer 101 to the client and copy bytes between the two upgraded connections.
@@ -134,7 +172,8 @@ impl Upstream {
         Response::from_parts(parts, crate::body::empty())
     }
 
-    /// A quick GET of Jellyfin's public info, for the health endpoint.
+    /// A quick GET of Jellyfin's public info, for the health endpoint, through the pool (a
+    /// health check must not open a connection per call).
     pub async fn probe(&self, timeout: Duration) -> Result<StatusCode, String> {
         let uri = Uri::builder()
             .scheme(self.scheme.clone())
@@ -142,20 +181,12 @@ impl Upstream {
             .path_and_query("/System/Info/Public")
             .build()
             .map_err(|e| e.to_string())?;
-        // The pooled client is typed for streamed request bodies, so probe with a one-off client.
-        let client: Client<_, http_body_util::Empty<bytes::Bytes>> = Client::builder(TokioExecutor::new()).build(self.client_connector());
-        match tokio::time::timeout(timeout, client.get(uri)).await {
+        let req = Request::get(uri).body(Full::new(Bytes::new())).map_err(|e| e.to_string())?;
+        match tokio::time::timeout(timeout, self.buffered.request(req)).await {
             Err(_) => Err(format!("no answer within {timeout:?}")),
             Ok(Err(e)) => Err(crate::error::error_chain(&e)),
             Ok(Ok(r)) => Ok(r.status()),
         }
-    }
-
-    fn client_connector(&self) -> HttpsConnector<HttpConnector> {
-        let mut http = HttpConnector::new();
-        http.set_connect_timeout(Some(Duration::from_secs(2)));
-        http.enforce_http(false);
-        hyper_rustls::HttpsConnectorBuilder::new().with_webpki_roots().https_or_http().enable_http1().wrap_connector(http)
     }
 
     pub fn display(&self) -> &str {
@@ -167,12 +198,9 @@ impl Upstream {
 fn client_body_failed(e: &hyper_util::client::legacy::Error) -> bool {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
     while let Some(err) = cur {
+        // "error from user's Body stream": the request body is the client's, streamed.
         if let Some(h) = err.downcast_ref::<hyper::Error>() {
-            if h.is_user() || h.is_incomplete_message() || h.is_parse() {
-                // `is_user` covers "error from user's Body stream": our request body is the
-                // client's body, streamed.
-                return h.is_user();
-            }
+            return h.is_user();
         }
         cur = err.source();
     }

@@ -5,7 +5,8 @@
 //! client's device id (`_deviceId2`, in jellyfin-web's own format), POSTs the device and the
 //! handle to `/sso/{mode}/Auth/{provider}`, merges the returned token into
 //! `jellyfin_credentials` the way jellyfin-web stores servers, turns on auto-login, and opens
-//! `/web/index.html`. Without JavaScript it says so.
+//! `/web/index.html` (or `/sso/link` for a device-linking sign-in: where to go is fixed by the
+//! flow when it starts). Without JavaScript it says so.
 
 use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, REFERRER_POLICY};
 use http::{Response, StatusCode};
@@ -27,6 +28,8 @@ pub struct Completion<'a> {
     pub server_name: &'a str,
     pub app_version: &'a str,
     pub linking: bool,
+    /// Where to go once signed in, under the base path (`/web/index.html` or `/sso/link`).
+    pub next: &'a str,
 }
 
 /// JSON that is safe inside a `<script type="application/json">` element.
@@ -75,7 +78,7 @@ const SCRIPT: &str = r#"
       if (!found) { creds.Servers.push(entry); }
       localStorage.setItem('jellyfin_credentials', JSON.stringify(creds));
       localStorage.setItem('enableAutoLogin', 'true');
-      location.replace(cfg.base + '/web/index.html');
+      location.replace(cfg.base + cfg.next);
     })
     .catch(function () { fail('The server could not be reached. Try again.'); });
 })();
@@ -93,6 +96,7 @@ pub fn page(c: &Completion<'_>) -> Response<Body> {
         "appVersion": c.app_version,
         "base": c.base_path,
         "linking": c.linking,
+        "next": c.next,
     });
     let html = format!(
         r#"<!doctype html><html lang=en><head><meta charset=utf-8><meta name=viewport content="width=device-width"><title>Signing in…</title>

@@ -55,6 +55,12 @@ pub enum SsoError {
     LinkedElsewhere(String),
     #[error("single sign-on needs jellyfin.api_key in proxy.yaml")]
     NoApiKey,
+    /// A form without the anti-CSRF field of this browser's session (or without a session).
+    #[error("anti-CSRF field missing or not this session's")]
+    Csrf,
+    /// A guessing limit was reached; the response carries `Retry-After`.
+    #[error("too many wrong attempts; retry after {retry_after} s")]
+    TooManyAttempts { retry_after: u64 },
     #[error(transparent)]
     Jellyfin(#[from] JellyfinError),
 }
@@ -94,6 +100,8 @@ impl HttpError for SsoError {
             SsoError::NoApiKey => StatusCode::SERVICE_UNAVAILABLE,
             SsoError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             SsoError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            SsoError::Csrf => StatusCode::FORBIDDEN,
+            SsoError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             SsoError::Jellyfin(e) => e.status(),
         }
     }
@@ -117,12 +125,15 @@ impl HttpError for SsoError {
             SsoError::NoApiKey => "Single sign-on is not set up",
             SsoError::TooLarge(_) => "Too large",
             SsoError::BodyTimeout(_) => "Too slow",
+            SsoError::Csrf => "This form has expired",
+            SsoError::TooManyAttempts { .. } => "Too many attempts",
             SsoError::Jellyfin(e) => e.title(),
         }
     }
     fn retry_after(&self) -> Option<std::time::Duration> {
         match self {
             SsoError::TooManyStarts { retry_after, .. } => Some(*retry_after),
+            SsoError::TooManyAttempts { retry_after } => Some(std::time::Duration::from_secs(*retry_after)),
             SsoError::Busy(_) | SsoError::ReplayCacheFull => Some(std::time::Duration::from_secs(60)),
             _ => None,
         }
@@ -160,6 +171,8 @@ impl HttpError for SsoError {
             SsoError::NoApiKey => "The administrator has not given the proxy a Jellyfin API key yet.".into(),
             SsoError::TooLarge(n) => format!("The request is larger than the {n} bytes this address accepts."),
             SsoError::BodyTimeout(_) => "The request took too long to arrive. Try again.".into(),
+            SsoError::Csrf => "This form does not belong to your current sign-in. Open the page again and retry.".into(),
+            SsoError::TooManyAttempts { retry_after } => format!("Too many wrong attempts. Wait {} minute(s) and try again.", retry_after.div_ceil(60)),
             SsoError::Jellyfin(e) => e.public_message(),
         }
     }

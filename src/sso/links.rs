@@ -7,6 +7,8 @@
 //! - `POST /sso/Unregister/{username}`: hand the user back to another authentication
 //!   provider and drop their links. The links are removed first, so a storage failure
 //!   leaves Jellyfin untouched.
+//! - Removing a user's last link, or Unregister, revokes their app passwords (and signs out
+//!   the devices those minted).
 
 use std::collections::BTreeMap;
 
@@ -47,6 +49,10 @@ impl Sso {
         if self.state.durable.remove_link(protocol.as_str(), provider, user, subject).await? == 0 {
             return Err(SsoError::NotFoundWhat("no such link".into()));
         }
+        // App passwords belong to SSO users: the last link takes them along.
+        if self.state.durable.links_of_user(user).await?.is_empty() {
+            self.revoke_all_app_passwords(user).await?;
+        }
         Ok(json_ok(&serde_json::json!({})))
     }
 
@@ -58,6 +64,7 @@ impl Sso {
         }
         let user = self.jellyfin.find_user_by_name(username).await?.ok_or_else(|| SsoError::NotFoundWhat(format!("no Jellyfin user {username}")))?;
         self.state.durable.remove_links_of_user(&user.id).await?;
+        self.revoke_all_app_passwords(&user.id).await?;
         self.jellyfin.update_policy(&user.id, |p| p.authentication_provider_id = provider.trim().to_string()).await?;
         tracing::info!(user = %user.name, "user unregistered from SSO");
         Ok(json_ok(&serde_json::json!({})))

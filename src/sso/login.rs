@@ -35,12 +35,45 @@ use crate::state::{looks_like_token, random_token, Kind};
 /// How long the completion page has to call `Auth`.
 const COMPLETION_TTL: Duration = Duration::from_secs(120);
 
+/// Where the completion page goes once signed in: fixed when the flow starts (by the start
+/// endpoint used), never taken from the request that finishes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Next {
+    /// Jellyfin's web client (`/web/index.html`).
+    #[default]
+    WebClient,
+    /// The device-linking page (`/sso/link`).
+    DeviceLink,
+}
+
+impl Next {
+    /// The path (under the base path) the completion page opens.
+    pub fn path(self) -> &'static str {
+        match self {
+            Next::WebClient => "/web/index.html",
+            Next::DeviceLink => "/sso/link",
+        }
+    }
+}
+
 /// A login between start and callback: each protocol's own state.
 #[derive(Serialize, Deserialize)]
 pub enum PendingFlow {
-    Oidc { provider: String, linking: bool, auth: AuthRequest },
+    Oidc {
+        provider: String,
+        linking: bool,
+        auth: AuthRequest,
+        #[serde(default)]
+        next: Next,
+    },
     /// `tracker`: the library's LoginTracker (request id, IdP, ACS, pinned certificates), sealed.
-    Saml { provider: String, linking: bool, tracker: String },
+    Saml {
+        provider: String,
+        linking: bool,
+        tracker: String,
+        #[serde(default)]
+        next: Next,
+    },
 }
 
 impl PendingFlow {
@@ -58,6 +91,11 @@ impl PendingFlow {
     pub fn linking(&self) -> bool {
         match self {
             PendingFlow::Oidc { linking, .. } | PendingFlow::Saml { linking, .. } => *linking,
+        }
+    }
+    pub fn next(&self) -> Next {
+        match self {
+            PendingFlow::Oidc { next, .. } | PendingFlow::Saml { next, .. } => *next,
         }
     }
 }
@@ -81,6 +119,11 @@ fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, SsoError> {
 impl Sso {
     /// `GET /sso/{OID,SAML}/start/{p}[?isLinking=true]`.
     pub(super) async fn begin(&self, provider: Provider, linking: bool, ctx: &RequestContext) -> Result<Response<Body>, SsoError> {
+        self.begin_for(provider, linking, Next::WebClient, ctx).await
+    }
+
+    /// [`Sso::begin`], with where the completion page goes afterwards.
+    pub(super) async fn begin_for(&self, provider: Provider, linking: bool, next: Next, ctx: &RequestContext) -> Result<Response<Body>, SsoError> {
         // Refuse before anything is sent to the identity provider: first one client's share,
         // then the global cap, so one client cannot lock everyone else out.
         let window = self.config.sso.flow_ttl;
@@ -105,12 +148,12 @@ impl Sso {
             Provider::Oidc(p) => {
                 let auth = AuthRequest::new_random();
                 let url = p.authorization_url(&id, &auth).await.map_err(|e| SsoError::IdpUnavailable { provider: name.clone(), detail: e.to_string() })?;
-                (url.to_string(), PendingFlow::Oidc { provider: name.clone(), linking, auth })
+                (url.to_string(), PendingFlow::Oidc { provider: name.clone(), linking, auth, next })
             }
             Provider::Saml(idp) => {
                 let (url, tracker) = idp.start(&id).map_err(|e| super::saml_login::saml_error(&name, e))?;
                 let sealed = tracker.to_payload().seal(&self.seal_key).map_err(|e| SsoError::Storage(format!("cannot seal the SAML tracker: {e}")))?;
-                (url, PendingFlow::Saml { provider: name.clone(), linking, tracker: sealed })
+                (url, PendingFlow::Saml { provider: name.clone(), linking, tracker: sealed, next })
             }
         };
         self.state.ephemeral.put_once(Kind::Flow, &id, &browser, self.config.sso.flow_ttl, encode(&flow)).await?;
@@ -141,7 +184,7 @@ impl Sso {
     }
 
     /// A verified identity: role gate, then the completion page.
-    pub(super) async fn conclude(&self, provider: &Provider, identity: Identity, linking: bool, browser: &str) -> Result<Response<Body>, SsoError> {
+    pub(super) async fn conclude(&self, provider: &Provider, identity: Identity, linking: bool, next: Next, browser: &str) -> Result<Response<Body>, SsoError> {
         let grants = identity::decide(&identity.roles, provider.grants());
         if !grants.allowed {
             return Err(SsoError::NotAllowed { provider: provider.name().to_string(), username: identity.username });
@@ -160,6 +203,7 @@ impl Sso {
             server_name: &server_name,
             app_version: &version,
             linking,
+            next: next.path(),
         }))
     }
 
@@ -185,6 +229,8 @@ impl Sso {
             device_id: device.device_id.clone(),
             protocol: provider.protocol().as_str().into(),
             provider: provider.name().into(),
+            identity: Some(pending.identity.clone()),
+            grants: Some(pending.grants.clone()),
         };
         let set = self.sessions.create(&session).await?;
         r.headers_mut().insert(SET_COOKIE, set);

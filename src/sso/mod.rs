@@ -12,10 +12,20 @@
 //! - Providers of both protocols and both sources: [`registry`].
 //! - Jellyfin's own login page (buttons, CSS) and the provider picker at `/sso/`: [`login_page`].
 //! - Administration: [`callers`] (who may call), [`admin`] (providers), [`links`].
+//! - Apps that cannot do a browser login: [`device_link`] (a Quick Connect code entered at
+//!   `/sso/link`), [`app_passwords`], and Jellyfin's password endpoints guarded before they
+//!   are forwarded ([`password_login`], [`brute_force`]); guessing limits in [`attempts`],
+//!   keyed hashes in [`mac`].
 
 pub mod admin;
+pub mod app_passwords;
+pub mod app_passwords_page;
+pub mod attempts;
+pub mod brute_force;
 pub mod callers;
 pub mod complete;
+pub mod device_link;
+pub mod device_link_page;
 pub mod error;
 pub mod http;
 pub mod identity;
@@ -23,8 +33,10 @@ pub mod linking_page;
 pub mod links;
 pub mod login;
 pub mod login_page;
+pub mod mac;
 pub mod oidc;
 pub mod oidc_login;
+pub mod password_login;
 pub mod provision;
 pub mod registry;
 pub mod replay;
@@ -64,6 +76,10 @@ pub struct Sso {
     replay: replay::AssertionReplay,
     /// Seals the SAML library's login trackers while they wait in the ephemeral state.
     seal_key: [u8; 32],
+    /// Wrong Quick Connect codes at `/sso/link` (per session and per client address).
+    link_guard: attempts::Attempts,
+    /// The brute-force guard of Jellyfin's password endpoints.
+    pub password_guard: brute_force::Guard,
 }
 
 /// An HTTP client for identity providers: no redirects followed, bounded time.
@@ -92,6 +108,8 @@ impl Sso {
             sessions: Sessions::new(state.ephemeral.clone(), config.sso.session_ttl, config.public_url.origin()),
             callers: Callers::new(jellyfin.clone(), state.ephemeral.clone()),
             replay: replay::AssertionReplay::new(state.ephemeral.clone()),
+            link_guard: device_link::guard(state.ephemeral.clone()),
+            password_guard: brute_force::Guard::new(state.ephemeral.clone()),
             jellyfin,
             state,
             config,
@@ -169,6 +187,11 @@ impl Sso {
                 self.unregister(&username, req).await
             }
             SsoRoute::Picker => Ok(self.picker_page()),
+            SsoRoute::DeviceLinkPage => self.link_page(ctx).await,
+            SsoRoute::DeviceLinkSubmit => self.link_submit(req, ctx).await,
+            SsoRoute::DeviceLinkStart { protocol, provider } => self.link_start(protocol, &provider, ctx).await,
+            SsoRoute::DeviceLinkQr => self.link_qr(),
+            SsoRoute::AppPasswords | SsoRoute::AppPasswordDelete { .. } => self.app_passwords(route, req, ctx).await,
             SsoRoute::Health | SsoRoute::LinkingPage | SsoRoute::Unknown => Err(SsoError::NotFound),
         }
     }

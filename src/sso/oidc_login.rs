@@ -22,7 +22,7 @@ impl Sso {
         let q = query_map(req);
         let state = q.get("state").ok_or(SsoError::MissingState)?;
         let browser = ctx.cookies.flow.as_deref();
-        let PendingFlow::Oidc { linking, auth, .. } = self.take_flow(state, browser, &provider).await? else {
+        let PendingFlow::Oidc { linking, auth, next, .. } = self.take_flow(state, browser, &provider).await? else {
             return Err(SsoError::MissingState);
         };
         if let Some(error) = q.get("error") {
@@ -39,7 +39,7 @@ impl Sso {
             other => SsoError::IdpUnavailable { provider: name.into(), detail: other.to_string() },
         })?;
         let identity = oidc_identity(oidc, &claims)?;
-        self.conclude(&provider, identity, linking, browser.unwrap_or_default()).await
+        self.conclude(&provider, identity, linking, next, browser.unwrap_or_default()).await
     }
 }
 

@@ -109,6 +109,11 @@ impl Provisioner {
 
     /// Record a Jellyfin session minted for `who` on `device`, so it can be listed and revoked.
     pub async fn record(&self, who: &Identity, user_id: &str, device: &DeviceInfo, how: How) -> Result<(), SsoError> {
+        self.record_with(who, user_id, device, how, None).await
+    }
+
+    /// [`Provisioner::record`], naming the app password that minted the session.
+    pub async fn record_with(&self, who: &Identity, user_id: &str, device: &DeviceInfo, how: How, app_password_id: Option<String>) -> Result<(), SsoError> {
         let mint = MintedSession {
             user_id: user_id.to_string(),
             device_id: device.device_id.clone(),
@@ -123,7 +128,7 @@ impl Provisioner {
             device_name: Some(device.device.clone()),
             minted_at: now_secs(),
             last_validated: None,
-            app_password_id: None,
+            app_password_id,
         };
         self.durable.record_mint(mint).await.map_err(|e| {
             tracing::error!(error = %e, device = %device.device_id, "a minted Jellyfin session could not be recorded");

@@ -47,6 +47,18 @@ pub enum SsoRoute {
     Unlink { protocol: Protocol, provider: String, user: String, subject: String },
     /// `POST /sso/Unregister/{username}`.
     Unregister { username: String },
+    /// `GET /sso/link`: device linking (a Quick Connect code), see `device_link`.
+    DeviceLinkPage,
+    /// `POST /sso/link`.
+    DeviceLinkSubmit,
+    /// `GET /sso/link/start/{OID,SAML}/{p}`: a login that returns to `/sso/link`.
+    DeviceLinkStart { protocol: Protocol, provider: String },
+    /// `GET /sso/link/qr.svg`.
+    DeviceLinkQr,
+    /// `GET|POST /sso/app-passwords`: list (JSON or page) and create.
+    AppPasswords,
+    /// `DELETE /sso/app-passwords/{id}`.
+    AppPasswordDelete { id: String },
     /// Under `/sso/` but no such endpoint (or a malformed mode).
     Unknown,
 }
@@ -82,6 +94,19 @@ impl SsoRoute {
         Some(match (l.as_slice(), protocol) {
             (["health"], _) if get || method == Method::HEAD => SsoRoute::Health,
             ([""], _) if get => SsoRoute::Picker,
+            (["link"], _) if get => SsoRoute::DeviceLinkPage,
+            (["link"], _) if post => SsoRoute::DeviceLinkSubmit,
+            (["link", "qr.svg"], _) if get => SsoRoute::DeviceLinkQr,
+            (["link", "start", mode, _], _) if get => {
+                let protocol = match *mode {
+                    "oid" => Protocol::Oidc,
+                    "saml" => Protocol::Saml,
+                    _ => return None,
+                };
+                SsoRoute::DeviceLinkStart { protocol, provider: arg(3) }
+            }
+            (["app-passwords"], _) if get || post => SsoRoute::AppPasswords,
+            (["app-passwords", _], _) if method == Method::DELETE => SsoRoute::AppPasswordDelete { id: arg(1) },
             (["unregister", _], _) if post => SsoRoute::Unregister { username: arg(1) },
             ([_, "start" | "p", _], Some(protocol)) if get => SsoRoute::Start { protocol, provider: arg(2) },
             (["oid", "redirect" | "r", _], _) if get => SsoRoute::OidcCallback { provider: arg(2) },
@@ -109,7 +134,7 @@ fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
 
 /// Percent-decode one path segment, as ASP.NET does for route values (invalid escapes
 /// are kept as they are).
-fn decode(seg: &str) -> String {
+pub(crate) fn decode(seg: &str) -> String {
     let bytes = seg.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -156,6 +181,18 @@ mod tests {
         assert_eq!(p(Method::POST, "/sso/Unregister/jane%20doe"), Some(SsoRoute::Unregister { username: "jane doe".into() }));
         assert_eq!(p(Method::GET, "/sso/xyz/Get"), Some(SsoRoute::Unknown), "an unknown mode is ours but nothing");
         assert_eq!(p(Method::POST, "/sso/OID/GetNames"), Some(SsoRoute::Unknown), "wrong method");
+    }
+
+    #[test]
+    fn device_link_and_app_password_routes() {
+        assert_eq!(p(Method::GET, "/sso/link"), Some(SsoRoute::DeviceLinkPage));
+        assert_eq!(p(Method::POST, "/SSO/Link/"), Some(SsoRoute::DeviceLinkSubmit));
+        assert_eq!(p(Method::GET, "/sso/link/QR.svg"), Some(SsoRoute::DeviceLinkQr));
+        assert_eq!(p(Method::GET, "/sso/link/start/SAML/c%20d"), Some(SsoRoute::DeviceLinkStart { protocol: Protocol::Saml, provider: "c d".into() }));
+        assert_eq!(p(Method::GET, "/sso/link/start/x/c"), Some(SsoRoute::Unknown));
+        assert_eq!(p(Method::POST, "/sso/app-passwords"), Some(SsoRoute::AppPasswords));
+        assert_eq!(p(Method::DELETE, "/sso/App-Passwords/ab"), Some(SsoRoute::AppPasswordDelete { id: "ab".into() }));
+        assert_eq!(p(Method::PUT, "/sso/link"), Some(SsoRoute::Unknown));
     }
 
     #[test]

@@ -29,7 +29,7 @@ impl Sso {
         let form = read_form(req, saml::MAX_ACS_BODY).await?;
         let relay = form.get("RelayState").ok_or(SsoError::MissingState)?;
         let response = form.get("SAMLResponse").ok_or_else(|| SsoError::BadRequest("the POST has no SAMLResponse".into()))?;
-        let PendingFlow::Saml { linking, tracker, .. } = self.take_flow(relay, browser.as_deref(), &provider).await? else {
+        let PendingFlow::Saml { linking, tracker, next, .. } = self.take_flow(relay, browser.as_deref(), &provider).await? else {
             return Err(SsoError::MissingState);
         };
         let tracker = self.open_tracker(&tracker)?;
@@ -39,7 +39,7 @@ impl Sso {
             .map_err(|e| SsoError::Storage(format!("SAML verification task failed: {e}")))?
             .map_err(|e| saml_error(&name, e))?;
         let identity = saml_identity(idp, &asserted)?;
-        let mut page = self.conclude(&provider, identity, linking, browser.as_deref().unwrap_or_default()).await?;
+        let mut page = self.conclude(&provider, identity, linking, next, browser.as_deref().unwrap_or_default()).await?;
         // The cross-site cookie has done its job.
         page.headers_mut().append(SET_COOKIE, cookie::clear(cookie::SAML_FLOW, SameSite::None));
         Ok(page)

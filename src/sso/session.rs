@@ -1,5 +1,7 @@
 //! The proxy's own browser session, set after a login: it lets plain browser navigations
-//! (a GET or HEAD that carries no Jellyfin credentials) reach Jellyfin with the user's token.
+//! (a GET or HEAD that carries no Jellyfin credentials) reach Jellyfin with the user's token,
+//! and it signs the person in at `/sso/link` and `/sso/app-passwords` (it keeps the login's
+//! identity and grants, so device linking resolves the user exactly as the login did).
 //!
 //! The cookie (`__Host-jsp-session`: Secure, HttpOnly, SameSite=Strict, with an expiry) holds
 //! a random id; the ephemeral state keys the session by its SHA-256, so a memory dump holds
@@ -20,6 +22,7 @@ use http::header::{HeaderValue, AUTHORIZATION};
 use http::{HeaderMap, Method, Uri};
 use serde::{Deserialize, Serialize};
 
+use super::identity::{Grants, Identity};
 use crate::cookie::{self, Cookies, SameSite};
 use crate::jellyfin::credentials::has_credentials;
 use crate::state::{digest, looks_like_token, random_token, Ephemeral, Kind, StateError};
@@ -33,6 +36,12 @@ pub struct BrowserSession {
     pub device_id: String,
     pub protocol: String,
     pub provider: String,
+    /// The verified identity and its grants, so `/sso/link` can resolve the Jellyfin user
+    /// exactly as the login did (absent in sessions made before this field existed).
+    #[serde(default)]
+    pub identity: Option<Identity>,
+    #[serde(default)]
+    pub grants: Option<Grants>,
 }
 
 pub struct Sessions {
@@ -67,6 +76,13 @@ impl Sessions {
         let value = serde_json::to_vec(session).expect("session serializes");
         self.ephemeral.set(Kind::Session, &digest(&id), value, self.ttl).await?;
         Ok(cookie::set(cookie::SESSION, &id, SameSite::Strict, self.ttl))
+    }
+
+    /// The browser session of these cookies, with its cookie value (the session id).
+    pub async fn current(&self, cookies: &Cookies) -> Result<Option<(String, BrowserSession)>, StateError> {
+        let Some(id) = cookies.session.as_deref().filter(|c| looks_like_token(c)) else { return Ok(None) };
+        let found = self.ephemeral.get(Kind::Session, &digest(id)).await?;
+        Ok(found.and_then(|b| serde_json::from_slice::<BrowserSession>(&b).ok()).map(|s| (id.to_string(), s)))
     }
 
     /// The token to inject for this request, if any.
@@ -113,7 +129,7 @@ mod tests {
     #[tokio::test]
     async fn injects_only_for_credential_less_get_with_session() {
         let s = Sessions::new(Arc::new(MemoryEphemeral::new(Caps::default())), Duration::from_secs(60), "https://media.example".into());
-        let session = BrowserSession { token: "tok".into(), user_id: "u".into(), device_id: "d".into(), protocol: "oid".into(), provider: "p".into() };
+        let session = BrowserSession { token: "tok".into(), user_id: "u".into(), device_id: "d".into(), protocol: "oid".into(), provider: "p".into(), identity: None, grants: None };
         let set = s.create(&session).await.unwrap();
         let set = set.to_str().unwrap();
         assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.contains("Secure"));

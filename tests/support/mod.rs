@@ -4,6 +4,7 @@
 //! certificates.
 #![allow(dead_code)]
 
+pub mod apps;
 pub mod browser;
 pub mod hostile_op;
 pub mod oidc_provider;

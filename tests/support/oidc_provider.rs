@@ -49,13 +49,13 @@ pub fn ensure_node_modules() {
     static DONE: OnceLock<()> = OnceLock::new();
     DONE.get_or_init(|| {
         let dir = idp_dir();
-        let wanted = ["oidc-provider", "playwright-core", "samlify"];
+        let wanted = ["oidc-provider", "playwright-core", "samlify", "@jellyfin/sdk"];
         if wanted.iter().all(|m| dir.join("node_modules").join(m).exists()) {
             return;
         }
         let status = std::process::Command::new("flock")
             .arg(dir.join(".npm-install.lock"))
-            .args(["sh", "-c", "[ -d node_modules/oidc-provider ] && [ -d node_modules/playwright-core ] && [ -d node_modules/samlify ] || npm ci --no-audit --no-fund --loglevel=error"])
+            .args(["sh", "-c", "[ -d node_modules/oidc-provider ] && [ -d node_modules/playwright-core ] && [ -d node_modules/samlify ] && [ -d node_modules/@jellyfin/sdk ] || npm ci --no-audit --no-fund --loglevel=error"])
             .current_dir(&dir)
             .status()
             .expect("flock and npm must be installed (tests/run.sh installs them)");

@@ -123,6 +123,48 @@ fn valid_username(name: &str, v: Version) -> bool {
         && !(v.at_least(12, 0) && (name == "." || name == ".."))
 }
 
+/// `SessionManager.AuthenticateNewSession` → `UserManager.AuthenticateUser` for `name` and `pw`,
+/// as the requesting device (`auth`).
+fn authenticate(g: &mut Inner, auth: &crate::auth::AuthInfo, name: String, pw: String) -> Response<Body> {
+    let Some((client, device, device_id, version)) = auth.device_fields() else { return exception(StatusCode::BAD_REQUEST) };
+    if name.trim().is_empty() {
+        return exception(StatusCode::BAD_REQUEST); // GetUserByName: "Invalid username"
+    }
+    let Some(u) = g.user_by_name(&name).cloned() else {
+        return exception(StatusCode::UNAUTHORIZED); // "Invalid username or password entered."
+    };
+    // GetAuthenticationProviders: the user's provider among the enabled ones (only the
+    // default one here); none → InvalidAuthProvider, whose Authenticate always throws.
+    let default_provider = u.policy.get("AuthenticationProviderId").and_then(Value::as_str).is_some_and(|p| p.eq_ignore_ascii_case(DEFAULT_AUTH));
+    // DefaultAuthenticationProvider: no stored password accepts only an empty one.
+    let ok = default_provider && u.password.as_deref().map_or(pw.is_empty(), |p| p == pw);
+    // Checked before the outcome: "The {user} account is currently disabled." → 403.
+    if flag(&u.policy, "IsDisabled") {
+        return exception(StatusCode::FORBIDDEN);
+    }
+    let now = jellyfin_date(g.wall_now());
+    let user = g.user_mut(&u.id).unwrap();
+    if ok {
+        user.policy.insert("InvalidLoginAttemptCount".into(), json!(0));
+        user.last_login = Some(now.clone());
+        user.last_activity = Some(now);
+    } else {
+        // InvalidLoginAttemptCount++, and the lockout (LoginAttemptsBeforeLockout stored
+        // non-null, i.e. not -1) disables the account.
+        let count = user.policy.get("InvalidLoginAttemptCount").and_then(Value::as_i64).unwrap_or(0) + 1;
+        user.policy.insert("InvalidLoginAttemptCount".into(), json!(count));
+        let lock = user.policy.get("LoginAttemptsBeforeLockout").and_then(Value::as_i64).unwrap_or(-1);
+        if lock != -1 && count >= lock {
+            user.policy.insert("IsDisabled".into(), json!(true));
+        }
+        return exception(StatusCode::UNAUTHORIZED);
+    }
+    match open_session(g, &u.id, &device_id, &client, &device, &version) {
+        Ok(s) => json_resp(StatusCode::OK, &auth_result(g, &s)),
+        Err(status) => exception(status),
+    }
+}
+
 /// The endpoints of this module (see `server::route`); 404 for any other path under its prefix.
 pub(crate) fn route(g: &mut Inner, r: &Req) -> Response<Body> {
     let Req { method, segs, raw, query, headers, body, auth, caller, v, .. } = r;
@@ -131,45 +173,18 @@ pub(crate) fn route(g: &mut Inner, r: &Req) -> Response<Body> {
         // UserManager.AuthenticateUser (Jellyfin.Server.Implementations/Users/UserManager.cs).
         ("POST", ["users", "authenticatebyname"]) => {
             let b = try_resp!(json_body(headers, body, "request"));
-            let Some((client, device, device_id, version)) = auth.device_fields() else { return exception(StatusCode::BAD_REQUEST) };
-            let name = str_field(&b, "Username").unwrap_or_default();
-            let pw = str_field(&b, "Pw").unwrap_or_default();
-            if name.trim().is_empty() {
-                return exception(StatusCode::BAD_REQUEST); // GetUserByName: "Invalid username"
-            }
-            let Some(u) = g.user_by_name(&name).cloned() else {
-                return exception(StatusCode::UNAUTHORIZED); // "Invalid username or password entered."
-            };
-            // GetAuthenticationProviders: the user's provider among the enabled ones (only the
-            // default one here); none → InvalidAuthProvider, whose Authenticate always throws.
-            let default_provider = u.policy.get("AuthenticationProviderId").and_then(Value::as_str).is_some_and(|p| p.eq_ignore_ascii_case(DEFAULT_AUTH));
-            // DefaultAuthenticationProvider: no stored password accepts only an empty one.
-            let ok = default_provider && u.password.as_deref().map_or(pw.is_empty(), |p| p == pw);
-            // Checked before the outcome: "The {user} account is currently disabled." → 403.
-            if flag(&u.policy, "IsDisabled") {
-                return exception(StatusCode::FORBIDDEN);
-            }
-            let now = jellyfin_date(g.wall_now());
-            let user = g.user_mut(&u.id).unwrap();
-            if ok {
-                user.policy.insert("InvalidLoginAttemptCount".into(), json!(0));
-                user.last_login = Some(now.clone());
-                user.last_activity = Some(now);
-            } else {
-                // InvalidLoginAttemptCount++, and the lockout (LoginAttemptsBeforeLockout stored
-                // non-null, i.e. not -1) disables the account.
-                let count = user.policy.get("InvalidLoginAttemptCount").and_then(Value::as_i64).unwrap_or(0) + 1;
-                user.policy.insert("InvalidLoginAttemptCount".into(), json!(count));
-                let lock = user.policy.get("LoginAttemptsBeforeLockout").and_then(Value::as_i64).unwrap_or(-1);
-                if lock != -1 && count >= lock {
-                    user.policy.insert("IsDisabled".into(), json!(true));
-                }
-                return exception(StatusCode::UNAUTHORIZED);
-            }
-            match open_session(g, &u.id, &device_id, &client, &device, &version) {
-                Ok(s) => json_resp(StatusCode::OK, &auth_result(g, &s)),
-                Err(status) => exception(status),
-            }
+            authenticate(g, auth, str_field(&b, "Username").unwrap_or_default(), str_field(&b, "Pw").unwrap_or_default())
+        }
+
+        // UserController.AuthenticateUser, obsolete (`[Obsolete("Authenticate with username
+        // instead")]`, 10.9–12.0): the password in `?pw=` ([FromQuery, Required]: missing → 400
+        // validation), the user by id (`NotFound("User not found")` → 404 JSON string), then
+        // exactly AuthenticateUserByName with that user's name.
+        ("POST", ["users", _, "authenticate"]) => {
+            let id = try_resp!(route_guid(raw[1]));
+            let Some(pw) = query.get("pw").cloned() else { return validation1("pw", "The pw field is required.") };
+            let Some(name) = g.user(&id).map(|u| u.name.clone()) else { return message(StatusCode::NOT_FOUND, "User not found") };
+            authenticate(g, auth, name, pw)
         }
 
         // UserController.GetUsers ([Authorize]): filtered by IsHidden / IsDisabled, ordered by name.
@@ -320,5 +335,23 @@ pub(crate) fn route(g: &mut Inner, r: &Req) -> Response<Body> {
             empty(StatusCode::NO_CONTENT)
         }
         _ => empty(StatusCode::NOT_FOUND),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::server::test_util::{add_user, call, inner, DEVICE};
+
+    #[test]
+    fn the_obsolete_authenticate_by_id_is_authenticate_by_name() {
+        let mut g = inner("10.10.7");
+        let id = add_user(&mut g, "ann", false);
+        // No stored password: only the empty one is accepted.
+        let (st, r) = call(&mut g, "POST", &format!("/Users/{id}/Authenticate?pw="), Some(DEVICE), None);
+        assert_eq!(st, 200, "{r}");
+        assert_eq!(r["User"]["Name"], "ann");
+        assert_eq!(call(&mut g, "POST", &format!("/Users/{id}/Authenticate?pw=wrong"), Some(DEVICE), None).0, 401);
+        assert_eq!(call(&mut g, "POST", &format!("/Users/{id}/Authenticate"), Some(DEVICE), None).0, 400, "pw is required");
+        assert_eq!(call(&mut g, "POST", "/Users/0123456789abcdef0123456789abcdef/Authenticate?pw=", Some(DEVICE), None).0, 404);
     }
 }

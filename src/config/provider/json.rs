@@ -88,6 +88,8 @@ impl GrantRules {
             "liveTvManagementRoles": self.live_tv_management_roles,
             "defaultProvider": self.default_provider.clone().unwrap_or_default(),
             "adoptExistingAdmins": self.adopt_existing_admins,
+            "appPasswords": self.app_passwords,
+            "maxAppPasswords": self.max_app_passwords,
         });
         match v {
             serde_json::Value::Object(m) => m,

@@ -41,6 +41,10 @@ pub struct GrantRules {
     /// Authentication provider for users the proxy creates (`defaultProvider`); `None` means
     /// password login is refused for them.
     pub default_provider: Option<String>,
+    /// Users of this provider may make app passwords (`appPasswords`, default off).
+    pub app_passwords: bool,
+    /// At most this many app passwords per user (`maxAppPasswords`, default 10).
+    pub max_app_passwords: u32,
 }
 
 /// One entry of `folderRoleMapping`: members of `role` see `folders`.

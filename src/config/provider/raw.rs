@@ -70,12 +70,14 @@ pub struct RawGrants {
     pub(super) live_tv_management_roles: Field<Vec<String>>,
     pub(super) default_provider: Field<String>,
     pub(super) adopt_existing_admins: Field<bool>,
+    pub(super) app_passwords: Field<bool>,
+    pub(super) max_app_passwords: Field<u32>,
 }
 
 const GRANT_KEYS: &[&str] = &[
     "enableAuthorization", "enableAllFolders", "enabledFolders", "adminRoles", "roles", "enableFolderRoles", "folderRoleMapping",
     "enableLiveTvRoles", "enableLiveTv", "enableLiveTvManagement", "liveTvRoles", "liveTvManagementRoles", "defaultProvider",
-    "adoptExistingAdmins",
+    "adoptExistingAdmins", "appPasswords", "maxAppPasswords",
 ];
 
 pub(super) fn known_keys(own: &[&'static str]) -> Vec<&'static str> {

@@ -16,6 +16,10 @@ use super::{GrantRules, OidcConfig, SamlConfig, TokenAuthMethod};
 use crate::config::field::{join, Field, Problems};
 use crate::config::secret;
 
+/// App passwords per user when `maxAppPasswords` is not set, and the most it may be set to.
+const DEFAULT_MAX_APP_PASSWORDS: u32 = 10;
+const MAX_APP_PASSWORDS_LIMIT: u32 = 100;
+
 impl RawGrants {
     fn validate(self, prefix: &str, p: &mut Problems) -> GrantRules {
         let f = |k: &str| join(prefix, k);
@@ -34,7 +38,12 @@ impl RawGrants {
             live_tv_management_roles: non_empty(p.take(&f("liveTvManagementRoles"), self.live_tv_management_roles, Vec::new())),
             adopt_existing_admins: p.take(&f("adoptExistingAdmins"), self.adopt_existing_admins, false),
             default_provider: opt_string(p, &f("defaultProvider"), self.default_provider),
+            app_passwords: p.take(&f("appPasswords"), self.app_passwords, false),
+            max_app_passwords: p.take(&f("maxAppPasswords"), self.max_app_passwords, DEFAULT_MAX_APP_PASSWORDS),
         };
+        if rules.max_app_passwords > MAX_APP_PASSWORDS_LIMIT {
+            p.push(f("maxAppPasswords"), format!("at most {MAX_APP_PASSWORDS_LIMIT} app passwords per user"));
+        }
         // Jellyfin refuses a policy whose folder ids are not Guids (UserPolicy.EnabledFolders is
         // Guid[]): catch that here instead of at someone's login.
         for (i, id) in rules.enabled_folders.iter().enumerate() {
