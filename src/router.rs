@@ -84,14 +84,29 @@ async fn serve(app: Arc<App>, mut req: Request<Incoming>, ctx: RequestContext) -
     let mut path = log_all.then(|| redacted_path(req.uri()));
     let uri = req.uri().clone();
 
-    let resp = match SsoRoute::parse(&method, uri.path(), app.config.public_url.base_path()) {
-        Some(SsoRoute::Health) => app.health().await,
-        Some(SsoRoute::LinkingPage) => app.sso.linking_page(),
-        Some(route) => app.sso.handle(route, req, &ctx).await,
-        None => {
+    let route = SsoRoute::parse(&method, uri.path(), app.config.public_url.base_path());
+    // A browser whose provider sign-out is still due goes through /sso/logout first.
+    let pending = match &route {
+        Some(SsoRoute::Logout | SsoRoute::Health) => None,
+        _ => app.sso.pending_provider_logout(&method, req.headers(), &ctx).await,
+    };
+    let resp = match (pending, route) {
+        (Some(r), _) => r,
+        (None, Some(SsoRoute::Health)) => app.health().await,
+        (None, Some(SsoRoute::LinkingPage)) => app.sso.linking_page(),
+        (None, Some(route)) => app.sso.handle(route, req, &ctx).await,
+        (None, None) => {
+            // The web client signing out with this browser's minted token: forwarded
+            // untouched, Jellyfin's answer passed back unchanged, the proxy's side ended after.
+            let signing_out = app.sso.web_client_signing_out(&method, &uri, req.headers(), &ctx).await;
             app.sso.sessions.inject(&method, req.headers_mut(), &uri, &ctx.cookies).await;
             match app.upstream.forward(req, &ctx).await {
-                Ok(r) => r,
+                Ok(r) => {
+                    if let Some(session) = signing_out.filter(|_| r.status().is_success()) {
+                        app.sso.web_client_signed_out(&ctx, session).await;
+                    }
+                    r
+                }
                 Err(e) => error::respond_as(&e, ctx.wants_json),
             }
         }

@@ -50,8 +50,29 @@ pub enum SsoError {
     LinkedElsewhere(String),
     #[error("single sign-on needs jellyfin.api_key in proxy.yaml")]
     NoApiKey,
+    #[error("logout from provider {provider} refused: {reason}")]
+    LogoutToken { provider: String, reason: LogoutTokenError },
     #[error(transparent)]
     Jellyfin(#[from] JellyfinError),
+}
+
+/// Why a back- or front-channel logout request was refused (nothing was revoked).
+#[derive(Debug, thiserror::Error)]
+pub enum LogoutTokenError {
+    #[error("no logout_token in the request")]
+    Missing,
+    #[error("the logout token is not a signed JWT")]
+    Malformed,
+    #[error("algorithm `{0}` is not accepted (asymmetric signatures only)")]
+    Algorithm(String),
+    #[error("the signing key is not among the provider's keys")]
+    UnknownKey,
+    #[error("the signature does not verify")]
+    Signature,
+    #[error("{0}")]
+    Claim(&'static str),
+    #[error("this logout token was already used (jti seen before)")]
+    Replayed,
 }
 
 impl From<TakeError> for SsoError {
@@ -87,6 +108,7 @@ impl HttpError for SsoError {
             SsoError::AdminNotAdopted(_) | SsoError::LinkedElsewhere(_) => StatusCode::FORBIDDEN,
             SsoError::NoApiKey => StatusCode::SERVICE_UNAVAILABLE,
             SsoError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            SsoError::LogoutToken { .. } => StatusCode::BAD_REQUEST,
             SsoError::Jellyfin(e) => e.status(),
         }
     }
@@ -108,6 +130,7 @@ impl HttpError for SsoError {
             SsoError::AdminNotAdopted(_) | SsoError::LinkedElsewhere(_) => "Account needs linking",
             SsoError::NoApiKey => "Single sign-on is not set up",
             SsoError::TooLarge(_) => "Too large",
+            SsoError::LogoutToken { .. } => "invalid_request",
             SsoError::Jellyfin(e) => e.title(),
         }
     }
@@ -140,6 +163,8 @@ impl HttpError for SsoError {
             }
             SsoError::NoApiKey => "The administrator has not given the proxy a Jellyfin API key yet.".into(),
             SsoError::TooLarge(n) => format!("The request is larger than the {n} bytes this address accepts."),
+            // What failed is no secret to the provider that sent it; the token is never echoed.
+            SsoError::LogoutToken { reason, .. } => format!("The logout request was refused: {reason}."),
             SsoError::Jellyfin(e) => e.public_message(),
         }
     }

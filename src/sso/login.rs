@@ -180,6 +180,7 @@ impl Sso {
             device_id: device.device_id.clone(),
             protocol: provider.protocol().as_str().into(),
             provider: provider.name().into(),
+            signed_out: None,
         };
         let set = self.sessions.create(&session).await?;
         r.headers_mut().insert(SET_COOKIE, set);

@@ -11,8 +11,13 @@
 //!   [`complete`]; the browser session in [`session`].
 //! - Providers of both protocols and both sources: [`registry`].
 //! - Administration: [`callers`] (who may call), [`admin`] (providers), [`links`].
+//! - The end of a session: [`logout`] (sign-out, the web client's sign-out),
+//!   [`backchannel`] (single logout from an OpenID Provider), [`revocation`] (ending minted
+//!   sessions, the max-age sweep), [`revalidate`] (refresh-token re-validation),
+//!   [`sessions_api`] (listing and revoking), [`token_crypto`] (tokens encrypted at rest).
 
 pub mod admin;
+pub mod backchannel;
 pub mod callers;
 pub mod complete;
 pub mod error;
@@ -21,15 +26,20 @@ pub mod identity;
 pub mod linking_page;
 pub mod links;
 pub mod login;
+pub mod logout;
 pub mod oidc;
 pub mod oidc_login;
 pub mod provision;
 pub mod registry;
 pub mod replay;
+pub mod revalidate;
+pub mod revocation;
 pub mod route;
 pub mod saml;
 pub mod saml_login;
 pub mod session;
+pub mod sessions_api;
+pub mod token_crypto;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -97,8 +107,10 @@ impl Sso {
         })
     }
 
-    /// Sweep expired flows, handles and sessions, forever.
+    /// Sweep expired flows, handles and sessions, forever; and, alongside, the session
+    /// lifecycle (max age, re-validation).
     pub async fn sweep_forever(self: Arc<Self>) {
+        tokio::spawn(self.clone().lifecycle_forever());
         let mut tick = tokio::time::interval(Duration::from_secs(30));
         loop {
             tick.tick().await;
@@ -160,6 +172,31 @@ impl Sso {
             SsoRoute::Unregister { username } => {
                 admin("unregister users").await?;
                 self.unregister(&username, req).await
+            }
+            SsoRoute::Logout => self.logout(ctx).await,
+            SsoRoute::BackchannelLogout { provider } => {
+                let r = match self.registry.enabled(Protocol::Oidc, &provider)? {
+                    registry::Provider::Oidc(p) => self.backchannel_logout(&p, req).await,
+                    registry::Provider::Saml(_) => Err(SsoError::UnknownProvider(provider)),
+                };
+                // The provider's server reads JSON, whatever it accepts.
+                return r.or_else(|e| Ok(respond_as(&e, true)));
+            }
+            SsoRoute::FrontchannelLogout { provider } => match self.registry.enabled(Protocol::Oidc, &provider)? {
+                registry::Provider::Oidc(p) => self.frontchannel_logout(&p, &http::query_map(&req)).await,
+                registry::Provider::Saml(_) => Err(SsoError::UnknownProvider(provider)),
+            },
+            SsoRoute::Sessions { user } => {
+                self.callers.authorize(h, u, Rule::UserOrAdmin(&user), "read another user's sessions").await?;
+                self.list_sessions(&user).await
+            }
+            SsoRoute::RevokeSession { user, device } => {
+                self.callers.authorize(h, u, Rule::UserOrAdmin(&user), "revoke another user's sessions").await?;
+                self.revoke_session(&user, &device).await
+            }
+            SsoRoute::RevokeSessions { user } => {
+                self.callers.authorize(h, u, Rule::UserOrAdmin(&user), "revoke another user's sessions").await?;
+                self.revoke_sessions(&user).await
             }
             SsoRoute::Health | SsoRoute::LinkingPage | SsoRoute::Unknown => Err(SsoError::NotFound),
         }

@@ -45,6 +45,18 @@ pub enum SsoRoute {
     Unlink { protocol: Protocol, provider: String, user: String, subject: String },
     /// `POST /sso/Unregister/{username}`.
     Unregister { username: String },
+    /// `GET|POST /sso/logout`: sign this browser out (and out of the provider when it can).
+    Logout,
+    /// `POST /sso/OID/backchannel-logout/{p}`: OIDC Back-Channel Logout.
+    BackchannelLogout { provider: String },
+    /// `GET /sso/OID/frontchannel-logout/{p}?iss&sid`: OIDC Front-Channel Logout.
+    FrontchannelLogout { provider: String },
+    /// `GET /sso/sessions/{jellyfinUserId}`: the user's SSO-minted sessions.
+    Sessions { user: String },
+    /// `DELETE /sso/sessions/{jellyfinUserId}/{deviceId}`.
+    RevokeSession { user: String, device: String },
+    /// `DELETE /sso/sessions/{jellyfinUserId}`.
+    RevokeSessions { user: String },
     /// Under `/sso/` but no such endpoint (or a malformed mode).
     Unknown,
 }
@@ -80,6 +92,12 @@ impl SsoRoute {
         Some(match (l.as_slice(), protocol) {
             (["health"], _) if get || method == Method::HEAD => SsoRoute::Health,
             (["unregister", _], _) if post => SsoRoute::Unregister { username: arg(1) },
+            (["logout"], _) if get || post => SsoRoute::Logout,
+            (["oid", "backchannel-logout", _], _) if post => SsoRoute::BackchannelLogout { provider: arg(2) },
+            (["oid", "frontchannel-logout", _], _) if get => SsoRoute::FrontchannelLogout { provider: arg(2) },
+            (["sessions", _], _) if get => SsoRoute::Sessions { user: arg(1) },
+            (["sessions", _], _) if method == Method::DELETE => SsoRoute::RevokeSessions { user: arg(1) },
+            (["sessions", _, _], _) if method == Method::DELETE => SsoRoute::RevokeSession { user: arg(1), device: arg(2) },
             ([_, "start" | "p", _], Some(protocol)) if get => SsoRoute::Start { protocol, provider: arg(2) },
             (["oid", "redirect" | "r", _], _) if get => SsoRoute::OidcCallback { provider: arg(2) },
             (["saml", "post" | "p", _], _) if post => SsoRoute::SamlAcs { provider: arg(2) },
@@ -153,6 +171,19 @@ mod tests {
         assert_eq!(p(Method::POST, "/sso/Unregister/jane%20doe"), Some(SsoRoute::Unregister { username: "jane doe".into() }));
         assert_eq!(p(Method::GET, "/sso/xyz/Get"), Some(SsoRoute::Unknown), "an unknown mode is ours but nothing");
         assert_eq!(p(Method::POST, "/sso/OID/GetNames"), Some(SsoRoute::Unknown), "wrong method");
+    }
+
+    #[test]
+    fn lifecycle_routes() {
+        assert_eq!(p(Method::GET, "/sso/logout"), Some(SsoRoute::Logout));
+        assert_eq!(p(Method::POST, "/SSO/Logout/"), Some(SsoRoute::Logout));
+        assert_eq!(p(Method::DELETE, "/sso/logout"), Some(SsoRoute::Unknown));
+        assert_eq!(p(Method::POST, "/sso/OID/backchannel-logout/corp"), Some(SsoRoute::BackchannelLogout { provider: "corp".into() }));
+        assert_eq!(p(Method::GET, "/sso/OID/backchannel-logout/corp"), Some(SsoRoute::Unknown));
+        assert_eq!(p(Method::GET, "/sso/oid/frontchannel-logout/corp"), Some(SsoRoute::FrontchannelLogout { provider: "corp".into() }));
+        assert_eq!(p(Method::GET, "/sso/sessions/u1"), Some(SsoRoute::Sessions { user: "u1".into() }));
+        assert_eq!(p(Method::DELETE, "/sso/sessions/u1"), Some(SsoRoute::RevokeSessions { user: "u1".into() }));
+        assert_eq!(p(Method::DELETE, "/sso/sessions/u1/dev%201"), Some(SsoRoute::RevokeSession { user: "u1".into(), device: "dev 1".into() }));
     }
 
     #[test]

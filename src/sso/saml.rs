@@ -210,6 +210,7 @@ mod tests {
             username_attribute: None,
             clock_skew: std::time::Duration::from_secs(60),
             grants: Default::default(),
+            session: Default::default(),
         }
     }
 

@@ -5,6 +5,11 @@
 //                    "client_secret_basic"|"client_secret_post"|"none", "require_par": bool }],
 //     "accounts": [{ "login", "password", "claims": {...}, "userinfo_only": ["claim", ...] }],
 //     "par": bool }
+// Extra client metadata per client id may come in env OP_CLIENT_EXTRA (JSON object
+//   { "<client_id>": { "backchannel_logout_uri": ..., "post_logout_redirect_uris": [...],
+//                      "grant_types": [...], ... } }), merged over the above.
+// Back-channel logout and RP-initiated logout are enabled; the logout tokens are posted to
+// the proxy's self-signed https address, so certificate checks are off for that fetch.
 // Prints one line `OP_READY {"issuer": "...", "port": N}` when it listens on 127.0.0.1.
 //
 // Login: the interaction page at /interaction/{uid} is a plain HTML form
@@ -15,12 +20,17 @@
 // Control endpoints (tests only):
 //   POST /__control/account/{login}  body: JSON claims that replace the account's claims
 //   POST /__control/rotate-keys      sign with a new key from now on, keep publishing the old
+//   POST /__control/disable/{login}  the account no longer exists for the OP: its refresh
+//                                    tokens are refused with invalid_grant
 import crypto from 'node:crypto';
 import http from 'node:http';
 import Provider from 'oidc-provider';
 
 const cfg = JSON.parse(process.env.OP_CONFIG || '{}');
 const accounts = new Map((cfg.accounts || []).map((a) => [a.login, a]));
+const clientExtra = JSON.parse(process.env.OP_CLIENT_EXTRA || '{}');
+const disabled = new Set();
+if (Object.values(clientExtra).some((x) => x.backchannel_logout_uri)) process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0';
 
 function newKey() {
   const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
@@ -40,6 +50,7 @@ function configuration() {
       response_types: ['code'],
       id_token_signed_response_alg: 'RS256',
       ...(c.require_par ? { require_pushed_authorization_requests: true } : {}),
+      ...(clientExtra[c.client_id] || {}),
     })),
     jwks: { keys },
     cookies: { keys: cookieKeys },
@@ -57,11 +68,13 @@ function configuration() {
     features: {
       devInteractions: { enabled: false },
       pushedAuthorizationRequests: { enabled: !!cfg.par },
+      backchannelLogout: { enabled: true },
+      rpInitiatedLogout: { enabled: true },
     },
     interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
     async findAccount(ctx, id) {
       const a = accounts.get(id);
-      if (!a) return undefined;
+      if (!a || disabled.has(id)) return undefined;
       return {
         accountId: id,
         async claims(use) {
@@ -145,6 +158,11 @@ server.on('request', async (req, res) => {
       const a = accounts.get(login);
       if (!a) { res.writeHead(404); return res.end(); }
       a.claims = JSON.parse(await readBody(req));
+      res.writeHead(204);
+      return res.end();
+    }
+    if (req.method === 'POST' && url.pathname.startsWith('/__control/disable/')) {
+      disabled.add(decodeURIComponent(url.pathname.slice('/__control/disable/'.length)));
       res.writeHead(204);
       return res.end();
     }

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod chromium;
 pub mod hostile_op;
 pub mod oidc_provider;
 pub mod saml_idp;

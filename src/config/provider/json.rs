@@ -120,6 +120,7 @@ impl OidcConfig {
             "subjectClaim": self.subject_claim,
         });
         m.extend(own.as_object().expect("object literal").clone());
+        m.extend(self.session.to_plugin_json());
         serde_json::Value::Object(m)
     }
 }
@@ -142,6 +143,7 @@ impl SamlConfig {
             "schemeOverride": "",
         });
         m.extend(own.as_object().expect("object literal").clone());
+        m.extend(self.session.to_plugin_json());
         serde_json::Value::Object(m)
     }
 }

@@ -42,6 +42,8 @@ pub struct RawOidcConfig {
     #[serde(flatten)]
     pub(super) grants: RawGrants,
     #[serde(flatten)]
+    pub(super) session: super::session::RawSessionRules,
+    #[serde(flatten)]
     pub(super) unknown: Unknown,
 }
 
@@ -78,7 +80,7 @@ const GRANT_KEYS: &[&str] = &[
 ];
 
 pub(super) fn known_keys(own: &[&'static str]) -> Vec<&'static str> {
-    own.iter().chain(GRANT_KEYS).copied().collect()
+    own.iter().chain(GRANT_KEYS).chain(super::session::SESSION_KEYS).copied().collect()
 }
 
 #[derive(Deserialize, Default)]
@@ -96,6 +98,8 @@ pub struct RawSamlConfig {
     pub(super) scheme_override: Field<String>,
     #[serde(flatten)]
     pub(super) grants: RawGrants,
+    #[serde(flatten)]
+    pub(super) session: super::session::RawSessionRules,
     #[serde(flatten)]
     pub(super) unknown: Unknown,
 }

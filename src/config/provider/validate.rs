@@ -133,6 +133,7 @@ impl RawOidcConfig {
         let _ = p.opt(&f("schemeOverride"), self.scheme_override);
         let _ = p.opt(&f("portOverride"), self.port_override);
         let grants = self.grants.validate(prefix, p);
+        let session = self.session.validate(prefix, true, p);
         let provider = OidcConfig {
             name: name.to_string(),
             enabled: p.take(&f("enabled"), self.enabled, true),
@@ -146,6 +147,7 @@ impl RawOidcConfig {
             subject_claim: opt_string(p, &f("subjectClaim"), self.subject_claim).unwrap_or_else(|| "sub".to_string()),
             avatar_url_format: opt_string(p, &f("avatarUrlFormat"), self.avatar_url_format),
             grants,
+            session,
             disable_https,
             disable_pushed_authorization: p.take(&f("disablePushedAuthorization"), self.disable_pushed_authorization, false),
             do_not_validate_endpoints: p.take(&f("doNotValidateEndpoints"), self.do_not_validate_endpoints, false),
@@ -246,6 +248,7 @@ impl RawSamlConfig {
         }
         let _ = p.opt(&f("schemeOverride"), self.scheme_override);
         let grants = self.grants.validate(prefix, p);
+        let session = self.session.validate(prefix, false, p);
         let provider = SamlConfig {
             name: name.to_string(),
             enabled: p.take(&f("enabled"), self.enabled, true),
@@ -257,6 +260,7 @@ impl RawSamlConfig {
             username_attribute: opt_string(p, &f("usernameAttribute"), self.username_attribute),
             clock_skew,
             grants,
+            session,
         };
         (p.len() == before).then_some(provider)
     }
