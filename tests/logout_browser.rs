@@ -165,9 +165,19 @@ async fn an_unreachable_op_revokes_nothing() {
     let a = login(&mut c, &s, "A").await;
     c.quit().await;
     let token = a["token"].as_str().unwrap().to_string();
+    let (user, device) = (a["userId"].as_str().unwrap().to_string(), a["deviceId"].as_str().unwrap().to_string());
     let Setup { jf: _jf, op, proxy } = s;
+    let validated = |proxy: &TestProxy| {
+        let durable = proxy.app.sso.state().durable.clone();
+        let (user, device) = (user.clone(), device.clone());
+        async move { durable.mint(&user, &device).await.unwrap().expect("still recorded") }
+    };
+    assert!(validated(&proxy).await.refresh_token.is_some(), "the session is one that re-validates");
     drop(op); // the OP process is killed
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before = validated(&proxy).await.last_validated;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(validated(&proxy).await.last_validated, before, "re-validation was attempted (1 s interval) and did not succeed");
     let r = support::http1_client().get(proxy.url("/Users/Me")).header("authorization", format!("MediaBrowser Token=\"{token}\"")).send().await.unwrap();
     assert_eq!(r.status(), 200, "still signed in");
     assert_eq!(proxy.app.sso.state().durable.mints_of_user(a["userId"].as_str().unwrap()).await.unwrap().len(), 1);

@@ -41,10 +41,17 @@ async function browser(name) {
   return b;
 }
 
+// Confirm at the OP's logout page; resolves with the URL the OP then sends the browser to
+// (whatever that page answers).
 async function confirmOpLogout(page) {
   await page.waitForSelector('button[name=logout][value=yes]');
-  await Promise.all([page.waitForNavigation(), page.click('button[name=logout][value=yes]')]);
-  await page.waitForLoadState('load');
+  const op = new URL(page.url()).origin;
+  const [away] = await Promise.all([
+    page.waitForRequest((r) => r.isNavigationRequest() && !r.url().startsWith(op)).catch(() => null),
+    page.click('button[name=logout][value=yes]'),
+  ]);
+  if (away) await page.waitForLoadState('load').catch(() => {});
+  return away ? away.url() : page.url();
 }
 
 const commands = {
@@ -70,13 +77,12 @@ const commands = {
     const endSession = b.navigations.find((u) => u.includes('/session/end')) || null;
     const at = b.page.url();
     if (!endSession) return { endSession, landed: at, chain: [...b.navigations] };
-    await confirmOpLogout(b.page);
-    return { endSession, landed: b.page.url(), chain: [...b.navigations] };
+    const landed = await confirmOpLogout(b.page);
+    return { endSession, landed, chain: [...b.navigations] };
   },
   async opLogout(b, c) {
     await b.page.goto(c.url);
-    await confirmOpLogout(b.page);
-    return { landed: b.page.url() };
+    return { landed: await confirmOpLogout(b.page) };
   },
   async webSignOut(b) {
     const status = await b.page.evaluate(async () => {

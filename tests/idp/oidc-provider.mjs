@@ -9,7 +9,8 @@
 //   { "<client_id>": { "backchannel_logout_uri": ..., "post_logout_redirect_uris": [...],
 //                      "grant_types": [...], ... } }), merged over the above.
 // Back-channel logout and RP-initiated logout are enabled; the logout tokens are posted to
-// the proxy's self-signed https address, so certificate checks are off for that fetch.
+// the proxy's self-signed https address on loopback, so certificate checks and the OP's
+// special-use address guard are off for those requests.
 // Prints one line `OP_READY {"issuer": "...", "port": N}` when it listens on 127.0.0.1.
 //
 // Login: the interaction page at /interaction/{uid} is a plain HTML form
@@ -53,12 +54,15 @@ function configuration() {
       ...(clientExtra[c.client_id] || {}),
     })),
     jwks: { keys },
+    // The proxy under test is on loopback, which the OP's SSRF guard refuses for the
+    // back-channel logout POST: use the plain fetch (tests only).
+    fetch: (url, options) => { delete options.dispatcher; return globalThis.fetch(url, options); },
     cookies: { keys: cookieKeys },
     pkce: { required: () => true },
     // Scope claims go into the ID token too (Pocket ID does this for `groups`); claims named
     // in an account's `userinfo_only` are left out of the ID token below (Keycloak style).
     conformIdTokenClaims: false,
-    scopes: ['openid', 'profile', 'email', 'groups'],
+    scopes: ['openid', 'offline_access', 'profile', 'email', 'groups'],
     claims: {
       openid: ['sub'],
       profile: ['preferred_username', 'name', 'picture', 'realm_access'],
@@ -98,7 +102,12 @@ const server = http.createServer();
 await new Promise((resolve) => server.listen(Number(process.env.OP_PORT || 0), '127.0.0.1', resolve));
 const port = server.address().port;
 const issuer = `http://127.0.0.1:${port}`;
-let provider = new Provider(issuer, configuration());
+function newProvider() {
+  const p = new Provider(issuer, configuration());
+  p.on('backchannel.error', (ctx, err, client) => process.stderr.write(`OP back-channel logout to ${client && client.clientId} failed: ${err && (err.cause || err.message || err)}\n`));
+  return p;
+}
+let provider = newProvider();
 
 function readBody(req) {
   return new Promise((resolve, reject) => {
@@ -168,7 +177,7 @@ server.on('request', async (req, res) => {
     }
     if (req.method === 'POST' && url.pathname === '/__control/rotate-keys') {
       keys = [newKey(), ...keys];
-      provider = new Provider(issuer, configuration());
+      provider = newProvider();
       res.writeHead(204);
       return res.end();
     }
