@@ -182,3 +182,29 @@ async fn an_unreachable_op_revokes_nothing() {
     assert_eq!(r.status(), 200, "still signed in");
     assert_eq!(proxy.app.sso.state().durable.mints_of_user(a["userId"].as_str().unwrap()).await.unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn revalidation_takes_a_lost_admin_role_away_and_revokes_when_no_role_is_left() {
+    let grants = "      revalidateInterval: 1s\n      roleClaim: groups\n      oidScopes: [groups]\n      roles: [media]\n      adminRoles: [admins]\n      enableAuthorization: true\n      enableAllFolders: true\n";
+    let s = setup(grants, true).await;
+    // Jellyfin refuses to take the rights of its last administrator (UserController.UpdateUserPolicy).
+    s.jf.add_user("root", "pw", true);
+    s.op.set_claims("u-carol", json!({"preferred_username": "carol", "groups": ["media", "admins"]})).await;
+    let mut c = Chromium::start().await;
+    let a = login(&mut c, &s, "A").await;
+    c.quit().await;
+    let (token, user) = (a["token"].as_str().unwrap(), a["userId"].as_str().unwrap());
+    let is_admin = |s: &Setup| s.jf.user_policy(user).unwrap()["IsAdministrator"].as_bool().unwrap();
+    assert!(is_admin(&s), "signed in as an administrator");
+
+    s.op.set_claims("u-carol", json!({"preferred_username": "carol", "groups": ["media"]})).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while is_admin(&s) {
+        assert!(Instant::now() < deadline, "the admin role was not taken away");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(me(&s, token).await, 200, "still allowed, so still signed in");
+
+    s.op.set_claims("u-carol", json!({"preferred_username": "carol", "groups": []})).await;
+    until_status(&s, token, 401, Duration::from_secs(10)).await;
+}
