@@ -33,9 +33,9 @@ impl Sso {
         let mut target = None;
         if let Some(session) = self.sessions.get(&ctx.cookies).await {
             self.sessions.remove(&ctx.cookies).await?;
-            let (subject, sealed) = match session.signed_out.clone() {
+            let (subject, sealed, sid) = match session.signed_out.clone() {
                 // The web client already ended the Jellyfin session.
-                Some(note) => (Some(note.subject), note.id_token),
+                Some(note) => (Some(note.subject), note.id_token, None),
                 None => {
                     if let Err(e) = self.jellyfin.logout(&session.token).await {
                         tracing::warn!(error = %e, "ending the Jellyfin session at sign-out failed; revoking its device");
@@ -46,19 +46,24 @@ impl Sso {
                             if let Err(e) = self.revoke(&m, Why::SignOut).await {
                                 tracing::warn!(error = %e, "revoking the signed-out device failed");
                             }
-                            (Some(m.subject), m.id_token)
+                            (Some(m.subject), m.id_token, m.sid)
                         }
-                        None => (None, None),
+                        None => (None, None, None),
                     }
                 }
             };
-            let hint = match (subject, sealed) {
+            let hint = match (&subject, sealed) {
                 (Some(subject), Some(sealed)) => {
-                    token_crypto::open_string(&self.seal_key, &token_crypto::purpose_of("id_token", &session.protocol, &session.provider, &subject), &sealed)
+                    token_crypto::open_string(&self.seal_key, &token_crypto::purpose_of("id_token", &session.protocol, &session.provider, subject), &sealed)
                 }
                 _ => None,
             };
-            target = self.provider_logout_url(&session, hint.as_deref()).await;
+            target = match (self.registry.enabled(Protocol::Saml, &session.provider), subject) {
+                (Ok(Provider::Saml(idp)), Some(subject)) if session.protocol == Protocol::Saml.as_str() => {
+                    self.saml_logout_request(&idp, &subject, sid.as_deref()).and_then(|u| Url::parse(&u).ok())
+                }
+                _ => self.provider_logout_url(&session, hint.as_deref()).await,
+            };
         }
         let login_page = format!("{}/web/index.html#/login.html", self.config.public_url.base_path());
         let mut r = redirect(target.as_ref().map(Url::as_str).unwrap_or(&login_page));

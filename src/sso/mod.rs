@@ -14,7 +14,8 @@
 //! - The end of a session: [`logout`] (sign-out, the web client's sign-out),
 //!   [`backchannel`] (single logout from an OpenID Provider), [`revocation`] (ending minted
 //!   sessions, the max-age sweep), [`revalidate`] (refresh-token re-validation),
-//!   [`sessions_api`] (listing and revoking), [`token_crypto`] (tokens encrypted at rest).
+//!   [`sessions_api`] (listing and revoking), [`token_crypto`] (tokens encrypted at rest),
+//!   [`saml_logout`] (SAML single logout).
 
 pub mod admin;
 pub mod backchannel;
@@ -37,6 +38,7 @@ pub mod revocation;
 pub mod route;
 pub mod saml;
 pub mod saml_login;
+pub mod saml_logout;
 pub mod session;
 pub mod sessions_api;
 pub mod token_crypto;
@@ -185,6 +187,10 @@ impl Sso {
             SsoRoute::FrontchannelLogout { provider } => match self.registry.enabled(Protocol::Oidc, &provider)? {
                 registry::Provider::Oidc(p) => self.frontchannel_logout(&p, &http::query_map(&req)).await,
                 registry::Provider::Saml(_) => Err(SsoError::UnknownProvider(provider)),
+            },
+            SsoRoute::SamlLogout { provider } => match self.registry.enabled(Protocol::Saml, &provider)? {
+                registry::Provider::Saml(p) => self.saml_logout(&p, req).await,
+                registry::Provider::Oidc(_) => Err(SsoError::UnknownProvider(provider)),
             },
             SsoRoute::Sessions { user } => {
                 self.callers.authorize(h, u, Rule::UserOrAdmin(&user), "read another user's sessions").await?;

@@ -27,6 +27,7 @@ pub enum Why {
     Unlinked,
     MaxAge,
     Revalidation,
+    SamlLogout,
 }
 
 impl Why {
@@ -39,6 +40,7 @@ impl Why {
             Why::Unlinked => "link removed",
             Why::MaxAge => "older than sessionMaxAge",
             Why::Revalidation => "failed re-validation",
+            Why::SamlLogout => "SAML single logout",
         }
     }
 }

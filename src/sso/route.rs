@@ -51,6 +51,8 @@ pub enum SsoRoute {
     BackchannelLogout { provider: String },
     /// `GET /sso/OID/frontchannel-logout/{p}?iss&sid`: OIDC Front-Channel Logout.
     FrontchannelLogout { provider: String },
+    /// `GET|POST /sso/SAML/logout/{p}`: SAML single logout (LogoutRequest or LogoutResponse).
+    SamlLogout { provider: String },
     /// `GET /sso/sessions/{jellyfinUserId}`: the user's SSO-minted sessions.
     Sessions { user: String },
     /// `DELETE /sso/sessions/{jellyfinUserId}/{deviceId}`.
@@ -95,6 +97,7 @@ impl SsoRoute {
             (["logout"], _) if get || post => SsoRoute::Logout,
             (["oid", "backchannel-logout", _], _) if post => SsoRoute::BackchannelLogout { provider: arg(2) },
             (["oid", "frontchannel-logout", _], _) if get => SsoRoute::FrontchannelLogout { provider: arg(2) },
+            (["saml", "logout", _], _) if get || post => SsoRoute::SamlLogout { provider: arg(2) },
             (["sessions", _], _) if get => SsoRoute::Sessions { user: arg(1) },
             (["sessions", _], _) if method == Method::DELETE => SsoRoute::RevokeSessions { user: arg(1) },
             (["sessions", _, _], _) if method == Method::DELETE => SsoRoute::RevokeSession { user: arg(1), device: arg(2) },
@@ -181,6 +184,7 @@ mod tests {
         assert_eq!(p(Method::POST, "/sso/OID/backchannel-logout/corp"), Some(SsoRoute::BackchannelLogout { provider: "corp".into() }));
         assert_eq!(p(Method::GET, "/sso/OID/backchannel-logout/corp"), Some(SsoRoute::Unknown));
         assert_eq!(p(Method::GET, "/sso/oid/frontchannel-logout/corp"), Some(SsoRoute::FrontchannelLogout { provider: "corp".into() }));
+        assert_eq!(p(Method::POST, "/sso/SAML/logout/corp"), Some(SsoRoute::SamlLogout { provider: "corp".into() }));
         assert_eq!(p(Method::GET, "/sso/sessions/u1"), Some(SsoRoute::Sessions { user: "u1".into() }));
         assert_eq!(p(Method::DELETE, "/sso/sessions/u1"), Some(SsoRoute::RevokeSessions { user: "u1".into() }));
         assert_eq!(p(Method::DELETE, "/sso/sessions/u1/dev%201"), Some(SsoRoute::RevokeSession { user: "u1".into(), device: "dev 1".into() }));

@@ -133,6 +133,7 @@ impl SamlConfig {
         let mut m = self.grants.to_plugin_json();
         let own = serde_json::json!({
             "samlEndpoint": self.sso_url.as_str(),
+            "samlLogoutEndpoint": self.slo_url.as_ref().map(|u| u.as_str()).unwrap_or_default(),
             "samlClientId": self.sp_entity_id,
             "samlIdpEntityId": self.idp_entity_id,
             "samlCertificate": if certs.len() == 1 { serde_json::json!(certs[0]) } else { serde_json::json!(certs) },

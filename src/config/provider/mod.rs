@@ -122,6 +122,9 @@ pub struct SamlConfig {
     pub enabled: bool,
     /// The IdP's single sign-on URL (`samlEndpoint`), HTTP-Redirect binding.
     pub sso_url: Url,
+    /// The IdP's single logout URL (`samlLogoutEndpoint`), HTTP-Redirect binding: where
+    /// `/sso/logout` sends a LogoutRequest and where LogoutResponses go.
+    pub slo_url: Option<Url>,
     /// Our SP entity id (`samlClientId`), the Audience the IdP must address.
     pub sp_entity_id: String,
     /// The IdP's entity id: the Issuer its responses must carry.

@@ -87,6 +87,7 @@ pub(super) fn known_keys(own: &[&'static str]) -> Vec<&'static str> {
 #[serde(default, rename_all = "camelCase")]
 pub struct RawSamlConfig {
     pub(super) saml_endpoint: Field<String>,
+    pub(super) saml_logout_endpoint: Field<String>,
     pub(super) saml_client_id: Field<String>,
     pub(super) saml_certificate: Field<OneOrMany>,
     pub(super) saml_certificate_file: Field<PathBuf>,
@@ -105,7 +106,7 @@ pub struct RawSamlConfig {
 }
 
 pub(super) const SAML_KEYS: &[&str] = &[
-    "samlEndpoint", "samlClientId", "samlCertificate", "samlCertificateFile", "samlIdpEntityId", "enabled", "roleAttribute", "usernameAttribute",
+    "samlEndpoint", "samlLogoutEndpoint", "samlClientId", "samlCertificate", "samlCertificateFile", "samlIdpEntityId", "enabled", "roleAttribute", "usernameAttribute",
     "clockSkew", "schemeOverride",
 ];
 

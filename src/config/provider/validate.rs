@@ -200,6 +200,20 @@ impl RawSamlConfig {
             "https" | "http" => Ok(()),
             _ => Err("must be an http(s) URL"),
         });
+        let slo_url = match opt_string(p, &f("samlLogoutEndpoint"), self.saml_logout_endpoint) {
+            None => None,
+            Some(s) => match Url::parse(&s) {
+                Ok(u) if matches!(u.scheme(), "https" | "http") => Some(u),
+                Ok(_) => {
+                    p.push(f("samlLogoutEndpoint"), "must be an http(s) URL");
+                    None
+                }
+                Err(e) => {
+                    p.push(f("samlLogoutEndpoint"), format!("not a URL: {e}"));
+                    None
+                }
+            },
+        };
         let sp_entity_id = opt_string(p, &f("samlClientId"), self.saml_client_id);
         if sp_entity_id.as_ref().is_none_or(|s| s.chars().any(char::is_whitespace)) {
             p.push(f("samlClientId"), "is required: this proxy's entity id at the identity provider (no spaces)");
@@ -253,6 +267,7 @@ impl RawSamlConfig {
             name: name.to_string(),
             enabled: p.take(&f("enabled"), self.enabled, true),
             sso_url: sso_url?,
+            slo_url,
             sp_entity_id: sp_entity_id?,
             idp_entity_id: idp_entity_id?,
             certificates: certificates?,
