@@ -142,3 +142,32 @@ async fn sso_logout_of_a_saml_session_sends_a_logout_request_to_the_idp() {
     assert!(request.contains("LogoutRequest") && request.contains("sam@idp") && request.contains(&index), "{request}");
     assert_eq!(f.me(&token).await, 401);
 }
+
+/// The real SAML IdP (npm `samlify`) signs an IdP-initiated LogoutRequest for the HTTP-Redirect
+/// binding (a detached query signature); the proxy verifies it and revokes that NameID's
+/// session; the same request with its signature altered is refused.
+#[tokio::test]
+async fn the_real_saml_idp_logs_a_user_out_through_the_redirect_binding() {
+    use support::saml_idp::{saml_setup, SamlAccount};
+    let account = SamlAccount { login: "sam".into(), password: "pw".into(), name_id: "sam@idp".into(), attributes: json!({"Role": ["media"]}) };
+    let s = saml_setup("corp", "both", vec![account], "").await;
+    let mut c = support::chromium::Chromium::start().await;
+    let a = c.run("A", "login", json!({"url": s.proxy.url("/sso/SAML/start/corp"), "login": "sam", "password": "pw"})).await;
+    c.quit().await;
+    let token = a["token"].as_str().unwrap();
+    let me = |t: String| {
+        let url = s.proxy.url("/Users/Me");
+        async move { support::http1_client().get(url).header("authorization", format!("MediaBrowser Token=\"{t}\"")).send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(me(token.to_string()).await, 200);
+    let url = s.idp.logout_request_url("sam@idp", "rs").await;
+    assert!(url.starts_with(&s.proxy.url("/sso/SAML/logout/corp?SAMLRequest=")), "{url}");
+    assert!(url.contains("Signature="), "signed: {url}");
+    let tampered = url.replace("Signature=", "Signature=AAAA");
+    let r = support::http1_client().get(&tampered).send().await.unwrap();
+    assert!(r.status().is_client_error(), "tampered: {}", r.status());
+    assert_eq!(me(token.to_string()).await, 200, "nothing revoked");
+    let r = support::http1_client().get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    assert_eq!(me(token.to_string()).await, 401, "the IdP's logout revoked the session");
+}
