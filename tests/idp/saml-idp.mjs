@@ -149,7 +149,7 @@ server.listen(0, '127.0.0.1', () => {
     privateKey: fs.readFileSync(cfg.key),
     signingCert: fs.readFileSync(cfg.cert),
     singleSignOnService: [{ Binding: B.redirect, Location: ssoUrl }],
-    // Not served (the proxy does not do SAML logout); declared so samlify does not warn.
+    // Not served: the tests only make IdP-initiated LogoutRequests (/__control/logout-request).
     singleLogoutService: [{ Binding: B.redirect, Location: `http://127.0.0.1:${port}/slo` }],
     nameIDFormat: ['urn:oasis:names:tc:SAML:2.0:nameid-format:persistent'],
     requestSignatureAlgorithm: 'http://www.w3.org/2001/04/xmldsig-more#rsa-sha256',
