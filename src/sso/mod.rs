@@ -182,7 +182,7 @@ impl Sso {
                     registry::Provider::Saml(_) => Err(SsoError::UnknownProvider(provider)),
                 };
                 // The provider's server reads JSON, whatever it accepts.
-                return r.or_else(|e| Ok(respond_as(&e, true)));
+                r.or_else(|e| Ok(respond_as(&e, true)))
             }
             SsoRoute::FrontchannelLogout { provider } => match self.registry.enabled(Protocol::Oidc, &provider)? {
                 registry::Provider::Oidc(p) => self.frontchannel_logout(&p, &http::query_map(&req)).await,
