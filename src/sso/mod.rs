@@ -30,6 +30,7 @@ pub mod login;
 pub mod logout;
 pub mod oidc;
 pub mod oidc_login;
+pub mod oidc_types;
 pub mod provision;
 pub mod registry;
 pub mod replay;

@@ -12,19 +12,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use openidconnect::core::{
-    CoreAuthDisplay, CoreAuthPrompt, CoreClaimName, CoreClaimType, CoreClientAuthMethod, CoreErrorResponseType, CoreGenderClaim,
-    CoreGrantType, CoreJsonWebKey, CoreJweContentEncryptionAlgorithm, CoreJweKeyManagementAlgorithm, CoreJwsSigningAlgorithm,
-    CoreResponseMode, CoreResponseType, CoreRevocableToken, CoreRevocationErrorResponse, CoreSubjectIdentifierType,
-    CoreTokenIntrospectionResponse, CoreTokenType,
-};
+use openidconnect::core::{CoreAuthPrompt, CoreGenderClaim, CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm, CoreResponseType};
 use openidconnect::{
-    AdditionalClaims, AdditionalProviderMetadata, AuthType, AuthenticationFlow, AuthorizationCode, Client, ClientId, ClientSecret,
-    CsrfToken, EmptyExtraTokenFields, EndpointMaybeSet, EndpointNotSet, EndpointSet, IdTokenFields, JsonWebKeySet, Nonce,
-    OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, ProviderMetadata, RedirectUrl, Scope, StandardErrorResponse,
-    StandardTokenResponse, TokenResponse,
+    AuthType, AuthenticationFlow, AuthorizationCode, ClientId, ClientSecret, CsrfToken, JsonWebKeySet, Nonce, OAuth2TokenResponse,
+    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, TokenResponse,
 };
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::RwLock;
 use url::Url;
@@ -38,77 +30,8 @@ const JWKS_REFETCH_MIN_INTERVAL: Duration = Duration::from_secs(10);
 /// Accepted ID token clock skew.
 pub(super) const SKEW: Duration = Duration::from_secs(120);
 
-/// Provider metadata we read beyond the core: pushed authorization requests (RFC 9126) and
-/// RP-initiated logout (`end_session_endpoint`).
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
-pub struct ParMetadata {
-    #[serde(default)]
-    pub pushed_authorization_request_endpoint: Option<String>,
-    #[serde(default)]
-    pub require_pushed_authorization_requests: Option<bool>,
-    #[serde(default)]
-    pub end_session_endpoint: Option<String>,
-}
-impl AdditionalProviderMetadata for ParMetadata {}
+pub use super::oidc_types::{AllClaims, Metadata, OidcClient, ParMetadata, TokenResp, ALLOWED_ALGS};
 
-/// Every claim, kept as JSON.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
-pub struct AllClaims {
-    #[serde(flatten)]
-    pub map: serde_json::Map<String, Value>,
-}
-impl AdditionalClaims for AllClaims {}
-
-type Metadata = ProviderMetadata<
-    ParMetadata,
-    CoreAuthDisplay,
-    CoreClientAuthMethod,
-    CoreClaimName,
-    CoreClaimType,
-    CoreGrantType,
-    CoreJweContentEncryptionAlgorithm,
-    CoreJweKeyManagementAlgorithm,
-    CoreJsonWebKey,
-    CoreResponseMode,
-    CoreResponseType,
-    CoreSubjectIdentifierType,
->;
-pub(super) type TokenResp = StandardTokenResponse<
-    IdTokenFields<AllClaims, EmptyExtraTokenFields, CoreGenderClaim, CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm>,
-    CoreTokenType,
->;
-pub(super) type OidcClient = Client<
-    AllClaims,
-    CoreAuthDisplay,
-    CoreGenderClaim,
-    CoreJweContentEncryptionAlgorithm,
-    CoreJsonWebKey,
-    CoreAuthPrompt,
-    StandardErrorResponse<CoreErrorResponseType>,
-    TokenResp,
-    CoreTokenIntrospectionResponse,
-    CoreRevocableToken,
-    CoreRevocationErrorResponse,
-    EndpointSet,
-    EndpointNotSet,
-    EndpointNotSet,
-    EndpointNotSet,
-    EndpointMaybeSet,
-    EndpointMaybeSet,
->;
-
-/// ID token signature algorithms we accept: asymmetric only.
-pub(super) const ALLOWED_ALGS: [CoreJwsSigningAlgorithm; 9] = [
-    CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
-    CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha384,
-    CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha512,
-    CoreJwsSigningAlgorithm::RsaSsaPssSha256,
-    CoreJwsSigningAlgorithm::RsaSsaPssSha384,
-    CoreJwsSigningAlgorithm::RsaSsaPssSha512,
-    CoreJwsSigningAlgorithm::EcdsaP256Sha256,
-    CoreJwsSigningAlgorithm::EcdsaP384Sha384,
-    CoreJwsSigningAlgorithm::EdDsa,
-];
 
 /// Why talking to the identity provider failed.
 #[derive(Debug, thiserror::Error)]
