@@ -102,8 +102,15 @@ async fn serve(app: Arc<App>, mut req: Request<Incoming>, ctx: RequestContext) -
     let mut path = log_all.then(|| redacted_path(req.uri()));
     let uri = req.uri().clone();
 
-    let resp = match SsoRoute::parse(&method, uri.path(), app.config.public_url.base_path()) {
-        Some(route) => {
+    let route = SsoRoute::parse(&method, uri.path(), app.config.public_url.base_path());
+    // A browser whose provider sign-out is still due goes through /sso/logout first.
+    let pending = match &route {
+        Some(SsoRoute::Logout | SsoRoute::Health) => None,
+        _ => app.sso.pending_provider_logout(&method, req.headers(), &ctx).await,
+    };
+    let resp = match (pending, route) {
+        (Some(r), _) => r,
+        (None, Some(route)) => {
             let mut resp = match route {
                 SsoRoute::Health => app.health().await,
                 SsoRoute::LinkingPage => app.sso.linking_page(),
@@ -112,13 +119,16 @@ async fn serve(app: Arc<App>, mut req: Request<Incoming>, ctx: RequestContext) -
             crate::pages::secure_headers(resp.headers_mut());
             resp
         }
-        None => {
+        (None, None) => {
             if app.config.jellyfin.legacy_auth == LegacyAuth::Translate {
                 let mut target = req.uri().clone();
                 if translate_legacy(req.headers_mut(), &mut target) {
                     *req.uri_mut() = target;
                 }
             }
+            // The web client signing out with this browser's minted token: forwarded
+            // untouched, Jellyfin's answer passed back unchanged, the proxy's side ended after.
+            let signing_out = app.sso.web_client_signing_out(&method, &uri, req.headers(), &ctx).await;
             let injected = app.sso.sessions.inject(&method, req.headers_mut(), &uri, &ctx.cookies).await;
             // Jellyfin's password endpoints pass the SSO side first (app passwords, policy, guard).
             let mut resp = match app.sso.intercept_password(req, &ctx).await {
@@ -130,6 +140,9 @@ async fn serve(app: Arc<App>, mut req: Request<Incoming>, ctx: RequestContext) -
                     r.unwrap_or_else(|e| error::respond_as(&e, ctx.wants_json))
                 }
             };
+            if let Some(session) = signing_out.filter(|_| resp.status().is_success()) {
+                app.sso.web_client_signed_out(&ctx, session).await;
+            }
             if injected {
                 mark_private(resp.headers_mut());
             }

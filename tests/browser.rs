@@ -82,7 +82,14 @@ async fn browser_login(name: &str, provider_yaml: &str, groups: Value, linking_p
     );
     let proxy = TestProxy::start_on(listener, tempfile::tempdir().unwrap(), &yaml).await;
     let r = run_browser(&proxy.url(&format!("/sso/OID/start/{name}")), "u-carol", "pw", linking_page).await;
-    assert_signed_in(&r, &proxy, &jf, "carol");
+    if linking_page {
+        // Removing the link revoked the Jellyfin session minted through it.
+        assert!(r.get("error").is_none(), "browser: {r:#}");
+        let token = r["credentials"]["Servers"][0]["AccessToken"].as_str().expect("signed in before the link was removed");
+        assert!(jf.sessions().iter().all(|s| s.token != token), "the unlinked identity's session is revoked");
+    } else {
+        assert_signed_in(&r, &proxy, &jf, "carol");
+    }
     r
 }
 
@@ -98,6 +105,8 @@ async fn linking_page_lists_and_removes_the_users_link_in_chromium() {
     let r = browser_login("test", "", json!([]), true).await;
     assert!(r["linksBefore"].as_str().unwrap().contains("test (OID): u-carol"), "{r:#}");
     assert_eq!(r["linkButtons"], json!(["/sso/OID/start/test?isLinking=true"]));
+    let devices = r["devices"].as_str().unwrap();
+    assert!(devices.contains("test (browser)") && devices.contains("Jellyfin Web"), "your devices: {devices}");
     assert!(r["linksAfter"].as_str().unwrap().contains("No linked identities yet."), "{r:#}");
 }
 

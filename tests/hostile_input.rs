@@ -122,6 +122,8 @@ fn saml_responses_of_any_bytes_are_refused_without_panic() {
         clock_skew: std::time::Duration::from_secs(60),
         grants: Default::default(),
         display_name: None,
+        slo_url: None,
+        session: Default::default(),
     };
     let idp = SamlIdp::new(cfg, |p| format!("https://media.example{p}")).unwrap();
     let (_, tracker) = idp.start("r").unwrap();

@@ -61,8 +61,29 @@ pub enum SsoError {
     /// A guessing limit was reached; the response carries `Retry-After`.
     #[error("too many wrong attempts; retry after {retry_after} s")]
     TooManyAttempts { retry_after: u64 },
+    #[error("logout from provider {provider} refused: {reason}")]
+    LogoutToken { provider: String, reason: LogoutTokenError },
     #[error(transparent)]
     Jellyfin(#[from] JellyfinError),
+}
+
+/// Why a back- or front-channel logout request was refused (nothing was revoked).
+#[derive(Debug, thiserror::Error)]
+pub enum LogoutTokenError {
+    #[error("no logout_token in the request")]
+    Missing,
+    #[error("the logout token is not a signed JWT")]
+    Malformed,
+    #[error("algorithm `{0}` is not accepted (asymmetric signatures only)")]
+    Algorithm(String),
+    #[error("the signing key is not among the provider's keys")]
+    UnknownKey,
+    #[error("the signature does not verify")]
+    Signature,
+    #[error("{0}")]
+    Claim(&'static str),
+    #[error("this logout token was already used (jti seen before)")]
+    Replayed,
 }
 
 impl From<TakeError> for SsoError {
@@ -102,6 +123,7 @@ impl HttpError for SsoError {
             SsoError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             SsoError::Csrf => StatusCode::FORBIDDEN,
             SsoError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
+            SsoError::LogoutToken { .. } => StatusCode::BAD_REQUEST,
             SsoError::Jellyfin(e) => e.status(),
         }
     }
@@ -127,6 +149,7 @@ impl HttpError for SsoError {
             SsoError::BodyTimeout(_) => "Too slow",
             SsoError::Csrf => "This form has expired",
             SsoError::TooManyAttempts { .. } => "Too many attempts",
+            SsoError::LogoutToken { .. } => "invalid_request",
             SsoError::Jellyfin(e) => e.title(),
         }
     }
@@ -173,6 +196,8 @@ impl HttpError for SsoError {
             SsoError::BodyTimeout(_) => "The request took too long to arrive. Try again.".into(),
             SsoError::Csrf => "This form does not belong to your current sign-in. Open the page again and retry.".into(),
             SsoError::TooManyAttempts { retry_after } => format!("Too many wrong attempts. Wait {} minute(s) and try again.", retry_after.div_ceil(60)),
+            // What failed is no secret to the provider that sent it; the token is never echoed.
+            SsoError::LogoutToken { reason, .. } => format!("The logout request was refused: {reason}."),
             SsoError::Jellyfin(e) => e.public_message(),
         }
     }

@@ -23,6 +23,21 @@ pub struct Identity {
     pub username: String,
     pub roles: Vec<String>,
     pub avatar_url: Option<String>,
+    /// The provider's session id for this login (OIDC `sid`, SAML `SessionIndex`), so a
+    /// single logout reaches exactly the sessions of that provider session.
+    #[serde(default)]
+    pub sid: Option<String>,
+    /// This login's ID token and refresh token, already encrypted with the state key
+    /// ([`crate::sso::token_crypto`]), for the logout hint and re-validation.
+    #[serde(default)]
+    pub tokens: SealedTokens,
+}
+
+/// A login's tokens, encrypted, bound to (protocol, provider, subject).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SealedTokens {
+    pub id_token: Option<Vec<u8>>,
+    pub refresh_token: Option<Vec<u8>>,
 }
 
 /// What the rules decided for this identity.

@@ -5,7 +5,9 @@
 //! its own beyond the list of enabled providers of both protocols (from the registry): its
 //! script reads the web client's token from `jellyfin_credentials` and calls the
 //! admin API (`/sso/{mode}/links/{user}`, `DELETE /sso/{mode}/Link/…`) as that user, so the
-//! same authorization rules apply as for any script.
+//! same authorization rules apply as for any script. "Your devices" lists the user's
+//! SSO-minted sessions (`GET /sso/sessions/{user}`) with a sign-out button each
+//! (`DELETE /sso/sessions/{user}/{device}`).
 
 use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE};
 use http::Response;
@@ -56,7 +58,28 @@ const SCRIPT: &str = r#"
       });
     }).catch(function () { msg.textContent = 'The server could not be reached.'; });
   }
+  var devices = document.getElementById('devices');
+  function loadDevices() {
+    devices.textContent = '';
+    fetch(base + '/sso/sessions/' + encodeURIComponent(me.UserId), { headers: auth })
+      .then(function (r) { return r.ok ? r.json() : []; })
+      .then(function (list) {
+        list.forEach(function (s) {
+          var when = new Date(s.mintedAt * 1000).toLocaleString();
+          var li = el('li', (s.deviceName || s.deviceId) + ' \u2014 ' + (s.client || '') + ', ' + s.provider + ' (' + s.how + '), signed in ' + when + ' ');
+          var b = el('button', 'Sign out');
+          b.addEventListener('click', function () {
+            fetch(base + '/sso/sessions/' + encodeURIComponent(me.UserId) + '/' + encodeURIComponent(s.deviceId),
+                  { method: 'DELETE', headers: auth }).then(loadDevices);
+          });
+          li.appendChild(b);
+          devices.appendChild(li);
+        });
+        if (!devices.children.length) { devices.appendChild(el('li', 'No devices signed in through single sign-on.')); }
+      });
+  }
   load();
+  loadDevices();
 })();
 "#;
 
@@ -71,7 +94,7 @@ pub fn page(base_path: &str, providers: &[(&str, &str)]) -> Response<Body> {
     let html = format!(
         r#"<!doctype html><html lang=en><head><meta charset=utf-8><meta name=viewport content="width=device-width"><title>Linked sign-ins</title>
 <style nonce="{nonce}">body{{font-family:system-ui,sans-serif;background:#101010;color:#eee;max-width:40rem;margin:2rem auto;padding:0 1rem}}a{{color:#00a4dc}}button{{margin-left:.5rem}}</style></head>
-<body><h1>Linked sign-ins</h1><p id=msg></p><ul id=links></ul><h2>Link another</h2><div id=add></div>
+<body><h1>Linked sign-ins</h1><p id=msg></p><ul id=links></ul><h2>Link another</h2><div id=add></div><h2>Your devices</h2><ul id=devices></ul>
 <p><a href="{base}/web/index.html">Back to Jellyfin</a></p>
 <noscript><p>This page needs JavaScript.</p></noscript>
 <script type="application/json" id="jsp-data">{data}</script>

@@ -9,6 +9,10 @@
 //!   leaves Jellyfin untouched.
 //! - Removing a user's last link, or Unregister, revokes their app passwords (and signs out
 //!   the devices those minted).
+//!
+//! Removing a link or unregistering first revokes the Jellyfin sessions minted through what
+//! is cut off (that identity's sessions of the user; every SSO-minted session of an
+//! unregistered user), so a failure to reach Jellyfin changes nothing and can be retried.
 
 use std::collections::BTreeMap;
 
@@ -17,6 +21,7 @@ use http::Response;
 use super::error::SsoError;
 use super::http::{SsoRequest, json_ok, read_json, AuthBody};
 use super::identity::Protocol;
+use super::revocation::Why;
 use super::Sso;
 use crate::body::Body;
 use crate::context::RequestContext;
@@ -46,6 +51,18 @@ impl Sso {
     }
 
     pub(super) async fn unlink(&self, protocol: Protocol, provider: &str, user: &str, subject: &str) -> Result<Response<Body>, SsoError> {
+        let linked = self.state.durable.link(protocol.as_str(), provider, subject).await?.is_some_and(|l| super::callers::same_id(&l.user_id, user));
+        if linked {
+            let cut: Vec<_> = self
+                .state
+                .durable
+                .mints_by_subject(protocol.as_str(), provider, subject)
+                .await?
+                .into_iter()
+                .filter(|m| super::callers::same_id(&m.user_id, user))
+                .collect();
+            self.revoke_all(&cut, Why::Unlinked).await?;
+        }
         if self.state.durable.remove_link(protocol.as_str(), provider, user, subject).await? == 0 {
             return Err(SsoError::NotFoundWhat("no such link".into()));
         }
@@ -63,6 +80,8 @@ impl Sso {
             return Err(SsoError::BadRequest("body: a JSON string naming the authentication provider".into()));
         }
         let user = self.jellyfin.find_user_by_name(username).await?.ok_or_else(|| SsoError::NotFoundWhat(format!("no Jellyfin user {username}")))?;
+        let minted = self.state.durable.mints_of_user(&user.id).await?;
+        self.revoke_all(&minted, Why::Unlinked).await?;
         self.state.durable.remove_links_of_user(&user.id).await?;
         self.revoke_all_app_passwords(&user.id).await?;
         self.jellyfin.update_policy(&user.id, |p| p.authentication_provider_id = provider.trim().to_string()).await?;

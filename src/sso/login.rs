@@ -231,6 +231,7 @@ impl Sso {
             provider: provider.name().into(),
             identity: Some(pending.identity.clone()),
             grants: Some(pending.grants.clone()),
+            signed_out: None,
         };
         let set = self.sessions.create(&session).await?;
         r.headers_mut().insert(SET_COOKIE, set);

@@ -16,11 +16,17 @@
 //!   `/sso/link`), [`app_passwords`], and Jellyfin's password endpoints guarded before they
 //!   are forwarded ([`password_login`], [`brute_force`]); guessing limits in [`attempts`],
 //!   keyed hashes in [`mac`].
+//! - The end of a session: [`logout`] (sign-out, the web client's sign-out),
+//!   [`backchannel`] (single logout from an OpenID Provider), [`revocation`] (ending minted
+//!   sessions, the max-age sweep), [`revalidate`] (refresh-token re-validation),
+//!   [`sessions_api`] (listing and revoking), [`token_crypto`] (tokens encrypted at rest),
+//!   [`saml_logout`] (SAML single logout).
 
 pub mod admin;
 pub mod app_passwords;
 pub mod app_passwords_page;
 pub mod attempts;
+pub mod backchannel;
 pub mod brute_force;
 pub mod callers;
 pub mod complete;
@@ -33,17 +39,24 @@ pub mod linking_page;
 pub mod links;
 pub mod login;
 pub mod login_page;
+pub mod logout;
 pub mod mac;
 pub mod oidc;
 pub mod oidc_login;
+pub mod oidc_types;
 pub mod password_login;
 pub mod provision;
 pub mod registry;
 pub mod replay;
+pub mod revalidate;
+pub mod revocation;
 pub mod route;
 pub mod saml;
 pub mod saml_login;
+pub mod saml_logout;
 pub mod session;
+pub mod sessions_api;
+pub mod token_crypto;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -117,8 +130,10 @@ impl Sso {
         })
     }
 
-    /// Sweep expired flows, handles and sessions, forever.
+    /// Sweep expired flows, handles and sessions, forever; and, alongside, the session
+    /// lifecycle (max age, re-validation).
     pub async fn sweep_forever(self: Arc<Self>) {
+        tokio::spawn(self.clone().lifecycle_forever());
         let mut tick = tokio::time::interval(Duration::from_secs(30));
         loop {
             tick.tick().await;
@@ -192,6 +207,35 @@ impl Sso {
             SsoRoute::DeviceLinkStart { protocol, provider } => self.link_start(protocol, &provider, ctx).await,
             SsoRoute::DeviceLinkQr => self.link_qr(),
             SsoRoute::AppPasswords | SsoRoute::AppPasswordDelete { .. } => self.app_passwords(route, req, ctx).await,
+            SsoRoute::Logout => self.logout(ctx).await,
+            SsoRoute::BackchannelLogout { provider } => {
+                let r = match self.registry.enabled(Protocol::Oidc, &provider)? {
+                    registry::Provider::Oidc(p) => self.backchannel_logout(&p, req).await,
+                    registry::Provider::Saml(_) => Err(SsoError::UnknownProvider(provider)),
+                };
+                // The provider's server reads JSON, whatever it accepts.
+                r.or_else(|e| Ok(respond_as(&e, true)))
+            }
+            SsoRoute::FrontchannelLogout { provider } => match self.registry.enabled(Protocol::Oidc, &provider)? {
+                registry::Provider::Oidc(p) => self.frontchannel_logout(&p, &http::query_map(&req)).await,
+                registry::Provider::Saml(_) => Err(SsoError::UnknownProvider(provider)),
+            },
+            SsoRoute::SamlLogout { provider } => match self.registry.enabled(Protocol::Saml, &provider)? {
+                registry::Provider::Saml(p) => self.saml_logout(&p, req).await,
+                registry::Provider::Oidc(_) => Err(SsoError::UnknownProvider(provider)),
+            },
+            SsoRoute::Sessions { user } => {
+                self.callers.authorize(h, u, Rule::UserOrAdmin(&user), "read another user's sessions").await?;
+                self.list_sessions(&user).await
+            }
+            SsoRoute::RevokeSession { user, device } => {
+                self.callers.authorize(h, u, Rule::UserOrAdmin(&user), "revoke another user's sessions").await?;
+                self.revoke_session(&user, &device).await
+            }
+            SsoRoute::RevokeSessions { user } => {
+                self.callers.authorize(h, u, Rule::UserOrAdmin(&user), "revoke another user's sessions").await?;
+                self.revoke_sessions(&user).await
+            }
             SsoRoute::Health | SsoRoute::LinkingPage | SsoRoute::Unknown => Err(SsoError::NotFound),
         }
     }

@@ -12,19 +12,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use openidconnect::core::{
-    CoreAuthDisplay, CoreAuthPrompt, CoreClaimName, CoreClaimType, CoreClientAuthMethod, CoreErrorResponseType, CoreGenderClaim,
-    CoreGrantType, CoreJsonWebKey, CoreJweContentEncryptionAlgorithm, CoreJweKeyManagementAlgorithm, CoreJwsSigningAlgorithm,
-    CoreResponseMode, CoreResponseType, CoreRevocableToken, CoreRevocationErrorResponse, CoreSubjectIdentifierType,
-    CoreTokenIntrospectionResponse, CoreTokenType,
-};
+use openidconnect::core::{CoreAuthPrompt, CoreGenderClaim, CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm, CoreResponseType};
 use openidconnect::{
-    AdditionalClaims, AdditionalProviderMetadata, AuthType, AuthenticationFlow, AuthorizationCode, Client, ClientId, ClientSecret,
-    CsrfToken, EmptyExtraTokenFields, EndpointMaybeSet, EndpointNotSet, EndpointSet, IdTokenFields, JsonWebKeySet, Nonce,
-    OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, ProviderMetadata, RedirectUrl, Scope, StandardErrorResponse,
-    StandardTokenResponse, TokenResponse,
+    AuthType, AuthenticationFlow, AuthorizationCode, ClientId, ClientSecret, CsrfToken, JsonWebKeySet, Nonce, OAuth2TokenResponse,
+    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, TokenResponse,
 };
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::RwLock;
 use url::Url;
@@ -36,76 +28,10 @@ const DISCOVERY_TTL: Duration = Duration::from_secs(3600);
 /// At most one JWKS refetch for an unknown key id in this interval.
 const JWKS_REFETCH_MIN_INTERVAL: Duration = Duration::from_secs(10);
 /// Accepted ID token clock skew.
-const SKEW: Duration = Duration::from_secs(120);
+pub(super) const SKEW: Duration = Duration::from_secs(120);
 
-/// Provider metadata we read beyond the core: pushed authorization requests (RFC 9126).
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
-pub struct ParMetadata {
-    #[serde(default)]
-    pub pushed_authorization_request_endpoint: Option<String>,
-    #[serde(default)]
-    pub require_pushed_authorization_requests: Option<bool>,
-}
-impl AdditionalProviderMetadata for ParMetadata {}
+pub use super::oidc_types::{AllClaims, Metadata, OidcClient, ParMetadata, TokenResp, ALLOWED_ALGS};
 
-/// Every claim, kept as JSON.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
-pub struct AllClaims {
-    #[serde(flatten)]
-    pub map: serde_json::Map<String, Value>,
-}
-impl AdditionalClaims for AllClaims {}
-
-type Metadata = ProviderMetadata<
-    ParMetadata,
-    CoreAuthDisplay,
-    CoreClientAuthMethod,
-    CoreClaimName,
-    CoreClaimType,
-    CoreGrantType,
-    CoreJweContentEncryptionAlgorithm,
-    CoreJweKeyManagementAlgorithm,
-    CoreJsonWebKey,
-    CoreResponseMode,
-    CoreResponseType,
-    CoreSubjectIdentifierType,
->;
-type TokenResp = StandardTokenResponse<
-    IdTokenFields<AllClaims, EmptyExtraTokenFields, CoreGenderClaim, CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm>,
-    CoreTokenType,
->;
-type OidcClient = Client<
-    AllClaims,
-    CoreAuthDisplay,
-    CoreGenderClaim,
-    CoreJweContentEncryptionAlgorithm,
-    CoreJsonWebKey,
-    CoreAuthPrompt,
-    StandardErrorResponse<CoreErrorResponseType>,
-    TokenResp,
-    CoreTokenIntrospectionResponse,
-    CoreRevocableToken,
-    CoreRevocationErrorResponse,
-    EndpointSet,
-    EndpointNotSet,
-    EndpointNotSet,
-    EndpointNotSet,
-    EndpointMaybeSet,
-    EndpointMaybeSet,
->;
-
-/// ID token signature algorithms we accept: asymmetric only.
-const ALLOWED_ALGS: [CoreJwsSigningAlgorithm; 9] = [
-    CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
-    CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha384,
-    CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha512,
-    CoreJwsSigningAlgorithm::RsaSsaPssSha256,
-    CoreJwsSigningAlgorithm::RsaSsaPssSha384,
-    CoreJwsSigningAlgorithm::RsaSsaPssSha512,
-    CoreJwsSigningAlgorithm::EcdsaP256Sha256,
-    CoreJwsSigningAlgorithm::EcdsaP384Sha384,
-    CoreJwsSigningAlgorithm::EdDsa,
-];
 
 /// Why talking to the identity provider failed.
 #[derive(Debug, thiserror::Error)]
@@ -122,10 +48,19 @@ pub enum OidcError {
     Userinfo(String),
 }
 
-struct Discovered {
-    meta: Metadata,
+pub(super) struct Discovered {
+    pub(super) meta: Metadata,
     par_endpoint: Option<Url>,
+    pub(super) end_session_endpoint: Option<Url>,
     fetched: Instant,
+}
+
+/// What a finished code exchange yields: the verified, merged claims, and the raw tokens a
+/// minted session keeps (encrypted) for logout and re-validation.
+pub struct Finished {
+    pub claims: Value,
+    pub id_token: String,
+    pub refresh_token: Option<String>,
 }
 
 /// What the browser's flow must remember between start and callback.
@@ -146,12 +81,12 @@ impl AuthRequest {
 pub struct OidcProvider {
     pub config: OidcConfig,
     redirect_uri: RedirectUrl,
-    http: reqwest::Client,
+    pub(super) http: reqwest::Client,
     discovered: RwLock<Option<Arc<Discovered>>>,
     last_jwks_refetch: std::sync::Mutex<Option<Instant>>,
 }
 
-fn short(e: impl std::fmt::Display) -> String {
+pub(super) fn short(e: impl std::fmt::Display) -> String {
     let s = e.to_string();
     s.chars().take(300).collect()
 }
@@ -169,7 +104,7 @@ impl OidcProvider {
 
     /// The cached discovery, fetched again when older than an hour. If a refresh fails, the
     /// previous document keeps serving.
-    async fn discovery(&self, force: bool) -> Result<Arc<Discovered>, OidcError> {
+    pub(super) async fn discovery(&self, force: bool) -> Result<Arc<Discovered>, OidcError> {
         if !force {
             if let Some(d) = self.discovered.read().await.as_ref() {
                 if d.fetched.elapsed() < DISCOVERY_TTL {
@@ -224,13 +159,18 @@ impl OidcProvider {
             None => None,
         };
         endpoints.extend(par_endpoint.clone());
+        let end_session_endpoint = match &meta.additional_metadata().end_session_endpoint {
+            Some(s) => Some(Url::parse(s).map_err(|e| OidcError::Discovery(format!("bad end_session_endpoint: {e}")))?),
+            None => None,
+        };
+        endpoints.extend(end_session_endpoint.clone());
         self.check_endpoints(&endpoints)?;
         if meta.token_endpoint().is_none() {
             return Err(OidcError::Discovery("the provider has no token endpoint".into()));
         }
         let jwks = JsonWebKeySet::fetch_async(meta.jwks_uri(), &self.http).await.map_err(|e| OidcError::Discovery(format!("keys: {}", short(e))))?;
         meta = meta.set_jwks(jwks);
-        Ok(Discovered { meta, par_endpoint, fetched: Instant::now() })
+        Ok(Discovered { meta, par_endpoint, end_session_endpoint, fetched: Instant::now() })
     }
 
     fn check_endpoints(&self, endpoints: &[Url]) -> Result<(), OidcError> {
@@ -249,7 +189,7 @@ impl OidcProvider {
         Ok(())
     }
 
-    fn client(&self, d: &Discovered) -> OidcClient {
+    pub(super) fn client(&self, d: &Discovered) -> OidcClient {
         let secret = match self.config.token_auth_method {
             TokenAuthMethod::None => None,
             _ => self.config.client_secret.as_ref().map(|s| ClientSecret::new(s.expose().to_string())),
@@ -277,6 +217,10 @@ impl OidcProvider {
         req = req.add_scope(Scope::new("profile".into()));
         for s in self.config.scopes.iter().filter(|s| *s != "profile") {
             req = req.add_scope(Scope::new(s.clone()));
+        }
+        // A refresh token is asked for only when the provider re-validates sessions with it.
+        if self.config.session.revalidate_interval.is_some() && !self.config.scopes.iter().any(|s| s == "offline_access") {
+            req = req.add_scope(Scope::new("offline_access".into())).add_prompt(CoreAuthPrompt::Consent);
         }
         let (url, _, _) = req.url();
 
@@ -306,8 +250,9 @@ impl OidcProvider {
         Ok(redirect)
     }
 
-    /// Exchange the code, verify the ID token, fetch userinfo; return the merged claims.
-    pub async fn finish(&self, code: &str, auth: &AuthRequest) -> Result<Value, OidcError> {
+    /// Exchange the code, verify the ID token, fetch userinfo; return the merged claims and
+    /// the raw tokens.
+    pub async fn finish(&self, code: &str, auth: &AuthRequest) -> Result<Finished, OidcError> {
         let d = self.discovery(false).await?;
         let client = self.client(&d);
         let token: TokenResp = client
@@ -329,14 +274,21 @@ impl OidcProvider {
             }
             r => r.map_err(|e| OidcError::InvalidToken(short(e)))?,
         };
-        let subject = claims.get("sub").and_then(Value::as_str).unwrap_or_default().to_string();
+        let raw_id_token = id_token.to_string();
+        let refresh_token = token.refresh_token().map(|t| t.secret().clone());
+        let claims = self.with_userinfo(claims, token.access_token()).await?;
+        Ok(Finished { claims, id_token: raw_id_token, refresh_token })
+    }
 
+    /// Merge the userinfo answer into verified ID token claims (unless `doNotLoadProfile`).
+    pub(super) async fn with_userinfo(&self, claims: Value, access_token: &openidconnect::AccessToken) -> Result<Value, OidcError> {
+        let subject = claims.get("sub").and_then(Value::as_str).unwrap_or_default().to_string();
         if self.config.do_not_load_profile {
             return Ok(claims);
         }
         let d = self.discovery(false).await?;
         let client = self.client(&d);
-        let Ok(request) = client.user_info(token.access_token().clone(), Some(openidconnect::SubjectIdentifier::new(subject))) else {
+        let Ok(request) = client.user_info(access_token.clone(), Some(openidconnect::SubjectIdentifier::new(subject))) else {
             return Ok(claims); // no userinfo endpoint
         };
         let info: openidconnect::UserInfoClaims<AllClaims, CoreGenderClaim> = request
@@ -349,7 +301,7 @@ impl OidcProvider {
     }
 
     /// Verify signature, iss, aud, azp, exp, iat, nonce; return the token's own claims.
-    fn verify(&self, client: &OidcClient, id_token: &openidconnect::IdToken<AllClaims, CoreGenderClaim, CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm>, nonce: &Nonce) -> Result<Value, openidconnect::ClaimsVerificationError> {
+    pub(super) fn verify<N: openidconnect::NonceVerifier>(&self, client: &OidcClient, id_token: &openidconnect::IdToken<AllClaims, CoreGenderClaim, CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm>, nonce: N) -> Result<Value, openidconnect::ClaimsVerificationError> {
         let verifier = client
             .id_token_verifier()
             .set_allowed_algs(ALLOWED_ALGS)
@@ -374,7 +326,7 @@ impl OidcProvider {
         serde_json::from_slice(&bytes).map_err(|e| openidconnect::ClaimsVerificationError::Other(e.to_string()))
     }
 
-    fn may_refetch_keys(&self) -> bool {
+    pub(super) fn may_refetch_keys(&self) -> bool {
         let mut last = self.last_jwks_refetch.lock().expect("lock");
         if last.is_some_and(|t| t.elapsed() < JWKS_REFETCH_MIN_INTERVAL) {
             return false;
@@ -394,11 +346,11 @@ impl OidcProvider {
     }
 }
 
-fn chrono_now() -> i64 {
+pub(super) fn chrono_now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
-fn is_unknown_key(e: &openidconnect::ClaimsVerificationError) -> bool {
+pub(super) fn is_unknown_key(e: &openidconnect::ClaimsVerificationError) -> bool {
     matches!(e, openidconnect::ClaimsVerificationError::SignatureVerification(openidconnect::SignatureVerificationError::NoMatchingKey))
 }
 

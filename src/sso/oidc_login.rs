@@ -10,6 +10,7 @@ use super::identity::{self, Identity, Protocol};
 use super::login::PendingFlow;
 use super::oidc::{OidcError, OidcProvider};
 use super::registry::Provider;
+use super::token_crypto;
 use super::Sso;
 use crate::body::Body;
 use crate::context::RequestContext;
@@ -34,11 +35,20 @@ impl Sso {
             }
         }
         let code = q.get("code").ok_or_else(|| SsoError::BadRequest("the callback has no code".into()))?;
-        let claims = oidc.finish(code, &auth).await.map_err(|e| match e {
+        let finished = oidc.finish(code, &auth).await.map_err(|e| match e {
             OidcError::InvalidToken(detail) => SsoError::InvalidToken { provider: name.into(), detail },
             other => SsoError::IdpUnavailable { provider: name.into(), detail: other.to_string() },
         })?;
-        let identity = oidc_identity(oidc, &claims)?;
+        let mut identity = oidc_identity(oidc, &finished.claims)?;
+        let key = &self.seal_key;
+        identity.tokens = super::identity::SealedTokens {
+            id_token: Some(token_crypto::seal(key, &token_crypto::purpose("id_token", &identity), finished.id_token.as_bytes())),
+            // Kept only when the provider re-validates sessions with it.
+            refresh_token: finished
+                .refresh_token
+                .filter(|_| oidc.config.session.revalidate_interval.is_some())
+                .map(|t| token_crypto::seal(key, &token_crypto::purpose("refresh_token", &identity), t.as_bytes())),
+        };
         self.conclude(&provider, identity, linking, next, browser.unwrap_or_default()).await
     }
 }
@@ -63,5 +73,7 @@ pub fn oidc_identity(provider: &OidcProvider, claims: &serde_json::Value) -> Res
         username,
         roles: identity::roles_at(claims, &cfg.role_claim),
         avatar_url: cfg.avatar_url_format.as_deref().and_then(|f| identity::avatar_url(f, claims)),
+        sid: claims.get("sid").and_then(serde_json::Value::as_str).map(str::to_string),
+        tokens: Default::default(),
     })
 }

@@ -238,6 +238,8 @@ impl Sso {
             username: user.name.clone(),
             roles: Vec::new(),
             avatar_url: None,
+            sid: None,
+            tokens: Default::default(),
         };
         self.provision.record_with(&who, &user.id, &device, How::AppPassword, Some(record.id.clone())).await?;
         self.state.durable.touch_app_password(&record.id, &device.device, now_secs()).await?;

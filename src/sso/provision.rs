@@ -8,7 +8,8 @@
 //! 2. Record the link. 3. Apply the grants by policy read-modify-write, when the provider's
 //!    `enableAuthorization` is on. 4. Upload the avatar (a failure is logged, login goes on).
 //! 5. Mint a token for the browser's device through Quick Connect, and record it in the
-//!    durable state (user, device, provider, subject, how, when) so it can be revoked.
+//!    durable state (user, device, provider, subject, the IdP session id, the encrypted ID
+//!    and refresh tokens, how, when) so it can be revoked and re-validated.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -120,9 +121,10 @@ impl Provisioner {
             provider: who.provider.clone(),
             protocol: who.protocol.as_str().into(),
             subject: who.subject.clone(),
-            sid: None,
-            id_token: None,
-            refresh_token: None,
+            sid: who.sid.clone(),
+            // Already encrypted with the state key, bound to this identity (token_crypto).
+            id_token: who.tokens.id_token.clone(),
+            refresh_token: who.tokens.refresh_token.clone(),
             how: how.as_str().into(),
             client: Some(device.client.clone()),
             device_name: Some(device.device.clone()),

@@ -58,6 +58,13 @@ impl Provider {
             Provider::Saml(p) => &p.config.grants,
         }
     }
+    /// When this provider's sessions end.
+    pub fn session_rules(&self) -> &crate::config::provider::SessionRules {
+        match self {
+            Provider::Oidc(p) => &p.config.session,
+            Provider::Saml(p) => &p.config.session,
+        }
+    }
     /// The plugin's JSON shape, secrets redacted.
     pub fn to_plugin_json(&self) -> serde_json::Value {
         match self {

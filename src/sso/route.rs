@@ -59,6 +59,20 @@ pub enum SsoRoute {
     AppPasswords,
     /// `DELETE /sso/app-passwords/{id}`.
     AppPasswordDelete { id: String },
+    /// `GET|POST /sso/logout`: sign this browser out (and out of the provider when it can).
+    Logout,
+    /// `POST /sso/OID/backchannel-logout/{p}`: OIDC Back-Channel Logout.
+    BackchannelLogout { provider: String },
+    /// `GET /sso/OID/frontchannel-logout/{p}?iss&sid`: OIDC Front-Channel Logout.
+    FrontchannelLogout { provider: String },
+    /// `GET|POST /sso/SAML/logout/{p}`: SAML single logout (LogoutRequest or LogoutResponse).
+    SamlLogout { provider: String },
+    /// `GET /sso/sessions/{jellyfinUserId}`: the user's SSO-minted sessions.
+    Sessions { user: String },
+    /// `DELETE /sso/sessions/{jellyfinUserId}/{deviceId}`.
+    RevokeSession { user: String, device: String },
+    /// `DELETE /sso/sessions/{jellyfinUserId}`.
+    RevokeSessions { user: String },
     /// Under `/sso/` but no such endpoint (or a malformed mode).
     Unknown,
 }
@@ -108,6 +122,13 @@ impl SsoRoute {
             (["app-passwords"], _) if get || post => SsoRoute::AppPasswords,
             (["app-passwords", _], _) if method == Method::DELETE => SsoRoute::AppPasswordDelete { id: arg(1) },
             (["unregister", _], _) if post => SsoRoute::Unregister { username: arg(1) },
+            (["logout"], _) if get || post => SsoRoute::Logout,
+            (["oid", "backchannel-logout", _], _) if post => SsoRoute::BackchannelLogout { provider: arg(2) },
+            (["oid", "frontchannel-logout", _], _) if get => SsoRoute::FrontchannelLogout { provider: arg(2) },
+            (["saml", "logout", _], _) if get || post => SsoRoute::SamlLogout { provider: arg(2) },
+            (["sessions", _], _) if get => SsoRoute::Sessions { user: arg(1) },
+            (["sessions", _], _) if method == Method::DELETE => SsoRoute::RevokeSessions { user: arg(1) },
+            (["sessions", _, _], _) if method == Method::DELETE => SsoRoute::RevokeSession { user: arg(1), device: arg(2) },
             ([_, "start" | "p", _], Some(protocol)) if get => SsoRoute::Start { protocol, provider: arg(2) },
             (["oid", "redirect" | "r", _], _) if get => SsoRoute::OidcCallback { provider: arg(2) },
             (["saml", "post" | "p", _], _) if post => SsoRoute::SamlAcs { provider: arg(2) },
@@ -193,6 +214,20 @@ mod tests {
         assert_eq!(p(Method::POST, "/sso/app-passwords"), Some(SsoRoute::AppPasswords));
         assert_eq!(p(Method::DELETE, "/sso/App-Passwords/ab"), Some(SsoRoute::AppPasswordDelete { id: "ab".into() }));
         assert_eq!(p(Method::PUT, "/sso/link"), Some(SsoRoute::Unknown));
+    }
+
+    #[test]
+    fn lifecycle_routes() {
+        assert_eq!(p(Method::GET, "/sso/logout"), Some(SsoRoute::Logout));
+        assert_eq!(p(Method::POST, "/SSO/Logout/"), Some(SsoRoute::Logout));
+        assert_eq!(p(Method::DELETE, "/sso/logout"), Some(SsoRoute::Unknown));
+        assert_eq!(p(Method::POST, "/sso/OID/backchannel-logout/corp"), Some(SsoRoute::BackchannelLogout { provider: "corp".into() }));
+        assert_eq!(p(Method::GET, "/sso/OID/backchannel-logout/corp"), Some(SsoRoute::Unknown));
+        assert_eq!(p(Method::GET, "/sso/oid/frontchannel-logout/corp"), Some(SsoRoute::FrontchannelLogout { provider: "corp".into() }));
+        assert_eq!(p(Method::POST, "/sso/SAML/logout/corp"), Some(SsoRoute::SamlLogout { provider: "corp".into() }));
+        assert_eq!(p(Method::GET, "/sso/sessions/u1"), Some(SsoRoute::Sessions { user: "u1".into() }));
+        assert_eq!(p(Method::DELETE, "/sso/sessions/u1"), Some(SsoRoute::RevokeSessions { user: "u1".into() }));
+        assert_eq!(p(Method::DELETE, "/sso/sessions/u1/dev%201"), Some(SsoRoute::RevokeSession { user: "u1".into(), device: "dev 1".into() }));
     }
 
     #[test]

@@ -67,6 +67,8 @@ impl From<saml::Error> for SamlError {
 #[derive(Debug, Clone)]
 pub struct Asserted {
     pub name_id: String,
+    /// The IdP's `SessionIndex` of this login, for single logout.
+    pub session_index: Option<String>,
     pub transient: bool,
     /// `(Name, FriendlyName, values)` of each attribute.
     pub attributes: Vec<(String, Option<String>, Vec<String>)>,
@@ -92,16 +94,19 @@ pub struct SamlIdp {
     /// metadata. The plugin's alias path (`/sso/SAML/p/{p}`) is served too, but the response
     /// must still be addressed (Destination, Recipient) to this URL, the one we asked for.
     pub acs_url: String,
+    /// Our single logout URL (`/sso/SAML/logout/{p}`), where the IdP sends LogoutRequests.
+    pub slo_url: String,
 }
 
 impl SamlIdp {
     /// `public_base` is the proxy's public URL joined with a path (`PublicUrl::join`).
     pub fn new(config: SamlConfig, join: impl Fn(&str) -> String) -> Result<SamlIdp, SamlError> {
         let acs_url = join(&format!("/sso/SAML/post/{}", config.name));
+        let slo_url = join(&format!("/sso/SAML/logout/{}", config.name));
         let sp = ServiceProvider::new(ServiceProviderConfig {
             entity_id: config.sp_entity_id.clone(),
             acs: vec![SsoResponseEndpoint::post(acs_url.clone(), 0, true)],
-            slo: Vec::new(),
+            slo: vec![Endpoint::redirect(slo_url.clone(), 0, true), Endpoint::post(slo_url.clone(), 1, false)],
             name_id_formats: Vec::new(),
             signing_key: None,
             decryption_key: None,
@@ -123,7 +128,7 @@ impl SamlIdp {
         let idp = IdpDescriptor {
             entity_id: config.idp_entity_id.clone(),
             sso_endpoints: vec![Endpoint::redirect(config.sso_url.as_str(), 0, true)],
-            slo_endpoints: Vec::new(),
+            slo_endpoints: config.slo_url.iter().map(|u| Endpoint::redirect(u.as_str(), 0, true)).collect(),
             artifact_resolution_endpoints: Vec::new(),
             signing_certs,
             encryption_certs: Vec::new(),
@@ -132,7 +137,7 @@ impl SamlIdp {
             valid_until: None,
             cache_duration: None,
         };
-        Ok(SamlIdp { config, sp, idp, acs_url })
+        Ok(SamlIdp { config, sp, idp, acs_url, slo_url })
     }
 
     /// The AuthnRequest as a redirect URL to the IdP, and the tracker to keep in the flow.
@@ -182,9 +187,15 @@ impl SamlIdp {
         })?;
         Ok(Asserted {
             name_id: identity.name_id().value.clone(),
+            session_index: identity.session_index().map(str::to_string),
             transient: identity.name_id().format == NameIdFormat::Transient,
             attributes: identity.attributes().iter().map(|a| (a.name.clone(), a.friendly_name.clone(), a.values.clone())).collect(),
         })
+    }
+
+    /// The library's SP and IdP descriptions (single logout, `saml_logout.rs`).
+    pub fn parts(&self) -> (&ServiceProvider, &IdpDescriptor) {
+        (&self.sp, &self.idp)
     }
 
     /// SP metadata for the IdP administrator to import.
@@ -204,6 +215,7 @@ mod tests {
             display_name: None,
             enabled: true,
             sso_url: url::Url::parse("https://idp.example/sso?tenant=1").unwrap(),
+            slo_url: None,
             sp_entity_id: "jellyfin".into(),
             idp_entity_id: "https://idp.example".into(),
             certificates: vec![cert.der().to_vec()],
@@ -211,6 +223,7 @@ mod tests {
             username_attribute: None,
             clock_skew: std::time::Duration::from_secs(60),
             grants: Default::default(),
+            session: Default::default(),
         }
     }
 
@@ -258,6 +271,7 @@ mod tests {
     fn attributes_match_by_name_or_friendly_name() {
         let a = Asserted {
             name_id: "n".into(),
+            session_index: None,
             transient: false,
             attributes: vec![
                 ("urn:oid:1.3.6.1.4.1.5923.1.1.1.7".into(), Some("groups".into()), vec!["a".into(), "b".into()]),

@@ -42,6 +42,20 @@ pub struct BrowserSession {
     pub identity: Option<Identity>,
     #[serde(default)]
     pub grants: Option<Grants>,
+    /// Set once the web client signed out with `token` while the provider wants its own
+    /// sign-out too: nothing is injected any more, and the next page load goes through
+    /// `/sso/logout`, which uses this to send the browser to the provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_out: Option<SignedOut>,
+}
+
+/// What the provider's logout needs after the Jellyfin session is gone.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SignedOut {
+    /// The identity's subject, which the sealed ID token is bound to.
+    pub subject: String,
+    /// The ID token of this login, still encrypted with the state key.
+    pub id_token: Option<Vec<u8>>,
 }
 
 pub struct Sessions {
@@ -85,6 +99,36 @@ impl Sessions {
         Ok(found.and_then(|b| serde_json::from_slice::<BrowserSession>(&b).ok()).map(|s| (id.to_string(), s)))
     }
 
+    /// This browser's session, if its cookie names one (a failing lookup is `None`).
+    pub async fn get(&self, cookies: &Cookies) -> Option<BrowserSession> {
+        let id = cookies.session.as_deref().filter(|c| looks_like_token(c))?;
+        match self.ephemeral.get(Kind::Session, &digest(id)).await {
+            Ok(Some(bytes)) => serde_json::from_slice(&bytes).ok(),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "browser session lookup failed");
+                None
+            }
+        }
+    }
+
+    /// End this browser's session.
+    pub async fn remove(&self, cookies: &Cookies) -> Result<(), StateError> {
+        if let Some(id) = cookies.session.as_deref().filter(|c| looks_like_token(c)) {
+            self.ephemeral.delete(Kind::Session, &digest(id)).await?;
+        }
+        Ok(())
+    }
+
+    /// Keep this browser's session only as a note that the provider's logout is still due.
+    pub async fn mark_signed_out(&self, cookies: &Cookies, mut session: BrowserSession, note: SignedOut) -> Result<(), StateError> {
+        let Some(id) = cookies.session.as_deref().filter(|c| looks_like_token(c)) else { return Ok(()) };
+        session.token.clear();
+        session.signed_out = Some(note);
+        let value = serde_json::to_vec(&session).expect("session serializes");
+        self.ephemeral.set(Kind::Session, &digest(id), value, self.ttl).await
+    }
+
     /// The token to inject for this request, if any.
     pub async fn token_for(&self, method: &Method, headers: &HeaderMap, uri: &Uri, cookies: &Cookies) -> Option<String> {
         if !(method == Method::GET || method == Method::HEAD) || has_credentials(headers, uri) || !same_origin(headers, &self.origin) {
@@ -92,7 +136,7 @@ impl Sessions {
         }
         let id = cookies.session.as_deref().filter(|c| looks_like_token(c))?;
         match self.ephemeral.get(Kind::Session, &digest(id)).await {
-            Ok(Some(bytes)) => serde_json::from_slice::<BrowserSession>(&bytes).ok().map(|s| s.token),
+            Ok(Some(bytes)) => serde_json::from_slice::<BrowserSession>(&bytes).ok().filter(|s| s.signed_out.is_none()).map(|s| s.token),
             Ok(None) => None,
             Err(e) => {
                 tracing::warn!(error = %e, "browser session lookup failed; forwarding without it");
@@ -129,7 +173,7 @@ mod tests {
     #[tokio::test]
     async fn injects_only_for_credential_less_get_with_session() {
         let s = Sessions::new(Arc::new(MemoryEphemeral::new(Caps::default())), Duration::from_secs(60), "https://media.example".into());
-        let session = BrowserSession { token: "tok".into(), user_id: "u".into(), device_id: "d".into(), protocol: "oid".into(), provider: "p".into(), identity: None, grants: None };
+        let session = BrowserSession { token: "tok".into(), user_id: "u".into(), device_id: "d".into(), protocol: "oid".into(), provider: "p".into(), identity: None, grants: None, signed_out: None };
         let set = s.create(&session).await.unwrap();
         let set = set.to_str().unwrap();
         assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.contains("Secure"));
@@ -165,5 +209,12 @@ mod tests {
         assert_eq!(s.token_for(&Method::GET, &with(&[ws[0], ws[1], ("origin", "https://media.example")]), &uri, &c).await.as_deref(), Some("tok"));
         let forged = headers(&[("cookie", "__Host-jsp-session=forged")]);
         assert_eq!(s.token_for(&Method::GET, &forged, &uri, &Cookies::parse(&forged)).await, None);
+        assert_eq!(s.get(&c).await.unwrap().device_id, "d");
+        s.mark_signed_out(&c, session.clone(), SignedOut { subject: "sub".into(), id_token: None }).await.unwrap();
+        assert_eq!(s.token_for(&Method::GET, &h, &uri, &c).await, None, "a signed-out session injects nothing");
+        let kept = s.get(&c).await.unwrap();
+        assert!(kept.token.is_empty() && kept.signed_out.is_some(), "the note keeps no token");
+        s.remove(&c).await.unwrap();
+        assert!(s.get(&c).await.is_none());
     }
 }

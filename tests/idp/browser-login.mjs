@@ -2,7 +2,7 @@
 //
 // Env: START_URL (the proxy's /sso/.../start/... URL), LOGIN, PASSWORD; with LINKING_PAGE=1 it
 // then opens /SSOViews/linking, records the listed links, removes the first one, and records
-// the list again (`linksBefore`, `linksAfter`).
+// the list again (`linksBefore`, `linksAfter`), and the "Your devices" list (`devices`).
 // Prints one line `BROWSER_RESULT {json}` with the final URL, the page's localStorage
 // (`jellyfin_credentials`, `_deviceId2`, `enableAutoLogin`) and the page text.
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -41,6 +41,8 @@ try {
     await page.waitForSelector('#links li button');
     result.linksBefore = await page.innerText('#links');
     result.linkButtons = await page.$$eval('#add a', (as) => as.map((a) => a.getAttribute('href')));
+    await page.waitForSelector('#devices li');
+    result.devices = await page.innerText('#devices');
     await page.click('#links li button');
     await page.waitForFunction(() => document.getElementById('links').innerText.includes('No linked identities yet.'));
     result.linksAfter = await page.innerText('#links');

@@ -5,6 +5,12 @@
 //                    "client_secret_basic"|"client_secret_post"|"none", "require_par": bool }],
 //     "accounts": [{ "login", "password", "claims": {...}, "userinfo_only": ["claim", ...] }],
 //     "par": bool }
+// Extra client metadata per client id may come in env OP_CLIENT_EXTRA (JSON object
+//   { "<client_id>": { "backchannel_logout_uri": ..., "post_logout_redirect_uris": [...],
+//                      "grant_types": [...], ... } }), merged over the above.
+// Back-channel logout and RP-initiated logout are enabled; the logout tokens are posted to
+// the proxy's self-signed https address on loopback, so certificate checks and the OP's
+// special-use address guard are off for those requests.
 // Prints one line `OP_READY {"issuer": "...", "port": N}` when it listens on 127.0.0.1.
 //
 // Login: the interaction page at /interaction/{uid} is a plain HTML form
@@ -15,12 +21,17 @@
 // Control endpoints (tests only):
 //   POST /__control/account/{login}  body: JSON claims that replace the account's claims
 //   POST /__control/rotate-keys      sign with a new key from now on, keep publishing the old
+//   POST /__control/disable/{login}  the account no longer exists for the OP: its refresh
+//                                    tokens are refused with invalid_grant
 import crypto from 'node:crypto';
 import http from 'node:http';
 import Provider from 'oidc-provider';
 
 const cfg = JSON.parse(process.env.OP_CONFIG || '{}');
 const accounts = new Map((cfg.accounts || []).map((a) => [a.login, a]));
+const clientExtra = JSON.parse(process.env.OP_CLIENT_EXTRA || '{}');
+const disabled = new Set();
+if (Object.values(clientExtra).some((x) => x.backchannel_logout_uri)) process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0';
 
 function newKey() {
   const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
@@ -40,14 +51,18 @@ function configuration() {
       response_types: ['code'],
       id_token_signed_response_alg: 'RS256',
       ...(c.require_par ? { require_pushed_authorization_requests: true } : {}),
+      ...(clientExtra[c.client_id] || {}),
     })),
     jwks: { keys },
+    // The proxy under test is on loopback, which the OP's SSRF guard refuses for the
+    // back-channel logout POST: use the plain fetch (tests only).
+    fetch: (url, options) => { delete options.dispatcher; return globalThis.fetch(url, options); },
     cookies: { keys: cookieKeys },
     pkce: { required: () => true },
     // Scope claims go into the ID token too (Pocket ID does this for `groups`); claims named
     // in an account's `userinfo_only` are left out of the ID token below (Keycloak style).
     conformIdTokenClaims: false,
-    scopes: ['openid', 'profile', 'email', 'groups'],
+    scopes: ['openid', 'offline_access', 'profile', 'email', 'groups'],
     claims: {
       openid: ['sub'],
       profile: ['preferred_username', 'name', 'picture', 'realm_access'],
@@ -57,11 +72,13 @@ function configuration() {
     features: {
       devInteractions: { enabled: false },
       pushedAuthorizationRequests: { enabled: !!cfg.par },
+      backchannelLogout: { enabled: true },
+      rpInitiatedLogout: { enabled: true },
     },
     interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
     async findAccount(ctx, id) {
       const a = accounts.get(id);
-      if (!a) return undefined;
+      if (!a || disabled.has(id)) return undefined;
       return {
         accountId: id,
         async claims(use) {
@@ -85,7 +102,12 @@ const server = http.createServer();
 await new Promise((resolve) => server.listen(Number(process.env.OP_PORT || 0), '127.0.0.1', resolve));
 const port = server.address().port;
 const issuer = `http://127.0.0.1:${port}`;
-let provider = new Provider(issuer, configuration());
+function newProvider() {
+  const p = new Provider(issuer, configuration());
+  p.on('backchannel.error', (ctx, err, client) => process.stderr.write(`OP back-channel logout to ${client && client.clientId} failed: ${err && (err.cause || err.message || err)}\n`));
+  return p;
+}
+let provider = newProvider();
 
 function readBody(req) {
   return new Promise((resolve, reject) => {
@@ -148,9 +170,14 @@ server.on('request', async (req, res) => {
       res.writeHead(204);
       return res.end();
     }
+    if (req.method === 'POST' && url.pathname.startsWith('/__control/disable/')) {
+      disabled.add(decodeURIComponent(url.pathname.slice('/__control/disable/'.length)));
+      res.writeHead(204);
+      return res.end();
+    }
     if (req.method === 'POST' && url.pathname === '/__control/rotate-keys') {
       keys = [newKey(), ...keys];
-      provider = new Provider(issuer, configuration());
+      provider = newProvider();
       res.writeHead(204);
       return res.end();
     }

@@ -16,6 +16,9 @@
 //      auto-submitting HTML form that POSTs SAMLResponse and RelayState to the SP's ACS.
 // The ACS is the AuthnRequest's AssertionConsumerServiceURL, which must be one the SP's
 // metadata lists (as Keycloak checks it against the client's registered URLs).
+// GET /__control/logout-request?name_id=...&relay=...   (tests only) answers
+//      {"url": ...}: an IdP-initiated LogoutRequest for that NameID, HTTP-Redirect binding,
+//      signed (detached query signature), addressed to the SP's SingleLogoutService.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -45,7 +48,7 @@ async function serviceProvider() {
   // metadata. The message (Response) is signed unless only assertions are asked for.
   const wantAssertion = cfg.sign === 'assertion' || cfg.sign === 'both';
   xml = xml.replace(/WantAssertionsSigned="[a-z]+"/, `WantAssertionsSigned="${wantAssertion}"`);
-  sp = samlify.ServiceProvider({ metadata: xml, wantMessageSigned: cfg.sign !== 'assertion' });
+  sp = samlify.ServiceProvider({ metadata: xml, wantMessageSigned: cfg.sign !== 'assertion', wantLogoutRequestSigned: true });
   acsUrls = [...xml.matchAll(/AssertionConsumerService[^>]*Location="([^"]+)"/g)].map((m) => m[1]);
   return sp;
 }
@@ -123,6 +126,12 @@ async function handle(req, res) {
       `<noscript><button type="submit">Continue</button></noscript></form>` +
       `<script>document.forms[0].submit()</script>`);
   }
+  if (req.method === 'GET' && url.pathname === '/__control/logout-request') {
+    const s = await serviceProvider();
+    const { context } = await idp.createLogoutRequest(s, 'redirect', { logoutNameID: url.searchParams.get('name_id') }, url.searchParams.get('relay') || '');
+    res.writeHead(200, { 'content-type': 'application/json' });
+    return res.end(JSON.stringify({ url: context }));
+  }
   page(res, 404, 'not found');
 }
 
@@ -140,7 +149,7 @@ server.listen(0, '127.0.0.1', () => {
     privateKey: fs.readFileSync(cfg.key),
     signingCert: fs.readFileSync(cfg.cert),
     singleSignOnService: [{ Binding: B.redirect, Location: ssoUrl }],
-    // Not served (the proxy does not do SAML logout); declared so samlify does not warn.
+    // Not served: the tests only make IdP-initiated LogoutRequests (/__control/logout-request).
     singleLogoutService: [{ Binding: B.redirect, Location: `http://127.0.0.1:${port}/slo` }],
     nameIDFormat: ['urn:oasis:names:tc:SAML:2.0:nameid-format:persistent'],
     requestSignatureAlgorithm: 'http://www.w3.org/2001/04/xmldsig-more#rsa-sha256',

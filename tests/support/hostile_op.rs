@@ -1,7 +1,9 @@
 //! A hostile OpenID Provider: it publishes one signing key and then answers the code
 //! exchange with an ID token that is forged in a chosen way (signed by a key it never
 //! published, or `alg: none`), with every other claim correct. The proxy must refuse.
-//! A real provider cannot be made to do this, hence this small server.
+//! A real provider cannot be made to do this, hence this small server. Its ID tokens carry
+//! `sid` = [`HOSTILE_SID`]; [`HostileOp::sign`] makes logout tokens (or any JWT) signed in a
+//! chosen way, for the back-channel logout tests.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -28,6 +30,24 @@ pub enum Forgery {
 pub struct HostileOp {
     pub issuer: String,
     nonces: Arc<Mutex<HashMap<String, String>>>,
+    published_pem: String,
+    other_pem: String,
+}
+
+/// The `sid` of every ID token the hostile OP issues.
+pub const HOSTILE_SID: &str = "hostile-sid";
+
+/// How [`HostileOp::sign`] signs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignWith {
+    /// The published key (ES256, kid `k1`): a valid signature.
+    Published,
+    /// A key that is not published, claiming kid `k1`.
+    Unpublished,
+    /// `alg: none`, empty signature.
+    NoneAlg,
+    /// HS256 with this shared secret (e.g. the client secret).
+    Hs256(&'static str),
 }
 
 fn b64(b: &[u8]) -> String {
@@ -41,6 +61,7 @@ impl HostileOp {
         let issuer = format!("http://{addr}");
         let published = rcgen::KeyPair::generate().unwrap();
         let other = rcgen::KeyPair::generate().unwrap();
+        let (published_pem, other_pem) = (published.serialize_pem(), other.serialize_pem());
         let raw = published.public_key_raw();
         let (x, y) = (&raw[1..33], &raw[33..65]);
         let jwks = serde_json::json!({"keys": [{"kty": "EC", "crv": "P-256", "x": b64(x), "y": b64(y), "kid": "k1", "use": "sig", "alg": "ES256"}]});
@@ -63,7 +84,26 @@ impl HostileOp {
                 });
             }
         });
-        HostileOp { issuer, nonces }
+        HostileOp { issuer, nonces, published_pem, other_pem }
+    }
+
+    /// A compact JWS of `claims`, signed as `how` says.
+    pub fn sign(&self, claims: &serde_json::Value, how: SignWith) -> String {
+        match how {
+            SignWith::NoneAlg => format!("{}.{}.", b64(br#"{"alg":"none","typ":"logout+jwt"}"#), b64(claims.to_string().as_bytes())),
+            SignWith::Hs256(secret) => {
+                let mut h = Header::new(Algorithm::HS256);
+                h.kid = Some("k1".into());
+                encode(&h, claims, &EncodingKey::from_secret(secret.as_bytes())).unwrap()
+            }
+            SignWith::Published | SignWith::Unpublished => {
+                let pem = if how == SignWith::Published { &self.published_pem } else { &self.other_pem };
+                let mut h = Header::new(Algorithm::ES256);
+                h.kid = Some("k1".into());
+                h.typ = Some("logout+jwt".into());
+                encode(&h, claims, &EncodingKey::from_ec_pem(pem.as_bytes()).unwrap()).unwrap()
+            }
+        }
     }
 
     pub fn saw_nonce(&self) -> bool {
@@ -86,6 +126,7 @@ async fn answer(req: Request<hyper::body::Incoming>, ctx: &Ctx) -> Response<Full
             "authorization_endpoint": format!("{issuer}/auth"),
             "token_endpoint": format!("{issuer}/token"),
             "jwks_uri": format!("{issuer}/jwks"),
+            "end_session_endpoint": format!("{issuer}/logout"),
             "response_types_supported": ["code"],
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": ["ES256"],
@@ -106,7 +147,7 @@ async fn answer(req: Request<hyper::body::Incoming>, ctx: &Ctx) -> Response<Full
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
             let claims = serde_json::json!({
                 "iss": issuer, "sub": subject, "aud": client_id, "exp": now + 300, "iat": now, "nonce": nonce,
-                "preferred_username": "forged-admin", "groups": ["jellyfin-admins"],
+                "preferred_username": "forged-admin", "groups": ["jellyfin-admins"], "sid": HOSTILE_SID,
             });
             let id_token = match forgery {
                 Forgery::NoneAlg => format!("{}.{}.", b64(br#"{"alg":"none","typ":"JWT"}"#), b64(claims.to_string().as_bytes())),

@@ -6,6 +6,7 @@
 
 pub mod apps;
 pub mod browser;
+pub mod chromium;
 pub mod hostile_op;
 pub mod oidc_provider;
 pub mod saml_idp;

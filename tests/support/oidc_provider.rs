@@ -93,8 +93,19 @@ pub async fn start_node(script: &str, envs: &[(&str, String)], ready: &str) -> (
 
 impl OpenIdProvider {
     pub async fn start(cfg: &OpConfig) -> OpenIdProvider {
-        let (child, ready) = start_node("oidc-provider.mjs", &[("OP_CONFIG", serde_json::to_string(cfg).unwrap())], "OP_READY").await;
+        Self::start_with(cfg, serde_json::json!({})).await
+    }
+
+    /// Start with extra client metadata, `{client_id: {...}}` (e.g. `backchannel_logout_uri`).
+    pub async fn start_with(cfg: &OpConfig, client_extra: serde_json::Value) -> OpenIdProvider {
+        let envs = [("OP_CONFIG", serde_json::to_string(cfg).unwrap()), ("OP_CLIENT_EXTRA", client_extra.to_string())];
+        let (child, ready) = start_node("oidc-provider.mjs", &envs, "OP_READY").await;
         OpenIdProvider { issuer: ready["issuer"].as_str().unwrap().to_string(), _child: child }
+    }
+
+    /// The account no longer exists for the OP: its refresh tokens are refused.
+    pub async fn disable(&self, login: &str) {
+        self.control(&format!("/__control/disable/{login}"), None).await;
     }
 
     async fn control(&self, path: &str, body: Option<serde_json::Value>) {

@@ -46,6 +46,13 @@ impl SamlIdp {
         let (child, ready) = start_node("saml-idp.mjs", &envs, "SAML_IDP_READY").await;
         SamlIdp { entity_id, sso_url: ready["sso_url"].as_str().unwrap().to_string(), cert_b64: pair.cert_b64(), _keys: keys, _child: child }
     }
+
+    /// The URL of an IdP-initiated, signed LogoutRequest (HTTP-Redirect) for `name_id`.
+    pub async fn logout_request_url(&self, name_id: &str, relay: &str) -> String {
+        let control = self.sso_url.replace("/sso", "/__control/logout-request");
+        let r: serde_json::Value = reqwest::Client::new().get(control).query(&[("name_id", name_id), ("relay", relay)]).send().await.unwrap().json().await.unwrap();
+        r["url"].as_str().expect("the IdP built a LogoutRequest").to_string()
+    }
 }
 
 /// The double, a real SAML IdP and a proxy with provider `name` pointing at it (plus

@@ -187,7 +187,7 @@ impl ResponseSpec {
         )
     }
 
-    fn signature_template(&self, id: &str, cert_b64: &str) -> String {
+    pub fn signature_template(&self, id: &str, cert_b64: &str) -> String {
         format!(
             "<ds:Signature xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\"><ds:SignedInfo>\
 <ds:CanonicalizationMethod Algorithm=\"http://www.w3.org/2001/10/xml-exc-c14n#\"/><ds:SignatureMethod Algorithm=\"{sm}\"/>\
@@ -216,6 +216,12 @@ impl Signer {
 
     /// Fill in the first unsigned `ds:Signature` template of `xml` with `key`.
     pub fn sign_first(&self, xml: &str, key: &KeyPair) -> String {
+        self.sign_first_of(xml, key, &[&format!("{NS_SAMLP}:Response"), &format!("{NS_SAML}:Assertion")])
+    }
+
+    /// [`Signer::sign_first`] for a document whose signed elements (`ns:Local`, their `ID`
+    /// attribute referenced) are `elements`, e.g. a `samlp:LogoutRequest`.
+    pub fn sign_first_of(&self, xml: &str, key: &KeyPair, elements: &[&str]) -> String {
         let n = random_id();
         let input = self.dir.join(format!("{n}.in.xml"));
         let output = self.dir.join(format!("{n}.out.xml"));
@@ -224,7 +230,7 @@ impl Signer {
             .arg("--sign")
             .arg("--privkey-pem")
             .arg(format!("{},{}", key.key.display(), key.cert.display()))
-            .args(["--id-attr:ID", &format!("{NS_SAMLP}:Response"), "--id-attr:ID", &format!("{NS_SAML}:Assertion")])
+            .args(elements.iter().flat_map(|e| ["--id-attr:ID", e]))
             .arg("--output")
             .arg(&output)
             .arg(&input)

@@ -123,6 +123,7 @@ impl OidcConfig {
             "displayName": self.display_name.clone().unwrap_or_default(),
         });
         m.extend(own.as_object().expect("object literal").clone());
+        m.extend(self.session.to_plugin_json());
         serde_json::Value::Object(m)
     }
 }
@@ -135,6 +136,7 @@ impl SamlConfig {
         let mut m = self.grants.to_plugin_json();
         let own = serde_json::json!({
             "samlEndpoint": self.sso_url.as_str(),
+            "samlLogoutEndpoint": self.slo_url.as_ref().map(|u| u.as_str()).unwrap_or_default(),
             "samlClientId": self.sp_entity_id,
             "samlIdpEntityId": self.idp_entity_id,
             "samlCertificate": if certs.len() == 1 { serde_json::json!(certs[0]) } else { serde_json::json!(certs) },
@@ -146,6 +148,7 @@ impl SamlConfig {
             "displayName": self.display_name.clone().unwrap_or_default(),
         });
         m.extend(own.as_object().expect("object literal").clone());
+        m.extend(self.session.to_plugin_json());
         serde_json::Value::Object(m)
     }
 }

@@ -10,6 +10,7 @@
 
 mod json;
 mod raw;
+mod session;
 mod validate;
 
 use serde::{Deserialize, Serialize};
@@ -19,6 +20,7 @@ use crate::config::Secret;
 
 pub use json::{oidc_from_json, saml_from_json, REDACTED};
 pub use raw::{OneOrMany, RawGrants, RawOidcConfig, RawSamlConfig};
+pub use session::SessionRules;
 pub use validate::{parse_certificates, valid_provider_name};
 
 /// Who gets in and with what, from the identity's roles. Shared by OIDC and SAML.
@@ -93,6 +95,8 @@ pub struct OidcConfig {
     pub subject_claim: String,
     pub avatar_url_format: Option<String>,
     pub grants: GrantRules,
+    /// When its sessions end (sign-out, max age, re-validation).
+    pub session: SessionRules,
     pub disable_https: bool,
     pub disable_pushed_authorization: bool,
     pub do_not_validate_endpoints: bool,
@@ -126,6 +130,9 @@ pub struct SamlConfig {
     pub enabled: bool,
     /// The IdP's single sign-on URL (`samlEndpoint`), HTTP-Redirect binding.
     pub sso_url: Url,
+    /// The IdP's single logout URL (`samlLogoutEndpoint`), HTTP-Redirect binding: where
+    /// `/sso/logout` sends a LogoutRequest and where LogoutResponses go.
+    pub slo_url: Option<Url>,
     /// Our SP entity id (`samlClientId`), the Audience the IdP must address.
     pub sp_entity_id: String,
     /// The IdP's entity id: the Issuer its responses must carry.
@@ -138,6 +145,8 @@ pub struct SamlConfig {
     pub username_attribute: Option<String>,
     pub clock_skew: std::time::Duration,
     pub grants: GrantRules,
+    /// When its sessions end (sign-out, max age).
+    pub session: SessionRules,
 }
 
 /// The sign-in protocol of a provider.

@@ -43,6 +43,8 @@ pub struct RawOidcConfig {
     #[serde(flatten)]
     pub(super) grants: RawGrants,
     #[serde(flatten)]
+    pub(super) session: super::session::RawSessionRules,
+    #[serde(flatten)]
     pub(super) unknown: Unknown,
 }
 
@@ -81,13 +83,14 @@ const GRANT_KEYS: &[&str] = &[
 ];
 
 pub(super) fn known_keys(own: &[&'static str]) -> Vec<&'static str> {
-    own.iter().chain(GRANT_KEYS).copied().collect()
+    own.iter().chain(GRANT_KEYS).chain(super::session::SESSION_KEYS).copied().collect()
 }
 
 #[derive(Deserialize, Default)]
 #[serde(default, rename_all = "camelCase")]
 pub struct RawSamlConfig {
     pub(super) saml_endpoint: Field<String>,
+    pub(super) saml_logout_endpoint: Field<String>,
     pub(super) saml_client_id: Field<String>,
     pub(super) saml_certificate: Field<OneOrMany>,
     pub(super) saml_certificate_file: Field<PathBuf>,
@@ -101,11 +104,13 @@ pub struct RawSamlConfig {
     #[serde(flatten)]
     pub(super) grants: RawGrants,
     #[serde(flatten)]
+    pub(super) session: super::session::RawSessionRules,
+    #[serde(flatten)]
     pub(super) unknown: Unknown,
 }
 
 pub(super) const SAML_KEYS: &[&str] = &[
-    "samlEndpoint", "samlClientId", "samlCertificate", "samlCertificateFile", "samlIdpEntityId", "enabled", "roleAttribute", "usernameAttribute",
+    "samlEndpoint", "samlLogoutEndpoint", "samlClientId", "samlCertificate", "samlCertificateFile", "samlIdpEntityId", "enabled", "roleAttribute", "usernameAttribute",
     "clockSkew", "schemeOverride", "displayName",
 ];
 

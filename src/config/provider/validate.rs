@@ -156,6 +156,7 @@ impl RawOidcConfig {
         let _ = p.opt(&f("schemeOverride"), self.scheme_override);
         let _ = p.opt(&f("portOverride"), self.port_override);
         let grants = self.grants.validate(prefix, p);
+        let session = self.session.validate(prefix, true, p);
         let provider = OidcConfig {
             name: name.to_string(),
             display_name: display_name(p, &f("displayName"), self.display_name),
@@ -170,6 +171,7 @@ impl RawOidcConfig {
             subject_claim: opt_string(p, &f("subjectClaim"), self.subject_claim).unwrap_or_else(|| "sub".to_string()),
             avatar_url_format: opt_string(p, &f("avatarUrlFormat"), self.avatar_url_format),
             grants,
+            session,
             disable_https,
             disable_pushed_authorization: p.take(&f("disablePushedAuthorization"), self.disable_pushed_authorization, false),
             do_not_validate_endpoints: p.take(&f("doNotValidateEndpoints"), self.do_not_validate_endpoints, false),
@@ -222,6 +224,20 @@ impl RawSamlConfig {
             "https" | "http" => Ok(()),
             _ => Err("must be an http(s) URL"),
         });
+        let slo_url = match opt_string(p, &f("samlLogoutEndpoint"), self.saml_logout_endpoint) {
+            None => None,
+            Some(s) => match Url::parse(&s) {
+                Ok(u) if matches!(u.scheme(), "https" | "http") => Some(u),
+                Ok(_) => {
+                    p.push(f("samlLogoutEndpoint"), "must be an http(s) URL");
+                    None
+                }
+                Err(e) => {
+                    p.push(f("samlLogoutEndpoint"), format!("not a URL: {e}"));
+                    None
+                }
+            },
+        };
         let sp_entity_id = opt_string(p, &f("samlClientId"), self.saml_client_id);
         if sp_entity_id.as_ref().is_none_or(|s| s.chars().any(char::is_whitespace)) {
             p.push(f("samlClientId"), "is required: this proxy's entity id at the identity provider (no spaces)");
@@ -270,11 +286,13 @@ impl RawSamlConfig {
         }
         let _ = p.opt(&f("schemeOverride"), self.scheme_override);
         let grants = self.grants.validate(prefix, p);
+        let session = self.session.validate(prefix, false, p);
         let provider = SamlConfig {
             name: name.to_string(),
             display_name: display_name(p, &f("displayName"), self.display_name),
             enabled: p.take(&f("enabled"), self.enabled, true),
             sso_url: sso_url?,
+            slo_url,
             sp_entity_id: sp_entity_id?,
             idp_entity_id: idp_entity_id?,
             certificates: certificates?,
@@ -282,6 +300,7 @@ impl RawSamlConfig {
             username_attribute: opt_string(p, &f("usernameAttribute"), self.username_attribute),
             clock_skew,
             grants,
+            session,
         };
         (p.len() == before).then_some(provider)
     }
