@@ -9,6 +9,10 @@ command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v xmlsec1  >/dev/null 2>&1 || need_apt+=(xmlsec1)
 command -v openssl  >/dev/null 2>&1 || need_apt+=(openssl)
 command -v node     >/dev/null 2>&1 || need_apt+=(nodejs npm)
+# Real shared state backends (tests/support/servers.rs starts them on loopback ports).
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
+command -v psql     >/dev/null 2>&1 || need_apt+=(postgresql-client)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "tests/run.sh: installing ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -26,3 +30,8 @@ for m in oidc-provider samlify playwright-core; do
 done
 
 cargo test --workspace --all-targets "$@"
+
+# The SSO tests once more, with every proxy keeping its state in Redis + PostgreSQL.
+if [ $# -eq 0 ]; then
+  JSP_TEST_STATE=shared cargo test --test oidc --test saml --test saml_fixtures
+fi

@@ -15,8 +15,8 @@ use ipnet::IpNet;
 use url::Url;
 
 use super::field::{Field, Problem, Problems};
-use super::raw::{RawConfig, JELLYFIN_KEYS, LIMIT_KEYS, LOG_KEYS, PROVIDER_KEYS, SSO_KEYS, STATE_KEYS, TLS_KEYS, TOP_KEYS};
-use super::{Config, JellyfinConfig, Limits, LogConfig, LogFormat, PublicUrl, Secret, SsoConfig, StateConfig, TlsConfig};
+use super::raw::{RawConfig, JELLYFIN_KEYS, LIMIT_KEYS, LOG_KEYS, PROVIDER_KEYS, SSO_KEYS, TLS_KEYS, TOP_KEYS};
+use super::{Config, JellyfinConfig, Limits, LogConfig, LogFormat, PublicUrl, Secret, SsoConfig, TlsConfig};
 
 fn duration(p: &mut Problems, path: &str, f: Field<String>, default: Duration) -> Duration {
     p.parse(path, f, default, |s| humantime::parse_duration(s).map_err(|e| format!("not a duration like `30s` or `5m`: {e}")))
@@ -59,7 +59,7 @@ pub fn secret(p: &mut Problems, path: &str, inline: Field<String>, file: Field<P
     }
 }
 
-fn section<T: Default>(p: &mut Problems, path: &str, f: Field<T>) -> T {
+pub(super) fn section<T: Default>(p: &mut Problems, path: &str, f: Field<T>) -> T {
     match f {
         Field::Present(t) => t,
         Field::Missing => T::default(),
@@ -175,8 +175,7 @@ pub(super) fn config(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Prob
     }
 
     let rst = section(&mut p, "state", raw.state);
-    p.unknown("state", &rst.unknown, STATE_KEYS);
-    let state = StateConfig { key_file: p.opt("state.key_file", rst.key_file).map(|f| base_dir.join(f)).unwrap_or_else(|| state_dir.join("state.key")) };
+    let state = super::state::validate(&mut p, rst, &state_dir, base_dir);
 
     let rp = section(&mut p, "providers", raw.providers);
     p.unknown("providers", &rp.unknown, PROVIDER_KEYS);

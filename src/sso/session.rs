@@ -6,7 +6,7 @@
 //! no usable cookie. Injection is never done for other methods, for `/sso/`, or when the
 //! request already carries credentials of any form Jellyfin accepts
 //! ([`crate::jellyfin::credentials`]). A session lookup that fails (a state backend down)
-//! injects nothing and the request goes on.
+//! injects nothing and the request goes on, and it waits at most [`LOOKUP_TIMEOUT`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +29,10 @@ pub struct BrowserSession {
     pub protocol: String,
     pub provider: String,
 }
+
+/// The longest a request waits for its browser session (a shared store that is slow or gone
+/// must not hold up ordinary traffic).
+pub const LOOKUP_TIMEOUT: Duration = Duration::from_millis(300);
 
 pub struct Sessions {
     ephemeral: Arc<dyn Ephemeral>,
@@ -54,11 +58,15 @@ impl Sessions {
             return None;
         }
         let id = cookies.session.as_deref().filter(|c| looks_like_token(c))?;
-        match self.ephemeral.get(Kind::Session, &digest(id)).await {
-            Ok(Some(bytes)) => serde_json::from_slice::<BrowserSession>(&bytes).ok().map(|s| s.token),
-            Ok(None) => None,
-            Err(e) => {
+        match tokio::time::timeout(LOOKUP_TIMEOUT, self.ephemeral.get(Kind::Session, &digest(id))).await {
+            Ok(Ok(Some(bytes))) => serde_json::from_slice::<BrowserSession>(&bytes).ok().map(|s| s.token),
+            Ok(Ok(None)) => None,
+            Ok(Err(e)) => {
                 tracing::warn!(error = %e, "browser session lookup failed; forwarding without it");
+                None
+            }
+            Err(_) => {
+                tracing::warn!(timeout = ?LOOKUP_TIMEOUT, "browser session lookup took too long; forwarding without it");
                 None
             }
         }

@@ -18,10 +18,20 @@ pub mod key;
 pub mod memory;
 #[cfg(test)]
 mod memory_tests;
+pub mod postgres;
+#[cfg(test)]
+mod postgres_tests;
+pub mod redis;
+#[cfg(test)]
+mod redis_tests;
+#[cfg(test)]
+#[path = "../../tests/support/servers.rs"]
+pub(crate) mod servers;
 pub mod sqlite;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use base64::Engine;
 use rand::RngCore;
@@ -30,7 +40,14 @@ use sha2::{Digest, Sha256};
 pub use durable::{normalise_user_id, AppPassword, Durable, Link, MintedSession, StoredProvider};
 pub use ephemeral::{Ephemeral, Kind, TakeError};
 pub use memory::{Caps, MemoryEphemeral};
+pub use postgres::PostgresDurable;
+pub use redis::RedisEphemeral;
 pub use sqlite::SqliteDurable;
+
+use crate::config::{DurableBackend, EphemeralBackend, StateConfig};
+
+/// How long one call to Redis may take before it counts as unavailable.
+pub const REDIS_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Everything that can go wrong in the state layer.
 #[derive(Debug, thiserror::Error)]
@@ -57,9 +74,16 @@ pub enum StateError {
     /// A legacy `state.json` that cannot be imported; nothing was imported or renamed.
     #[error("{path} cannot be imported ({detail}); fix or move it away: the proxy will not start without it")]
     Import { path: PathBuf, detail: String },
-    /// The ephemeral backend failed (a network store, later; never the memory backend).
+    /// The ephemeral backend failed (a network store; never the memory backend).
     #[error("ephemeral state backend: {0}")]
     Backend(String),
+    /// A shared backend (`"redis"`, `"postgres"`) cannot be reached or did not answer in time:
+    /// new logins wait for it (503), nothing falls back to memory.
+    #[error("the {backend} state backend is unavailable: {detail}")]
+    Unavailable { backend: &'static str, detail: String },
+    /// A shared backend refused to start (bad URL, authentication, migrations).
+    #[error("cannot start the {backend} state backend: {detail}")]
+    Start { backend: &'static str, detail: String },
 }
 
 /// The two halves of the state, shared by every part of the proxy.
@@ -82,6 +106,34 @@ impl State {
         let durable = SqliteDurable::open(dir).await?;
         import::import_legacy(dir, &durable).await?;
         Ok(State { ephemeral: Arc::new(MemoryEphemeral::new(caps)), durable: Arc::new(durable), key })
+    }
+
+    /// The backends `config` names: SQLite in `dir` (with the legacy import) or PostgreSQL,
+    /// memory bounded by `caps` or Redis (the same caps, enforced across proxies). A shared
+    /// backend that cannot be reached refuses to start. PostgreSQL with memory for the
+    /// ephemeral part is allowed (one proxy against a shared database) with a warning.
+    pub async fn open(config: &StateConfig, dir: &Path, caps: Caps) -> Result<State, StateError> {
+        let key = key::load_or_create(&config.key_file)?;
+        let durable: Arc<dyn Durable> = match &config.durable {
+            DurableBackend::Sqlite => {
+                let durable = SqliteDurable::open(dir).await?;
+                import::import_legacy(dir, &durable).await?;
+                Arc::new(durable)
+            }
+            DurableBackend::Postgres(pg) => Arc::new(PostgresDurable::open(pg.url.expose(), pg.pool_size, pg.tls).await?),
+        };
+        let ephemeral: Arc<dyn Ephemeral> = match &config.ephemeral {
+            EphemeralBackend::Memory => {
+                if matches!(config.durable, DurableBackend::Postgres(_)) {
+                    tracing::warn!(
+                        "state.durable is postgres but state.ephemeral is memory: logins started on one proxy will fail on another; set state.ephemeral: redis when several proxies share this database"
+                    );
+                }
+                Arc::new(MemoryEphemeral::new(caps))
+            }
+            EphemeralBackend::Redis(r) => Arc::new(RedisEphemeral::connect(r.url.expose(), &r.key_prefix, caps, REDIS_TIMEOUT).await?),
+        };
+        Ok(State { ephemeral, durable, key })
     }
 }
 
