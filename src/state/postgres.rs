@@ -168,7 +168,7 @@ async fn upsert_link<'e>(e: impl PgExecutor<'e>, l: &Link) -> Result<(), sqlx::E
     .bind(normalise_user_id(&l.user_id))
     .bind(int(l.linked_at))
     .execute(e)
-    .await.map_err(pg)?;
+    .await?;
     Ok(())
 }
 
@@ -180,7 +180,7 @@ async fn upsert_provider<'e>(e: impl PgExecutor<'e>, p: &StoredProvider) -> Resu
     .bind(&p.name)
     .bind(p.json.to_string())
     .execute(e)
-    .await.map_err(pg)?;
+    .await?;
     Ok(())
 }
 

@@ -84,14 +84,14 @@ keep_index(ttl)
 return 1";
 
 /// KEYS: entry, index. ARGV: member, until (unix ms), cap. 1 first, 0 seen, -1 full.
-const FIRST_SEEN: &str = "local until = tonumber(ARGV[2])
-if until <= now then return 1 end
+const FIRST_SEEN: &str = "local till = tonumber(ARGV[2])
+if till <= now then return 1 end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[3]) then return -1 end
 if not redis.call('SET', KEYS[1], '1', 'NX', 'PXAT', ARGV[2]) then return 0 end
-redis.call('ZADD', KEYS[2], until, ARGV[1])
-keep_index(until - now)
+redis.call('ZADD', KEYS[2], till, ARGV[1])
+keep_index(till - now)
 return 1";
 
 /// KEYS: entry, index. ARGV: member, window ms, cap. The hits in the window, or -1 full.

@@ -143,7 +143,14 @@ async fn rate_counters_are_shared_per_fixed_window_and_bounded() {
     assert!(matches!(b.hit(Kind::Rate("login-ip"), "9.9.9.9", w).await, Err(StateError::Full { .. })));
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(b.hit(Kind::Rate("login-ip"), "1.2.3.4", w).await.unwrap(), 1, "a new window");
+    assert_eq!(a.count(Kind::Rate("login-ip")).await.unwrap(), 1);
+    // An index outlives an expired member only while a longer-lived one keeps it: the sweep
+    // prunes that member.
+    a.hit(Kind::Rate("sweep"), "short", w).await.unwrap();
+    a.hit(Kind::Rate("sweep"), "long", MIN).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
     assert!(a.sweep().await.unwrap() >= 1, "the expired counter's index entry");
+    assert_eq!(b.count(Kind::Rate("sweep")).await.unwrap(), 1);
 }
 
 #[tokio::test]

@@ -82,7 +82,7 @@ pub struct Redis {
 
 impl Redis {
     pub fn start() -> Redis {
-        let dir = tempfile::Builder::new().prefix("jsp-redis-").tempdir().unwrap().into_path();
+        let dir = tempfile::Builder::new().prefix("jsp-redis-").tempdir().unwrap().keep();
         let mut r = Redis { port: free_port(), dir: dir.clone(), watchdog: None };
         r.watchdog = Some(watchdog(&r.pid_file(), "KILL", &dir));
         r.resume();
@@ -177,7 +177,7 @@ fn as_pg_user(program: &Path) -> Command {
 
 impl Postgres {
     pub fn start() -> Postgres {
-        let dir = tempfile::Builder::new().prefix("jsp-pg-").tempdir().unwrap().into_path();
+        let dir = tempfile::Builder::new().prefix("jsp-pg-").tempdir().unwrap().keep();
         let pg = Postgres { port: free_port(), dir: dir.clone(), watchdog: None };
         std::fs::create_dir(dir.join("sock")).unwrap();
         if running_as_root() {
