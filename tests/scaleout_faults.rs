@@ -104,6 +104,11 @@ async fn postgres_restarted_loses_nothing_acknowledged_and_the_proxies_recover()
     for i in 0..5 {
         assert_eq!(add(&a, &format!("p{i}")).await, 200);
     }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while names(&b).await.len() < 5 {
+        assert!(Instant::now() < deadline, "B did not hear of A's providers");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     pg.stop("QUIT");
     assert_eq!(add(&a, "refused").await, 503, "not acknowledged while PostgreSQL is down");
