@@ -124,7 +124,7 @@ impl Sso {
                 Some(rx) => tokio::select! {
                     _ = tick.tick() => {}
                     r = rx.recv() => match r {
-                        Ok(topic) if topic != crate::state::postgres::PROVIDERS => continue,
+                        Ok(topic) if topic != crate::state::postgres_changes::PROVIDERS => continue,
                         Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                         Err(tokio::sync::broadcast::error::RecvError::Closed) => changes = None,
                     },

@@ -3,11 +3,12 @@
 //! caches, replay ids, rate counters) and [`Durable`] for what must survive it (account links,
 //! providers added through the API, minted sessions, app passwords).
 //!
-//! Today the ephemeral side lives in memory ([`memory::MemoryEphemeral`]) and the durable side
-//! in one SQLite file ([`sqlite::SqliteDurable`]); [`State::open_default`] opens both and, the
-//! first time, imports the `state.json` written by earlier versions ([`import`]). The layer
-//! takes plain parameters (a directory, caps, TTLs): it knows nothing of the configuration file
-//! or of the SSO code that uses it.
+//! On one machine the ephemeral side lives in memory ([`memory::MemoryEphemeral`]) and the
+//! durable side in one SQLite file ([`sqlite::SqliteDurable`]), which, the first time, imports
+//! the `state.json` written by earlier versions ([`import`]). Several proxies behind one
+//! balancer share Redis ([`redis::RedisEphemeral`]) and PostgreSQL
+//! ([`postgres::PostgresDurable`]). [`State::open`] picks them from the validated `state:`
+//! settings; the layer reads no YAML and knows nothing of the SSO code that uses it.
 
 pub mod durable;
 #[cfg(test)]
@@ -19,6 +20,7 @@ pub mod memory;
 #[cfg(test)]
 mod memory_tests;
 pub mod postgres;
+pub mod postgres_changes;
 #[cfg(test)]
 mod postgres_tests;
 pub mod redis;

@@ -8,9 +8,8 @@
 //! (its default `synchronous_commit` flushes the WAL first), so a server restart loses
 //! nothing acknowledged.
 //!
-//! Other proxies hear of changed providers at once: each change sends
-//! `NOTIFY jsp_changes, 'providers'` in its own transaction, and every proxy listens on
-//! `jsp_changes` ([`Durable::changes`]). Other records may add topics the same way.
+//! Other proxies hear of changed providers at once ([`super::postgres_changes`]): each change
+//! sends `NOTIFY jsp_changes, 'providers'` in its own transaction.
 //!
 //! A server that cannot be reached (refused, reset, pool wait over [`ACQUIRE_TIMEOUT`],
 //! shutting down) is [`StateError::Unavailable`] naming `postgres`; the pool reconnects by
@@ -21,20 +20,17 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow, PgSslMode};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow, PgSslMode};
 use sqlx::{PgExecutor, Row};
 use tokio::sync::broadcast;
 
 use crate::config::PgTls as Tls;
 
+use super::postgres_changes::{self as changes, notify, PROVIDERS};
 use super::durable::{normalise_user_id, AppPassword, Durable, Link, MintedSession, StoredProvider};
 use super::StateError;
 
 const BACKEND: &str = "postgres";
-
-/// The channel every proxy listens on, and the topic of provider changes.
-pub const CHANNEL: &str = "jsp_changes";
-pub const PROVIDERS: &str = "providers";
 
 /// How long a query waits for a connection before the server counts as unavailable.
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -63,11 +59,6 @@ fn pg(e: sqlx::Error) -> StateError {
     }
 }
 
-async fn notify<'e>(e: impl PgExecutor<'e>, topic: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(topic).execute(e).await?;
-    Ok(())
-}
-
 impl PostgresDurable {
     /// Connect to `url` with at most `pool_size` connections, bring the schema up to date and
     /// start listening for other proxies' changes. A database that cannot be reached or
@@ -93,10 +84,7 @@ impl PostgresDurable {
         MIGRATOR.run(&pool).await.map_err(|e| {
             start(format!("cannot bring the database up to date ({e}); was it written by a newer version? The proxy will not start over it"))
         })?;
-        let (changes, _) = broadcast::channel(64);
-        let mut listener = PgListener::connect_with(&pool).await.map_err(|e| start(format!("cannot listen for changes: {e}")))?;
-        listener.listen(CHANNEL).await.map_err(|e| start(format!("cannot listen for changes: {e}")))?;
-        tokio::spawn(listen(listener, changes.clone()));
+        let changes = changes::listen(&pool).await.map_err(|e| start(format!("cannot listen for changes: {e}")))?;
         Ok(PostgresDurable { pool, changes })
     }
 
@@ -108,24 +96,6 @@ impl PostgresDurable {
     #[cfg(test)]
     pub(crate) fn pool(&self) -> &PgPool {
         &self.pool
-    }
-}
-
-/// Forward notifications to `changes` until the pool is closed. sqlx reconnects a lost
-/// listener by itself; a notification sent while it was away is made up for by the
-/// periodic re-read of whoever subscribes.
-async fn listen(mut listener: PgListener, changes: broadcast::Sender<String>) {
-    loop {
-        match listener.recv().await {
-            Ok(n) => {
-                let _ = changes.send(n.payload().to_string());
-            }
-            Err(sqlx::Error::PoolClosed) => return,
-            Err(e) => {
-                tracing::warn!(error = %e, "postgres: listening for other proxies' changes failed; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
     }
 }
 

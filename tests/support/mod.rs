@@ -79,7 +79,8 @@ impl TestProxy {
     pub async fn start_behind(listener: tokio::net::TcpListener, dir: tempfile::TempDir, public_port: u16, extra_yaml: &str) -> TestProxy {
         let addr = listener.local_addr().unwrap();
         let mut yaml = format!("listen: {addr}\npublic_url: https://127.0.0.1:{public_port}\nstate_dir: data\nlog:\n  level: warn\n{extra_yaml}");
-        if shared_state_wanted() && !yaml.lines().any(|l| l.starts_with("state:")) {
+        let shared = shared_state_wanted() && !yaml.lines().any(|l| l.starts_with("state:"));
+        if shared {
             yaml.push_str(&shared_state_yaml(dir.path()));
         }
         let config = Config::from_parts(Some(&yaml), "test.yaml", dir.path(), Env::prefixed("JSP_TEST_UNUSED_"))
@@ -92,6 +93,7 @@ impl TestProxy {
         let state = State::open(&config.state, &config.state_dir, caps).await.unwrap_or_else(|e| panic!("state: {e}"));
         let limits = &config.limits;
         let jellyfin = Jellyfin::new(&config.jellyfin.url, config.jellyfin.api_key.clone(), limits.upstream_connect_timeout, limits.upstream_header_timeout);
+        assert!(!shared || state.durable.changes().is_some(), "JSP_TEST_STATE=shared, yet the proxy is not on PostgreSQL");
         let sso = Arc::new(Sso::new(config.clone(), state, jellyfin).await.unwrap());
         tokio::spawn(sso.clone().sweep_forever());
         tokio::spawn(sso.clone().watch_providers(jellyfin_sso_proxy::sso::PROVIDER_REREAD));
