@@ -185,4 +185,25 @@ mod tests {
         assert!(s.durable.providers().await.unwrap().is_empty());
         assert!(d.path().join("state.db").exists());
     }
+
+    #[tokio::test]
+    async fn open_picks_the_shared_backends_and_two_states_see_each_other() {
+        use crate::config::{PostgresConfig, RedisConfig, Secret};
+        let (db, redis, key_prefix) = servers::shared_fresh();
+        let d = tempfile::tempdir().unwrap();
+        let config = StateConfig {
+            key_file: d.path().join("shared.key"),
+            durable: DurableBackend::Postgres(PostgresConfig { url: Secret::new(db), pool_size: 2, tls: None }),
+            ephemeral: EphemeralBackend::Redis(RedisConfig { url: Secret::new(redis), key_prefix }),
+        };
+        let a = State::open(&config, d.path(), Caps::default()).await.unwrap();
+        let b = State::open(&config, d.path(), Caps::default()).await.unwrap();
+        assert_eq!(a.key, b.key);
+        a.ephemeral.put_once(Kind::Flow, "id", "c", Duration::from_secs(60), b"v".to_vec()).await.unwrap();
+        assert_eq!(b.ephemeral.take(Kind::Flow, "id", Some("c")).await.unwrap(), b"v");
+        a.durable.put_link(Link { protocol: "oid".into(), provider: "p".into(), subject: "s".into(), user_id: "u".into(), linked_at: 1 }).await.unwrap();
+        assert!(b.durable.link("oid", "p", "s").await.unwrap().is_some());
+        assert!(a.durable.changes().is_some());
+        assert!(!d.path().join("state.db").exists(), "no SQLite beside PostgreSQL");
+    }
 }
