@@ -5,11 +5,16 @@
 //! ```sh
 //! cargo build --release && cargo run --release --example login-bench -- --logins 2000
 //! ```
-//! Reports logins per second, proxy CPU per login, proxy CPU per durable write, and the
-//! proxy's memory with 1,000 pending logins. `PROXY_BIN=path` measures another build. Results are recorded in docs/benchmarks.md.
+//! Reports logins per second, proxy CPU per login, the proxy's memory with 1,000 pending
+//! logins, proxy CPU per durable write, and the median time of a forwarded request with and
+//! without a session cookie. `PROXY_BIN=path` measures another build with the same client.
+//! `--shared` keeps the proxy's state in Redis + PostgreSQL (real servers started on loopback,
+//! tests/support/servers.rs) instead of memory + SQLite. Results are in docs/benchmarks.md.
 
 #[path = "../tests/support/hostile_op.rs"]
 mod hostile_op;
+#[path = "../tests/support/servers.rs"]
+mod servers;
 
 use std::time::Instant;
 
@@ -25,10 +30,22 @@ struct Args {
     /// Logins in flight at once
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
+    /// State in Redis + PostgreSQL instead of memory + SQLite
+    #[arg(long)]
+    shared: bool,
+    /// Forwarded requests timed with and without a session cookie
+    #[arg(long, default_value_t = 2000)]
+    requests: usize,
     /// Durable writes to measure (admin API `Add`: one stored provider each, the same kind of
     /// write as an account link)
     #[arg(long, default_value_t = 500)]
     writes: usize,
+}
+
+/// Each login comes from its own address (through a trusted proxy), as real users do, so the
+/// per-client limit on starting logins does not apply.
+fn client_ip(i: usize) -> String {
+    format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255)
 }
 
 fn proc_stat(pid: u32) -> (f64, u64) {
@@ -44,13 +61,8 @@ fn client() -> reqwest::Client {
     reqwest::Client::builder().danger_accept_invalid_certs(true).redirect(reqwest::redirect::Policy::none()).build().unwrap()
 }
 
-/// Each login comes from its own address (through a trusted proxy), as real users do, so the
-/// per-client limit on starting logins does not apply.
-fn client_ip(i: usize) -> String {
-    format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255)
-}
-
-async fn one_login(c: &reqwest::Client, base: &str, i: usize) {
+/// One full login; the session cookie it ends with.
+async fn one_login(c: &reqwest::Client, base: &str, i: usize) -> String {
     let r = c.get(format!("{base}/sso/OID/start/bench")).header("x-forwarded-for", client_ip(i)).send().await.unwrap();
     assert_eq!(r.status(), 302);
     let cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
@@ -62,7 +74,27 @@ async fn one_login(c: &reqwest::Client, base: &str, i: usize) {
     let data: serde_json::Value = serde_json::from_str(&page[start..start + page[start..].find("</script>").unwrap()]).unwrap();
     let body = serde_json::json!({"deviceId": format!("bench-{i}"), "deviceName": "Bench", "appName": "Jellyfin Web", "appVersion": "10.10.7", "data": data["handle"]});
     let r = c.post(format!("{base}{}", data["authUrl"].as_str().unwrap())).header("cookie", &cookie).json(&body).send().await.unwrap();
-    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    assert_eq!(r.status(), 200);
+    let session = r.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap()).find(|v| v.starts_with("__Host-jsp-session="));
+    session.expect("a session cookie").split(';').next().unwrap().to_string()
+}
+
+/// Median time of `n` sequential `GET /System/Info/Public`, with `cookie` if given.
+async fn median_request(c: &reqwest::Client, base: &str, cookie: Option<&str>, n: usize) -> f64 {
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut r = c.get(format!("{base}/System/Info/Public"));
+        if let Some(k) = cookie {
+            r = r.header("cookie", k);
+        }
+        let t = Instant::now();
+        let resp = r.send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        resp.bytes().await.unwrap();
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    times[n / 2]
 }
 
 #[tokio::main]
@@ -77,8 +109,16 @@ async fn main() {
         jf.url(),
         op.issuer
     );
+    let servers = args.shared.then(|| (servers::Redis::start(), servers::Postgres::start()));
+    let yaml = match &servers {
+        Some((redis, pg)) => format!(
+            "{yaml}state:\n  durable: postgres\n  ephemeral: redis\n  postgres:\n    url: {}\n  redis:\n    url: {}\n",
+            pg.create_db("bench"),
+            redis.url()
+        ),
+        None => yaml,
+    };
     std::fs::write(dir.path().join("proxy.yaml"), yaml).unwrap();
-    // PROXY_BIN measures another build (e.g. the previous version) with the same client.
     let bin = std::env::var("PROXY_BIN").unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/jellyfin-sso-proxy").to_string());
     let mut child = std::process::Command::new(bin).arg("--config").arg(dir.path().join("proxy.yaml")).stderr(std::process::Stdio::null()).spawn().expect("build the release binary first");
     let base = format!("https://127.0.0.1:{port}");
@@ -100,14 +140,17 @@ async fn main() {
         .map(|w| {
             let (c, base) = (c.clone(), base.clone());
             tokio::spawn(async move {
+                let mut cookie = String::new();
                 for i in 0..per {
-                    one_login(&c, &base, 100 + w * per + i).await;
+                    cookie = one_login(&c, &base, 100 + w * per + i).await;
                 }
+                cookie
             })
         })
         .collect();
+    let mut cookie = String::new();
     for t in tasks {
-        t.await.unwrap();
+        cookie = t.await.unwrap();
     }
     let wall = t0.elapsed().as_secs_f64();
     let (cpu1, rss_idle) = proc_stat(child.id());
@@ -123,8 +166,7 @@ async fn main() {
         let r = c.post(format!("{base}/sso/OID/Add/w{i}")).header("authorization", "MediaBrowser Token=\"test-api-key\"").json(&provider).send().await.unwrap();
         assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
     }
-    let wall = t0.elapsed().as_secs_f64();
-    let (cpu1, _) = proc_stat(child.id());
+    let (wall, (cpu1, _)) = (t0.elapsed().as_secs_f64(), proc_stat(child.id()));
     if args.writes > 0 {
         let n = args.writes as f64;
         println!("durable writes: {} in {wall:.2} s = {:.2} ms each, proxy CPU {:.3} ms per write", args.writes, wall * 1000.0 / n, (cpu1 - cpu0) * 1000.0 / n);
@@ -137,6 +179,12 @@ async fn main() {
     }
     let (_, rss_pending) = proc_stat(child.id());
     println!("proxy RSS: {} KiB after the logins, {} KiB with 1,000 pending logins (+{} KiB)", rss_idle, rss_pending, rss_pending as i64 - rss_idle as i64);
+    let (c1, c2) = (client(), client());
+    median_request(&c1, &base, None, 200).await;
+    median_request(&c2, &base, Some(&cookie), 200).await;
+    let plain = median_request(&c1, &base, None, args.requests).await;
+    let with = median_request(&c2, &base, Some(&cookie), args.requests).await;
+    println!("forwarded GET median: {plain:.3} ms without a session cookie, {with:.3} ms with one (+{:.3} ms)", with - plain);
     let _ = child.kill();
     let _ = child.wait();
 }

@@ -1,7 +1,8 @@
 //! The `jellyfin-sso-proxy` command: read the config, set up logging and TLS, then serve.
 //!
 //! The whole shape, and the composition root: [`Config`] is loaded and validated once; the
-//! state ([`State`]: durable SQLite + in-memory ephemeral), the Jellyfin REST client and the
+//! state ([`State`]: durable SQLite or PostgreSQL, ephemeral memory or Redis, as `state:`
+//! says), the Jellyfin REST client and the
 //! SSO side ([`Sso`]) are built once here and handed in; each worker thread gets an [`App`]
 //! with its own upstream pool; [`server`] accepts TLS connections and hands each request to
 //! the router, which forwards to Jellyfin or answers `/sso/*`. SIGHUP reloads the
@@ -122,11 +123,12 @@ async fn run(config: Config) -> anyhow::Result<()> {
     }
     let acceptor = TlsAcceptor::from(certs.server_config());
     let caps = Caps { flows: config.sso.max_pending_flows, completions: config.sso.max_pending_flows, ..Caps::default() };
-    let state = State::open_default(&config.state_dir, &config.state.key_file, caps).await.context("state")?;
+    let state = State::open(&config.state, &config.state_dir, caps).await.context("state")?;
     let limits = &config.limits;
     let jellyfin = Jellyfin::new(&config.jellyfin.url, config.jellyfin.api_key.clone(), limits.upstream_connect_timeout, limits.upstream_header_timeout);
     let sso = Arc::new(Sso::new(config.clone(), state, jellyfin).await.context("state")?);
     tokio::spawn(sso.clone().sweep_forever());
+    tokio::spawn(sso.clone().watch_providers(jellyfin_sso_proxy::sso::PROVIDER_REREAD));
 
     // Thread per core: one single-threaded runtime per core, each with its own accept loop on
     // a SO_REUSEPORT listener and its own upstream pool, so a request and its upstream

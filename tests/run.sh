@@ -10,6 +10,10 @@ command -v xmlsec1  >/dev/null 2>&1 || need_apt+=(xmlsec1)
 command -v openssl  >/dev/null 2>&1 || need_apt+=(openssl)
 command -v node     >/dev/null 2>&1 || need_apt+=(nodejs npm)
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
+# Real shared state backends (tests/support/servers.rs starts them on loopback ports).
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
+command -v psql     >/dev/null 2>&1 || need_apt+=(postgresql-client)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "tests/run.sh: installing ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -32,3 +36,8 @@ if [ ! -d tests/webclient/node_modules ]; then
 fi
 
 cargo test --workspace --all-targets "$@"
+
+# The SSO tests once more, with every proxy keeping its state in Redis + PostgreSQL.
+if [ $# -eq 0 ]; then
+  JSP_TEST_STATE=shared cargo test --test oidc --test saml --test saml_fixtures
+fi

@@ -14,6 +14,7 @@ pub mod locate;
 pub mod password_login;
 pub mod provider;
 mod raw;
+pub mod state;
 mod validate;
 
 use std::fmt;
@@ -32,6 +33,7 @@ use provider::{OidcConfig, SamlConfig};
 use raw::RawConfig;
 
 pub use provider::{Protocol, ProviderConfig};
+pub use state::{DurableBackend, EphemeralBackend, PgTls, PostgresConfig, RedisConfig, StateConfig};
 pub use validate::secret;
 
 /// Prefix of environment overrides; `__` separates nesting levels (`JSP_JELLYFIN__URL`).
@@ -90,14 +92,6 @@ impl Config {
         let oid = self.oidc_providers.iter().cloned().map(ProviderConfig::Oidc);
         oid.chain(self.saml_providers.iter().cloned().map(ProviderConfig::Saml))
     }
-}
-
-/// Where and how the proxy keeps its state (`state:` in proxy.yaml).
-#[derive(Debug, Clone)]
-pub struct StateConfig {
-    /// 32 random bytes (generated on first run, owner-only) that seal and encrypt what the
-    /// proxy stores: SAML login trackers, and tokens kept for sign-out and re-validation.
-    pub key_file: PathBuf,
 }
 
 /// Limits of the sign-in machinery.

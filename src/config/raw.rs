@@ -42,10 +42,37 @@ pub(super) const TOP_KEYS: &[&str] = &[
 #[serde(default)]
 pub(super) struct RawState {
     pub(super) key_file: Field<PathBuf>,
+    pub(super) durable: Field<String>,
+    pub(super) ephemeral: Field<String>,
+    pub(super) postgres: Field<RawPostgres>,
+    pub(super) redis: Field<RawRedis>,
     #[serde(flatten)]
     pub(super) unknown: Unknown,
 }
-pub(super) const STATE_KEYS: &[&str] = &["key_file"];
+pub(super) const STATE_KEYS: &[&str] = &["key_file", "durable", "ephemeral", "postgres", "redis"];
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct RawPostgres {
+    pub(super) url: Field<String>,
+    pub(super) url_file: Field<PathBuf>,
+    pub(super) pool_size: Field<u32>,
+    pub(super) tls: Field<String>,
+    #[serde(flatten)]
+    pub(super) unknown: Unknown,
+}
+pub(super) const POSTGRES_KEYS: &[&str] = &["url", "url_file", "pool_size", "tls"];
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct RawRedis {
+    pub(super) url: Field<String>,
+    pub(super) url_file: Field<PathBuf>,
+    pub(super) key_prefix: Field<String>,
+    #[serde(flatten)]
+    pub(super) unknown: Unknown,
+}
+pub(super) const REDIS_KEYS: &[&str] = &["url", "url_file", "key_prefix"];
 
 #[derive(Deserialize, Default)]
 #[serde(default)]

@@ -59,7 +59,7 @@ pub fn secret(p: &mut Problems, path: &str, inline: Field<String>, file: Field<P
     }
 }
 
-fn section<T: Default>(p: &mut Problems, path: &str, f: Field<T>) -> T {
+pub(super) fn section<T: Default>(p: &mut Problems, path: &str, f: Field<T>) -> T {
     match f {
         Field::Present(t) => t,
         Field::Missing => T::default(),
@@ -205,8 +205,7 @@ pub(super) fn config(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Prob
     }
 
     let rst = section(&mut p, "state", raw.state);
-    p.unknown("state", &rst.unknown, STATE_KEYS);
-    let state = StateConfig { key_file: p.opt("state.key_file", rst.key_file).map(|f| base_dir.join(f)).unwrap_or_else(|| state_dir.join("state.key")) };
+    let state = super::state::validate(&mut p, rst, &state_dir, base_dir);
 
     let rp = section(&mut p, "providers", raw.providers);
     p.unknown("providers", &rp.unknown, PROVIDER_KEYS);

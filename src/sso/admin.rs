@@ -61,9 +61,9 @@ impl Sso {
             }
         }
         let provider = self.registry.build(protocol, name, &body)?;
-        self.state.durable.put_provider(StoredProvider { protocol: protocol.as_str().into(), name: name.into(), json: body }).await?;
+        self.state.durable.put_provider(StoredProvider { protocol: protocol.as_str().into(), name: name.into(), json: body.clone() }).await?;
         let json = provider.to_plugin_json();
-        self.registry.install(provider, Source::Api);
+        self.registry.install_api(provider, body);
         tracing::info!(provider = name, protocol = protocol.as_str(), "provider added through the API");
         Ok(json_ok(&json))
     }

@@ -31,6 +31,9 @@ pub enum SsoError {
     /// The state layer failed (a database write, a backend down): our fault, a 500.
     #[error("state storage failed: {0}")]
     Storage(String),
+    /// A shared state backend (Redis, PostgreSQL) is unreachable: a 503, try again later.
+    #[error("state storage unavailable: {0}")]
+    StorageUnavailable(String),
     #[error("the SAML replay cache is full")]
     ReplayCacheFull,
     #[error("the login state is missing from the callback")]
@@ -99,6 +102,7 @@ impl From<StateError> for SsoError {
     fn from(e: StateError) -> Self {
         match e {
             StateError::Full { .. } => SsoError::Busy(0),
+            e @ StateError::Unavailable { .. } => SsoError::StorageUnavailable(e.to_string()),
             other => SsoError::Storage(crate::error::error_chain(&other)),
         }
     }
@@ -114,6 +118,7 @@ impl HttpError for SsoError {
             SsoError::Busy(_) | SsoError::ReplayCacheFull => StatusCode::SERVICE_UNAVAILABLE,
             SsoError::TooManyStarts { .. } => StatusCode::TOO_MANY_REQUESTS,
             SsoError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            SsoError::StorageUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             SsoError::State(_) | SsoError::MissingState | SsoError::BadRequest(_) => StatusCode::BAD_REQUEST,
             SsoError::IdpUnavailable { .. } => StatusCode::BAD_GATEWAY,
             SsoError::IdpRefused { .. } | SsoError::InvalidToken { .. } | SsoError::NotAllowed { .. } => StatusCode::UNAUTHORIZED,
@@ -137,6 +142,7 @@ impl HttpError for SsoError {
             SsoError::Busy(_) | SsoError::ReplayCacheFull => "Too many sign-ins at once",
             SsoError::TooManyStarts { .. } => "Too many sign-in attempts",
             SsoError::Storage(_) => "The server could not save this",
+            SsoError::StorageUnavailable(_) => "Sign-in is unavailable for a moment",
             SsoError::State(_) | SsoError::MissingState => "This sign-in link has expired",
             SsoError::IdpUnavailable { .. } => "The identity provider is not reachable",
             SsoError::IdpRefused { .. } => "Sign-in was not completed",
@@ -171,6 +177,9 @@ impl HttpError for SsoError {
             SsoError::Busy(_) | SsoError::ReplayCacheFull => "The server is handling too many sign-ins right now. Try again in a few minutes.".into(),
             SsoError::TooManyStarts { retry_after, .. } => {
                 format!("Too many sign-ins were started from your address. Try again in {} minutes.", retry_after.as_secs().div_ceil(60).max(1))
+            }
+            SsoError::StorageUnavailable(_) => {
+                "The server cannot reach its sign-in storage right now; nothing was changed. Try again in a minute. Signed-in sessions keep working.".into()
             }
             SsoError::Storage(_) => "Something went wrong on the server while saving or reading sign-in data; nothing was changed. Try again, and tell the administrator if it keeps happening.".into(),
             SsoError::State(_) | SsoError::MissingState => {

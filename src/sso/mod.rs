@@ -95,6 +95,10 @@ pub struct Sso {
     pub password_guard: brute_force::Guard,
 }
 
+/// How often the stored providers are re-read ([`Sso::watch_providers`]): other proxies
+/// sharing the state may change them, and their notice may be lost while a connection is down.
+pub const PROVIDER_REREAD: Duration = Duration::from_secs(5);
+
 /// An HTTP client for identity providers: no redirects followed, bounded time.
 pub fn idp_http_client() -> reqwest::Client {
     reqwest::Client::builder()
@@ -140,6 +144,46 @@ impl Sso {
             if let Err(e) = self.state.ephemeral.sweep().await {
                 tracing::warn!(error = %e, "sweeping expired state failed");
             }
+        }
+    }
+
+    /// Keep the API providers in line with the durable state, forever: re-read it every
+    /// `every`, and at once when another proxy sharing it says it changed them
+    /// ([`crate::state::Durable::changes`]). Only changes are rebuilt ([`Registry::reload`]).
+    pub async fn watch_providers(self: Arc<Self>, every: Duration) {
+        let mut changes = self.state.durable.changes();
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            match changes.as_mut() {
+                Some(rx) => tokio::select! {
+                    _ = tick.tick() => {}
+                    r = rx.recv() => match r {
+                        Ok(topic) if topic != crate::state::postgres_changes::PROVIDERS => continue,
+                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => changes = None,
+                    },
+                },
+                None => {
+                    tick.tick().await;
+                }
+            }
+            self.reload_providers().await;
+        }
+    }
+
+    /// Re-read the stored providers and apply what changed; a storage failure is logged and
+    /// the providers stay as they are until the next try.
+    pub async fn reload_providers(&self) {
+        match self.state.durable.providers().await {
+            Ok(stored) => {
+                let stored = stored.into_iter().filter_map(|p| Protocol::from_name(&p.protocol).map(|proto| (proto, p.name, p.json)));
+                let changed = self.registry.reload(stored);
+                if changed > 0 {
+                    tracing::info!(changed, "providers reloaded from the shared state");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "re-reading the stored providers failed; keeping the current ones"),
         }
     }
 

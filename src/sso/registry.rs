@@ -6,6 +6,10 @@
 //! from the admin API arrive as the plugin's JSON and go through the one JSON-to-config
 //! path, so they are validated exactly as the file is. A file provider always wins over an
 //! API provider of the same name and cannot be changed through the API.
+//!
+//! Proxies sharing one durable state learn of each other's API changes through
+//! [`Registry::reload`]: given the stored list, it builds what is new or changed (by its
+//! JSON), drops what is gone, and leaves file providers and unchanged ones untouched.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -81,8 +85,13 @@ pub enum Source {
     Api,
 }
 
+type Key = (Protocol, String);
+
 pub struct Registry {
-    providers: RwLock<HashMap<(Protocol, String), (Provider, Source)>>,
+    providers: RwLock<HashMap<Key, (Provider, Source)>>,
+    /// The plugin JSON each API provider was built from (also kept for one that failed to
+    /// build, so a reload does not retry and log it again until it changes).
+    api_json: RwLock<HashMap<Key, serde_json::Value>>,
     public_url: PublicUrl,
     state_dir: PathBuf,
     http: reqwest::Client,
@@ -93,7 +102,7 @@ impl Registry {
     /// not shadowed by the file. A provider that fails to build is logged and left out: one
     /// broken provider never stops the others.
     pub fn load(config: &Config, stored: impl IntoIterator<Item = (Protocol, String, serde_json::Value)>, http: reqwest::Client) -> Registry {
-        let registry = Registry { providers: RwLock::new(HashMap::new()), public_url: config.public_url.clone(), state_dir: config.state_dir.clone(), http };
+        let registry = Registry { providers: RwLock::new(HashMap::new()), api_json: RwLock::new(HashMap::new()), public_url: config.public_url.clone(), state_dir: config.state_dir.clone(), http };
         for cfg in config.providers() {
             let name = cfg.name().to_string();
             match registry.runtime(cfg) {
@@ -101,17 +110,55 @@ impl Registry {
                 Err(e) => tracing::error!(provider = %name, "provider from proxy.yaml stays disabled: {e}"),
             }
         }
+        registry.reload(stored);
+        registry
+    }
+
+    /// Make the API providers those of `stored` (the durable state's list, written by any
+    /// proxy): build the new and the changed, remove those gone; file providers stay. Returns
+    /// how many API providers were added, changed or removed.
+    pub fn reload(&self, stored: impl IntoIterator<Item = (Protocol, String, serde_json::Value)>) -> usize {
+        let mut seen = std::collections::HashSet::new();
+        let mut changed = 0;
         for (protocol, name, json) in stored {
-            if registry.source(protocol, &name) == Some(Source::File) {
-                tracing::warn!(provider = %name, protocol = protocol.as_str(), "provider in the state directory is shadowed by proxy.yaml");
+            let key = (protocol, name.clone());
+            seen.insert(key.clone());
+            if self.source(protocol, &name) == Some(Source::File) {
+                if self.api_json.write().expect("registry lock").insert(key, json).is_none() {
+                    tracing::warn!(provider = %name, protocol = protocol.as_str(), "stored provider is shadowed by proxy.yaml");
+                }
                 continue;
             }
-            match registry.build(protocol, &name, &json) {
-                Ok(p) => registry.install(p, Source::Api),
-                Err(e) => tracing::error!(provider = %name, protocol = protocol.as_str(), "stored provider is invalid and stays disabled: {e}"),
+            if self.api_json.read().expect("registry lock").get(&key) == Some(&json) {
+                continue;
+            }
+            changed += 1;
+            match self.build(protocol, &name, &json) {
+                Ok(p) => self.install_api(p, json),
+                Err(e) => {
+                    tracing::error!(provider = %name, protocol = protocol.as_str(), "stored provider is invalid and stays disabled: {e}");
+                    self.remove(protocol, &name);
+                    self.api_json.write().expect("registry lock").insert(key, json);
+                }
             }
         }
-        registry
+        let gone: Vec<Key> = self.api_json.read().expect("registry lock").keys().filter(|k| !seen.contains(*k)).cloned().collect();
+        for (protocol, name) in gone {
+            self.api_json.write().expect("registry lock").remove(&(protocol, name.clone()));
+            if self.source(protocol, &name) == Some(Source::Api) {
+                self.remove(protocol, &name);
+                tracing::info!(provider = %name, protocol = protocol.as_str(), "provider removed by another proxy");
+            }
+            changed += 1;
+        }
+        changed
+    }
+
+    /// Install an API provider built from `json` (remembered, so [`Registry::reload`] knows it).
+    pub fn install_api(&self, provider: Provider, json: serde_json::Value) {
+        let key = (provider.protocol(), provider.name().to_string());
+        self.api_json.write().expect("registry lock").insert(key, json);
+        self.install(provider, Source::Api);
     }
 
     /// Validate the plugin's JSON for `protocol` exactly as `proxy.yaml` is, and build it:
@@ -145,6 +192,9 @@ impl Registry {
     }
 
     pub fn remove(&self, protocol: Protocol, name: &str) -> bool {
+        if self.source(protocol, name) == Some(Source::Api) {
+            self.api_json.write().expect("registry lock").remove(&(protocol, name.to_string()));
+        }
         self.providers.write().expect("registry lock").remove(&(protocol, name.to_string())).is_some()
     }
 

@@ -13,7 +13,7 @@
 //! says same-origin or a typed-in navigation; a websocket upgrade needs an `Origin` that
 //! matches. A response that used an injected token is marked `Cache-Control: private` and
 //! `Vary: Cookie` by the router. A session lookup that fails (a state backend down) injects
-//! nothing and the request goes on.
+//! nothing and the request goes on, and it waits at most [`LOOKUP_TIMEOUT`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,6 +57,10 @@ pub struct SignedOut {
     /// The ID token of this login, still encrypted with the state key.
     pub id_token: Option<Vec<u8>>,
 }
+
+/// The longest a request waits for its browser session (a shared store that is slow or gone
+/// must not hold up ordinary traffic).
+pub const LOOKUP_TIMEOUT: Duration = Duration::from_millis(300);
 
 pub struct Sessions {
     ephemeral: Arc<dyn Ephemeral>,
@@ -135,11 +139,15 @@ impl Sessions {
             return None;
         }
         let id = cookies.session.as_deref().filter(|c| looks_like_token(c))?;
-        match self.ephemeral.get(Kind::Session, &digest(id)).await {
-            Ok(Some(bytes)) => serde_json::from_slice::<BrowserSession>(&bytes).ok().filter(|s| s.signed_out.is_none()).map(|s| s.token),
-            Ok(None) => None,
-            Err(e) => {
+        match tokio::time::timeout(LOOKUP_TIMEOUT, self.ephemeral.get(Kind::Session, &digest(id))).await {
+            Ok(Ok(Some(bytes))) => serde_json::from_slice::<BrowserSession>(&bytes).ok().filter(|s| s.signed_out.is_none()).map(|s| s.token),
+            Ok(Ok(None)) => None,
+            Ok(Err(e)) => {
                 tracing::warn!(error = %e, "browser session lookup failed; forwarding without it");
+                None
+            }
+            Err(_) => {
+                tracing::warn!(timeout = ?LOOKUP_TIMEOUT, "browser session lookup took too long; forwarding without it");
                 None
             }
         }

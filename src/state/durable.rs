@@ -122,6 +122,14 @@ pub trait Durable: Send + Sync {
     /// Record a use from `device` at `at`; `false` if there is no such password.
     async fn touch_app_password(&self, id: &str, device: &str, at: u64) -> Result<bool, StateError>;
     async fn remove_app_passwords_of_user(&self, user_id: &str) -> Result<u64, StateError>;
+
+    // Changes by other proxies.
+    /// Topics changed by any proxy sharing this store (`"providers"`), as they happen; `None`
+    /// for a store only this process uses. Best effort: a subscriber also re-reads now and
+    /// then, since a notice sent while the connection was down is lost.
+    fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
+        None
+    }
 }
 
 #[cfg(test)]

@@ -1,16 +1,83 @@
-//! Tests of the [`Durable`] contract, run against the SQLite backend: every method round-trips
-//! and survives a reopen, concurrent writers lose nothing, and a broken file is refused.
-//! A second backend can run the same checks by swapping [`open`].
+//! Tests of the [`Durable`] contract, run against both backends: SQLite in a temporary
+//! directory and PostgreSQL (a fresh database on a real server, [`super::servers`]): every
+//! method round-trips and survives a reopen, concurrent writers lose nothing. Then what only
+//! one backend has: SQLite's file checks, PostgreSQL's shared migrations, change notices and
+//! restarts.
 
 use std::sync::Arc;
 
+use async_trait::async_trait;
+
 use super::durable::{AppPassword, Durable, Link, MintedSession, StoredProvider};
+use super::postgres::PostgresDurable;
 use super::sqlite::{SqliteDurable, DB_FILE};
-use super::StateError;
+use super::{servers, StateError};
+
+/// An open store that can be closed, to be opened again from its [`Place`] (a restart).
+#[async_trait]
+trait Store: Durable {
+    async fn close(&self);
+}
+
+#[async_trait]
+impl Store for SqliteDurable {
+    async fn close(&self) {
+        SqliteDurable::close(self).await
+    }
+}
+
+#[async_trait]
+impl Store for PostgresDurable {
+    async fn close(&self) {
+        PostgresDurable::close(self).await
+    }
+}
+
+/// Where a store lives: a directory, or a database on the shared test server.
+enum Place {
+    Sqlite(tempfile::TempDir),
+    Postgres(String),
+}
+
+impl Place {
+    async fn open(&self) -> Box<dyn Store> {
+        match self {
+            Place::Sqlite(d) => Box::new(open(d.path()).await),
+            Place::Postgres(url) => Box::new(PostgresDurable::open(url, 4, None).await.unwrap()),
+        }
+    }
+}
 
 async fn open(dir: &std::path::Path) -> SqliteDurable {
     SqliteDurable::open(dir).await.unwrap()
 }
+
+/// Every contract test, once per backend.
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name(super::Place::Sqlite(tempfile::tempdir().unwrap())).await
+            })*
+        }
+        mod on_postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name(super::Place::Postgres(super::servers::shared_fresh().0)).await
+            })*
+        }
+    };
+}
+
+contract!(
+    links_round_trip_and_survive_reopen,
+    providers_round_trip_and_survive_reopen,
+    minted_sessions_round_trip_and_survive_reopen,
+    app_passwords_round_trip_and_survive_reopen,
+    concurrent_link_writes_are_all_kept,
+    import_is_all_or_nothing,
+);
 
 fn link(protocol: &str, subject: &str, user: &str) -> Link {
     Link { protocol: protocol.into(), provider: "kc".into(), subject: subject.into(), user_id: user.into(), linked_at: 100 }
@@ -38,10 +105,8 @@ fn mint(user: &str, device: &str) -> MintedSession {
 const USER: &str = "0F8FAD5B-D9CB-469F-A165-70867728950E";
 const SAME_USER: &str = "0f8fad5bd9cb469fa16570867728950e";
 
-#[tokio::test]
-async fn links_round_trip_and_survive_reopen() {
-    let d = tempfile::tempdir().unwrap();
-    let s = open(d.path()).await;
+async fn links_round_trip_and_survive_reopen(at: Place) {
+    let s = at.open().await;
     s.put_link(link("oid", "sub1", USER)).await.unwrap();
     s.put_link(link("saml", "sub1", "other")).await.unwrap();
     s.put_link(link("oid", "sub2", USER)).await.unwrap();
@@ -49,7 +114,7 @@ async fn links_round_trip_and_survive_reopen() {
     s.put_link(link("oid", "sub3", USER)).await.unwrap();
     s.close().await;
 
-    let s = open(d.path()).await;
+    let s = at.open().await;
     assert_eq!(s.link("oid", "kc", "sub1").await.unwrap(), Some(link("oid", "sub1", USER)));
     assert_eq!(s.link("saml", "kc", "sub1").await.unwrap().unwrap().user_id, "other");
     assert_eq!(s.link("oid", "kc", "sub2").await.unwrap().unwrap().linked_at, 200, "upserted");
@@ -61,15 +126,13 @@ async fn links_round_trip_and_survive_reopen() {
     assert_eq!(s.remove_links_of_user("OTHER").await.unwrap(), 2);
     s.close().await;
 
-    let s = open(d.path()).await;
+    let s = at.open().await;
     assert_eq!(s.links_of_user(USER).await.unwrap(), vec![link("oid", "sub3", USER)]);
     assert_eq!(s.links_of_user("other").await.unwrap(), vec![]);
 }
 
-#[tokio::test]
-async fn providers_round_trip_and_survive_reopen() {
-    let d = tempfile::tempdir().unwrap();
-    let s = open(d.path()).await;
+async fn providers_round_trip_and_survive_reopen(at: Place) {
+    let s = at.open().await;
     let kc =
         StoredProvider { protocol: "oid".into(), name: "kc".into(), json: serde_json::json!({"OidSecret": "s", "Scopes": ["a", "b"]}) };
     s.put_provider(kc.clone()).await.unwrap();
@@ -77,7 +140,7 @@ async fn providers_round_trip_and_survive_reopen() {
     s.put_provider(StoredProvider { json: serde_json::json!({"OidSecret": "t"}), ..kc.clone() }).await.unwrap();
     s.close().await;
 
-    let s = open(d.path()).await;
+    let s = at.open().await;
     assert_eq!(s.provider("oid", "kc").await.unwrap().unwrap().json, serde_json::json!({"OidSecret": "t"}), "upserted");
     assert_eq!(s.provider("saml", "kc").await.unwrap().unwrap().json, kc.json);
     assert_eq!(s.provider("oid", "nope").await.unwrap(), None);
@@ -85,13 +148,11 @@ async fn providers_round_trip_and_survive_reopen() {
     assert!(s.remove_provider("saml", "kc").await.unwrap());
     assert!(!s.remove_provider("saml", "kc").await.unwrap());
     s.close().await;
-    assert_eq!(open(d.path()).await.providers().await.unwrap().len(), 1);
+    assert_eq!(at.open().await.providers().await.unwrap().len(), 1);
 }
 
-#[tokio::test]
-async fn minted_sessions_round_trip_and_survive_reopen() {
-    let d = tempfile::tempdir().unwrap();
-    let s = open(d.path()).await;
+async fn minted_sessions_round_trip_and_survive_reopen(at: Place) {
+    let s = at.open().await;
     s.record_mint(mint(USER, "dev1")).await.unwrap();
     let full = MintedSession {
         sid: None,
@@ -111,7 +172,7 @@ async fn minted_sessions_round_trip_and_survive_reopen() {
     s.record_mint(MintedSession { how: "device-link".into(), minted_at: 1500, ..mint(SAME_USER, "dev1") }).await.unwrap();
     s.close().await;
 
-    let s = open(d.path()).await;
+    let s = at.open().await;
     let dev1 = s.mint(USER, "dev1").await.unwrap().unwrap();
     assert_eq!((dev1.how.as_str(), dev1.minted_at, dev1.user_id.as_str()), ("device-link", 1500, SAME_USER));
     assert_eq!(s.mint(SAME_USER, "dev2").await.unwrap(), Some(full.clone()));
@@ -129,15 +190,13 @@ async fn minted_sessions_round_trip_and_survive_reopen() {
     assert!(!s.remove_mint(USER, "dev2").await.unwrap());
     s.close().await;
 
-    let s = open(d.path()).await;
+    let s = at.open().await;
     assert_eq!(s.mint(USER, "dev1").await.unwrap().unwrap().last_validated, Some(3000));
     assert_eq!(s.mint(USER, "dev2").await.unwrap(), None);
 }
 
-#[tokio::test]
-async fn app_passwords_round_trip_and_survive_reopen() {
-    let d = tempfile::tempdir().unwrap();
-    let s = open(d.path()).await;
+async fn app_passwords_round_trip_and_survive_reopen(at: Place) {
+    let s = at.open().await;
     let p = AppPassword {
         id: "ap1".into(),
         user_id: USER.into(),
@@ -155,7 +214,7 @@ async fn app_passwords_round_trip_and_survive_reopen() {
     assert!(!s.touch_app_password("nope", "x", 50).await.unwrap());
     s.close().await;
 
-    let s = open(d.path()).await;
+    let s = at.open().await;
     let touched = AppPassword { last_used_at: Some(50), last_device: Some("living-room".into()), ..p.clone() };
     assert_eq!(s.app_password("ap1").await.unwrap(), Some(touched.clone()));
     assert_eq!(s.app_password("nope").await.unwrap(), None);
@@ -166,15 +225,13 @@ async fn app_passwords_round_trip_and_survive_reopen() {
     assert_eq!(s.remove_app_passwords_of_user(SAME_USER).await.unwrap(), 1);
     s.close().await;
 
-    let s = open(d.path()).await;
+    let s = at.open().await;
     assert_eq!(s.app_passwords_of_user(USER).await.unwrap(), vec![]);
     assert!(s.app_password("ap3").await.unwrap().is_some());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_link_writes_are_all_kept() {
-    let d = tempfile::tempdir().unwrap();
-    let s: Arc<dyn Durable> = Arc::new(open(d.path()).await);
+async fn concurrent_link_writes_are_all_kept(at: Place) {
+    let s: Arc<dyn Store> = Arc::from(at.open().await);
     let tasks: Vec<_> = (0..40)
         .map(|i| {
             let s = s.clone();
@@ -184,14 +241,12 @@ async fn concurrent_link_writes_are_all_kept() {
     for t in tasks {
         t.await.unwrap();
     }
-    drop(s);
-    assert_eq!(open(d.path()).await.links_of_user("u").await.unwrap().len(), 40);
+    s.close().await;
+    assert_eq!(at.open().await.links_of_user("u").await.unwrap().len(), 40);
 }
 
-#[tokio::test]
-async fn import_is_all_or_nothing() {
-    let d = tempfile::tempdir().unwrap();
-    let s = open(d.path()).await;
+async fn import_is_all_or_nothing(at: Place) {
+    let s = at.open().await;
     let providers = vec![StoredProvider { protocol: "oid".into(), name: "kc".into(), json: serde_json::json!({}) }];
     s.import(vec![link("oid", "a", "u"), link("saml", "b", "u")], providers).await.unwrap();
     assert_eq!(s.links_of_user("u").await.unwrap().len(), 2);

@@ -3,11 +3,12 @@
 //! caches, replay ids, rate counters) and [`Durable`] for what must survive it (account links,
 //! providers added through the API, minted sessions, app passwords).
 //!
-//! Today the ephemeral side lives in memory ([`memory::MemoryEphemeral`]) and the durable side
-//! in one SQLite file ([`sqlite::SqliteDurable`]); [`State::open_default`] opens both and, the
-//! first time, imports the `state.json` written by earlier versions ([`import`]). The layer
-//! takes plain parameters (a directory, caps, TTLs): it knows nothing of the configuration file
-//! or of the SSO code that uses it.
+//! On one machine the ephemeral side lives in memory ([`memory::MemoryEphemeral`]) and the
+//! durable side in one SQLite file ([`sqlite::SqliteDurable`]), which, the first time, imports
+//! the `state.json` written by earlier versions ([`import`]). Several proxies behind one
+//! balancer share Redis ([`redis::RedisEphemeral`]) and PostgreSQL
+//! ([`postgres::PostgresDurable`]). [`State::open`] picks them from the validated `state:`
+//! settings; the layer reads no YAML and knows nothing of the SSO code that uses it.
 
 pub mod durable;
 #[cfg(test)]
@@ -18,10 +19,21 @@ pub mod key;
 pub mod memory;
 #[cfg(test)]
 mod memory_tests;
+pub mod postgres;
+pub mod postgres_changes;
+#[cfg(test)]
+mod postgres_tests;
+pub mod redis;
+#[cfg(test)]
+mod redis_tests;
+#[cfg(test)]
+#[path = "../../tests/support/servers.rs"]
+pub(crate) mod servers;
 pub mod sqlite;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use base64::Engine;
 use rand::RngCore;
@@ -30,7 +42,14 @@ use sha2::{Digest, Sha256};
 pub use durable::{normalise_user_id, AppPassword, Durable, Link, MintedSession, StoredProvider};
 pub use ephemeral::{Ephemeral, Kind, TakeError};
 pub use memory::{Caps, MemoryEphemeral};
+pub use postgres::PostgresDurable;
+pub use redis::RedisEphemeral;
 pub use sqlite::SqliteDurable;
+
+use crate::config::{DurableBackend, EphemeralBackend, StateConfig};
+
+/// How long one call to Redis may take before it counts as unavailable.
+pub const REDIS_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Everything that can go wrong in the state layer.
 #[derive(Debug, thiserror::Error)]
@@ -57,9 +76,16 @@ pub enum StateError {
     /// A legacy `state.json` that cannot be imported; nothing was imported or renamed.
     #[error("{path} cannot be imported ({detail}); fix or move it away: the proxy will not start without it")]
     Import { path: PathBuf, detail: String },
-    /// The ephemeral backend failed (a network store, later; never the memory backend).
+    /// The ephemeral backend failed (a network store; never the memory backend).
     #[error("ephemeral state backend: {0}")]
     Backend(String),
+    /// A shared backend (`"redis"`, `"postgres"`) cannot be reached or did not answer in time:
+    /// new logins wait for it (503), nothing falls back to memory.
+    #[error("the {backend} state backend is unavailable: {detail}")]
+    Unavailable { backend: &'static str, detail: String },
+    /// A shared backend refused to start (bad URL, authentication, migrations).
+    #[error("cannot start the {backend} state backend: {detail}")]
+    Start { backend: &'static str, detail: String },
 }
 
 /// The two halves of the state, shared by every part of the proxy.
@@ -82,6 +108,34 @@ impl State {
         let durable = SqliteDurable::open(dir).await?;
         import::import_legacy(dir, &durable).await?;
         Ok(State { ephemeral: Arc::new(MemoryEphemeral::new(caps)), durable: Arc::new(durable), key })
+    }
+
+    /// The backends `config` names: SQLite in `dir` (with the legacy import) or PostgreSQL,
+    /// memory bounded by `caps` or Redis (the same caps, enforced across proxies). A shared
+    /// backend that cannot be reached refuses to start. PostgreSQL with memory for the
+    /// ephemeral part is allowed (one proxy against a shared database) with a warning.
+    pub async fn open(config: &StateConfig, dir: &Path, caps: Caps) -> Result<State, StateError> {
+        let key = key::load_or_create(&config.key_file)?;
+        let durable: Arc<dyn Durable> = match &config.durable {
+            DurableBackend::Sqlite => {
+                let durable = SqliteDurable::open(dir).await?;
+                import::import_legacy(dir, &durable).await?;
+                Arc::new(durable)
+            }
+            DurableBackend::Postgres(pg) => Arc::new(PostgresDurable::open(pg.url.expose(), pg.pool_size, pg.tls).await?),
+        };
+        let ephemeral: Arc<dyn Ephemeral> = match &config.ephemeral {
+            EphemeralBackend::Memory => {
+                if matches!(config.durable, DurableBackend::Postgres(_)) {
+                    tracing::warn!(
+                        "state.durable is postgres but state.ephemeral is memory: logins started on one proxy will fail on another; set state.ephemeral: redis when several proxies share this database"
+                    );
+                }
+                Arc::new(MemoryEphemeral::new(caps))
+            }
+            EphemeralBackend::Redis(r) => Arc::new(RedisEphemeral::connect(r.url.expose(), &r.key_prefix, caps, REDIS_TIMEOUT).await?),
+        };
+        Ok(State { ephemeral, durable, key })
     }
 }
 
@@ -130,5 +184,26 @@ mod tests {
         assert_eq!(s.ephemeral.take(Kind::Flow, "id", Some("c")).await.unwrap(), b"v");
         assert!(s.durable.providers().await.unwrap().is_empty());
         assert!(d.path().join("state.db").exists());
+    }
+
+    #[tokio::test]
+    async fn open_picks_the_shared_backends_and_two_states_see_each_other() {
+        use crate::config::{PostgresConfig, RedisConfig, Secret};
+        let (db, redis, key_prefix) = servers::shared_fresh();
+        let d = tempfile::tempdir().unwrap();
+        let config = StateConfig {
+            key_file: d.path().join("shared.key"),
+            durable: DurableBackend::Postgres(PostgresConfig { url: Secret::new(db), pool_size: 2, tls: None }),
+            ephemeral: EphemeralBackend::Redis(RedisConfig { url: Secret::new(redis), key_prefix }),
+        };
+        let a = State::open(&config, d.path(), Caps::default()).await.unwrap();
+        let b = State::open(&config, d.path(), Caps::default()).await.unwrap();
+        assert_eq!(a.key, b.key);
+        a.ephemeral.put_once(Kind::Flow, "id", "c", Duration::from_secs(60), b"v".to_vec()).await.unwrap();
+        assert_eq!(b.ephemeral.take(Kind::Flow, "id", Some("c")).await.unwrap(), b"v");
+        a.durable.put_link(Link { protocol: "oid".into(), provider: "p".into(), subject: "s".into(), user_id: "u".into(), linked_at: 1 }).await.unwrap();
+        assert!(b.durable.link("oid", "p", "s").await.unwrap().is_some());
+        assert!(a.durable.changes().is_some());
+        assert!(!d.path().join("state.db").exists(), "no SQLite beside PostgreSQL");
     }
 }

@@ -11,6 +11,7 @@ pub mod hostile_op;
 pub mod oidc_provider;
 pub mod saml_idp;
 pub mod saml_signer;
+pub mod servers;
 
 pub mod tls_client;
 
@@ -65,12 +66,25 @@ impl TestProxy {
     }
 
     /// Start on `listener` with state in `dir` (reuse a dir to test restarts).
+    ///
+    /// With `JSP_TEST_STATE=shared` in the environment (tests/run.sh sets it for one run of the
+    /// SSO tests), a proxy whose `extra_yaml` has no `state:` section keeps its state in Redis
+    /// and PostgreSQL ([`servers::shared`]): a database of its own, kept with `dir` across
+    /// restarts, and a fresh key prefix each start (as memory would be).
     pub async fn start_on(listener: tokio::net::TcpListener, dir: tempfile::TempDir, extra_yaml: &str) -> TestProxy {
+        let port = listener.local_addr().unwrap().port();
+        Self::start_behind(listener, dir, port, extra_yaml).await
+    }
+
+    /// Like [`TestProxy::start_on`], with `public_url` on `public_port` instead of its own: two
+    /// proxies with the same `public_port` stand for two behind one balancer.
+    pub async fn start_behind(listener: tokio::net::TcpListener, dir: tempfile::TempDir, public_port: u16, extra_yaml: &str) -> TestProxy {
         let addr = listener.local_addr().unwrap();
-        let yaml = format!(
-            "listen: {addr}\npublic_url: https://127.0.0.1:{port}\nstate_dir: data\nlog:\n  level: warn\n{extra_yaml}",
-            port = addr.port()
-        );
+        let mut yaml = format!("listen: {addr}\npublic_url: https://127.0.0.1:{public_port}\nstate_dir: data\nlog:\n  level: warn\n{extra_yaml}");
+        let shared = shared_state_wanted() && !yaml.lines().any(|l| l.starts_with("state:"));
+        if shared {
+            yaml.push_str(&shared_state_yaml(dir.path()));
+        }
         let config = Config::from_parts(Some(&yaml), "test.yaml", dir.path(), Env::prefixed("JSP_TEST_UNUSED_"))
             .unwrap_or_else(|e| panic!("test config invalid: {e}\n{yaml}"));
         jellyfin_sso_proxy::logging::init(&config.log);
@@ -78,11 +92,13 @@ impl TestProxy {
         let (certs, _) = CertStore::open(&config.tls).unwrap();
         let acceptor = tokio_rustls::TlsAcceptor::from(certs.server_config());
         let caps = Caps { flows: config.sso.max_pending_flows, completions: config.sso.max_pending_flows, ..Caps::default() };
-        let state = State::open_default(&config.state_dir, &config.state.key_file, caps).await.unwrap_or_else(|e| panic!("state: {e}"));
+        let state = State::open(&config.state, &config.state_dir, caps).await.unwrap_or_else(|e| panic!("state: {e}"));
         let limits = &config.limits;
         let jellyfin = Jellyfin::new(&config.jellyfin.url, config.jellyfin.api_key.clone(), limits.upstream_connect_timeout, limits.upstream_header_timeout);
+        assert!(!shared || state.durable.changes().is_some(), "JSP_TEST_STATE=shared, yet the proxy is not on PostgreSQL");
         let sso = Arc::new(Sso::new(config.clone(), state, jellyfin).await.unwrap());
         tokio::spawn(sso.clone().sweep_forever());
+        tokio::spawn(sso.clone().watch_providers(jellyfin_sso_proxy::sso::PROVIDER_REREAD));
         let upstream = Upstream::new(&config.jellyfin.url, limits.upstream_connect_timeout, limits.upstream_header_timeout);
         let app = Arc::new(App::new(config.clone(), upstream, sso));
         let (tx, rx) = oneshot::channel();
@@ -116,6 +132,30 @@ impl TestProxy {
             let _ = t.await;
         }
     }
+}
+
+/// Did the environment ask for the shared backends (`JSP_TEST_STATE=shared`)?
+pub fn shared_state_wanted() -> bool {
+    std::env::var("JSP_TEST_STATE").is_ok_and(|v| v == "shared")
+}
+
+/// A `state:` section on the shared Redis and PostgreSQL: the database named in
+/// `dir/shared-state.url` (created the first time), a fresh key prefix.
+pub fn shared_state_yaml(dir: &Path) -> String {
+    let (fresh_db, redis, prefix) = servers::shared_fresh();
+    let marker = dir.join("shared-state.url");
+    let db = std::fs::read_to_string(&marker).unwrap_or_else(|_| {
+        std::fs::write(&marker, &fresh_db).unwrap();
+        fresh_db
+    });
+    state_yaml(&db, &redis, &prefix, None)
+}
+
+/// A `state:` section for PostgreSQL at `db` and Redis at `redis` with `prefix`; proxies
+/// sharing it must share `key_file` too.
+pub fn state_yaml(db: &str, redis: &str, prefix: &str, key_file: Option<&Path>) -> String {
+    let key = key_file.map(|k| format!("  key_file: {}\n", k.display())).unwrap_or_default();
+    format!("state:\n{key}  durable: postgres\n  ephemeral: redis\n  postgres:\n    url: {db}\n    pool_size: 4\n  redis:\n    url: {redis}\n    key_prefix: \"{prefix}\"\n")
 }
 
 /// An HTTP/1.1-only client that trusts any certificate (the proxy's is self-signed).
