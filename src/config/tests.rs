@@ -152,3 +152,12 @@ fn login_page_and_legacy_auth() {
     assert_eq!(paths, ["jellyfin.legacy_auth", "sso.login_page.button", "sso.login_page.auto_redirect"], "{ps:?}");
     assert!(ps[1].message.contains("did you mean `buttons`") || ps[1].message.contains("accepts"), "{}", ps[1].message);
 }
+
+#[test]
+fn sso_only_passwords_hide_the_password_form() {
+    assert!(!load("{}").unwrap().sso.login_page.hide_password_form);
+    let c = load("password_login:\n  mode: sso_only\n").unwrap();
+    assert!(c.sso.login_page.hide_password_form, "sso_only hides Jellyfin's password form");
+    let c = load("password_login:\n  mode: app_passwords_only\n").unwrap();
+    assert!(!c.sso.login_page.hide_password_form);
+}

@@ -226,6 +226,12 @@ pub(super) fn config(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Prob
     }
 
     let password_login = section(&mut p, "password_login", raw.password_login).validate(&mut p);
+    let mut sso = sso;
+    // With passwords for SSO users refused, Jellyfin's password form only misleads them: the
+    // login page hides it (and the public user list) unless the operator said otherwise.
+    if password_login.mode == super::password_login::PasswordMode::SsoOnly {
+        sso.login_page.hide_password_form = true;
+    }
 
     if !p.is_empty() {
         return Err(p.into_vec());
