@@ -59,13 +59,7 @@ async fn browser_login(name: &str, provider_yaml: &str, groups: Value, linking_p
     let listener = TestProxy::reserve();
     let port = listener.local_addr().unwrap().port();
     let op = OpenIdProvider::start(&OpConfig {
-        clients: vec![OpClient {
-            client_id: "jellyfin".into(),
-            client_secret: Some("s3cret".into()),
-            redirect_uris: vec![format!("https://127.0.0.1:{port}/sso/OID/redirect/{name}")],
-            auth_method: "client_secret_basic".into(),
-            require_par: false,
-        }],
+        clients: vec![OpClient::basic(port, name)],
         accounts: vec![OpAccount {
             login: "u-carol".into(),
             password: "pw".into(),

@@ -235,13 +235,7 @@ async fn chromium(picker: bool) -> (Value, JellyfinDouble, TestProxy) {
     let listener = TestProxy::reserve();
     let port = listener.local_addr().unwrap().port();
     let op = OpenIdProvider::start(&OpConfig {
-        clients: vec![OpClient {
-            client_id: "jellyfin".into(),
-            client_secret: Some("s3cret".into()),
-            redirect_uris: vec![format!("https://127.0.0.1:{port}/sso/OID/redirect/pocket")],
-            auth_method: "client_secret_basic".into(),
-            require_par: false,
-        }],
+        clients: vec![OpClient::basic(port, "pocket")],
         accounts: vec![OpAccount { login: "u-dana".into(), password: "pw".into(), claims: json!({"preferred_username": "dana"}), userinfo_only: vec![] }],
         par: true,
     })

@@ -15,8 +15,8 @@ use ipnet::IpNet;
 use url::Url;
 
 use super::field::{Field, Problem, Problems};
-use super::raw::{RawConfig, JELLYFIN_KEYS, LIMIT_KEYS, LOGIN_PAGE_KEYS, LOG_KEYS, PROVIDER_KEYS, SSO_KEYS, STATE_KEYS, TLS_KEYS, TOP_KEYS};
-use super::{Config, JellyfinConfig, LegacyAuth, Limits, LoginPageConfig, LogConfig, LogFormat, PublicUrl, Secret, SsoConfig, StateConfig, TlsConfig};
+use super::raw::{RawConfig, JELLYFIN_KEYS, LIMIT_KEYS, LOGIN_PAGE_KEYS, LOG_KEYS, PROVIDER_KEYS, SSO_KEYS, TLS_KEYS, TOP_KEYS};
+use super::{Config, JellyfinConfig, LegacyAuth, Limits, LoginPageConfig, LogConfig, LogFormat, PublicUrl, Secret, SsoConfig, TlsConfig};
 
 fn duration(p: &mut Problems, path: &str, f: Field<String>, default: Duration) -> Duration {
     p.parse(path, f, default, |s| humantime::parse_duration(s).map_err(|e| format!("not a duration like `30s` or `5m`: {e}")))

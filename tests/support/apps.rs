@@ -27,13 +27,7 @@ pub async fn start(top_yaml: &str) -> Apps {
     let listener = TestProxy::reserve();
     let port = listener.local_addr().unwrap().port();
     let op = OpenIdProvider::start(&OpConfig {
-        clients: vec![OpClient {
-            client_id: "jellyfin".into(),
-            client_secret: Some("s3cret".into()),
-            redirect_uris: vec![format!("https://127.0.0.1:{port}/sso/OID/redirect/corp")],
-            auth_method: "client_secret_basic".into(),
-            require_par: false,
-        }],
+        clients: vec![OpClient::basic(port, "corp")],
         accounts: vec![
             account("u-alice", json!({"preferred_username": "alice", "groups": ["jellyfin-users"]})),
             account("u-bob", json!({"preferred_username": "bob", "groups": ["jellyfin-users"]})),

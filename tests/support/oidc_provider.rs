@@ -25,6 +25,20 @@ pub struct OpClient {
     pub require_par: bool,
 }
 
+impl OpClient {
+    /// The usual test client: `jellyfin` / `s3cret` with client_secret_basic, redirecting to
+    /// provider `provider` of a proxy on `port`.
+    pub fn basic(port: u16, provider: &str) -> OpClient {
+        OpClient {
+            client_id: "jellyfin".into(),
+            client_secret: Some("s3cret".into()),
+            redirect_uris: vec![format!("https://127.0.0.1:{port}/sso/OID/redirect/{provider}")],
+            auth_method: "client_secret_basic".into(),
+            require_par: false,
+        }
+    }
+}
+
 #[derive(Serialize, Clone, Debug)]
 pub struct OpAccount {
     pub login: String,
