@@ -26,6 +26,20 @@ pub fn escape(s: &str) -> String {
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;background:#101010;color:#eee;display:flex;min-height:90vh;align-items:center;justify-content:center}main{max-width:32rem;padding:2rem;background:#202020;border-radius:.5rem}h1{font-size:1.3rem;margin-top:0}p{line-height:1.5}a{color:#00a4dc}";
 
+/// A page of the proxy's own whose script and style carry `nonce`: HTML, never cached, and a
+/// CSP that allows only those (and same-origin fetches), no forms, no framing.
+pub fn script_page(html: String, nonce: &str) -> Response<Body> {
+    let csp = format!(
+        "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    );
+    let mut r = Response::new(full(html));
+    let h = r.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_str(&csp).expect("a nonce is header-safe"));
+    r
+}
+
 /// Headers on every response the proxy makes itself (pages, JSON, redirects): never framed,
 /// never sniffed, no referrer (pages may carry codes or handles in their URL), and a strict
 /// CSP unless the page set its own (with a nonce). Responses carrying a token or a handle

@@ -3,10 +3,9 @@
 //! [`super::app_passwords`] with the proxy's session cookie (same origin); values are put
 //! in the page with `textContent`, never as markup.
 
-use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE};
 use http::Response;
 
-use crate::body::{full, Body};
+use crate::body::Body;
 use crate::pages::escape;
 use crate::state::random_token;
 
@@ -61,11 +60,5 @@ pub fn page(base: &str) -> Response<Body> {
 <script type="application/json" id="jsp-data">{data}</script><script nonce="{nonce}">{SCRIPT}</script></body></html>"#,
         b = escape(base)
     );
-    let mut r = Response::new(full(html));
-    let csp = format!("default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'");
-    let h = r.headers_mut();
-    h.insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
-    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_str(&csp).expect("ascii"));
-    r
+    crate::pages::script_page(html, &nonce)
 }

@@ -8,10 +8,10 @@
 //! `/web/index.html` (or `/sso/link` for a device-linking sign-in: where to go is fixed by the
 //! flow when it starts). Without JavaScript it says so.
 
-use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, REFERRER_POLICY};
-use http::{Response, StatusCode};
+use http::header::{HeaderValue, REFERRER_POLICY};
+use http::Response;
 
-use crate::body::{full, Body};
+use crate::body::Body;
 use crate::pages::escape;
 use crate::state::random_token;
 
@@ -112,16 +112,9 @@ pub fn page(c: &Completion<'_>) -> Response<Body> {
         provider = escape(c.provider),
         data = script_json(&data),
     );
-    let mut r = Response::new(full(html));
-    *r.status_mut() = StatusCode::OK;
-    let csp = format!(
-        "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-    );
-    let h = r.headers_mut();
-    h.insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
-    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    h.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_str(&csp).expect("ascii"));
+    // The page's URL carries nothing, but what it posts does: never a referrer.
+    let mut r = crate::pages::script_page(html, &nonce);
+    r.headers_mut().insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     r
 }
 

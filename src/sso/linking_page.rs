@@ -9,10 +9,9 @@
 //! SSO-minted sessions (`GET /sso/sessions/{user}`) with a sign-out button each
 //! (`DELETE /sso/sessions/{user}/{device}`).
 
-use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE};
 use http::Response;
 
-use crate::body::{full, Body};
+use crate::body::Body;
 use crate::pages::escape;
 use crate::state::random_token;
 
@@ -103,11 +102,5 @@ pub fn page(base_path: &str, providers: &[(&str, &str)]) -> Response<Body> {
         data = crate::sso::complete::script_json(&data),
         script = SCRIPT,
     );
-    let mut r = Response::new(full(html));
-    let csp = format!("default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'");
-    let h = r.headers_mut();
-    h.insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
-    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_str(&csp).expect("ascii"));
-    r
+    crate::pages::script_page(html, &nonce)
 }
