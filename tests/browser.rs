@@ -67,6 +67,7 @@ async fn browser_login(name: &str, provider_yaml: &str, groups: Value, linking_p
             userinfo_only: vec![],
         }],
         par: true,
+        ..Default::default()
     })
     .await;
     let yaml = format!(

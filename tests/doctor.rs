@@ -31,6 +31,7 @@ async fn op() -> OpenIdProvider {
         clients: vec![OpClient { client_id: "jellyfin".into(), client_secret: Some("s".into()), redirect_uris: vec!["https://127.0.0.1:1/sso/OID/redirect/corp".into()], auth_method: "client_secret_basic".into(), require_par: false }],
         accounts: vec![],
         par: false,
+        ..Default::default()
     })
     .await
 }

@@ -238,6 +238,7 @@ async fn chromium(picker: bool) -> (Value, JellyfinDouble, TestProxy) {
         clients: vec![OpClient::basic(port, "pocket")],
         accounts: vec![OpAccount { login: "u-dana".into(), password: "pw".into(), claims: json!({"preferred_username": "dana"}), userinfo_only: vec![] }],
         par: true,
+        ..Default::default()
     })
     .await;
     let yaml = format!(

@@ -36,6 +36,7 @@ async fn setup(provider_yaml: &str, refresh: bool) -> Setup {
         }],
         accounts: vec![OpAccount { login: "u-carol".into(), password: "pw".into(), claims: json!({"preferred_username": "carol"}), userinfo_only: vec![] }],
         par: false,
+        ..Default::default()
     };
     let mut extra = json!({
         "backchannel_logout_uri": format!("https://127.0.0.1:{port}/sso/OID/backchannel-logout/test"),

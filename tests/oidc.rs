@@ -57,6 +57,7 @@ async fn setup_with(jf: JellyfinDouble, name: &str, auth_method: &str, par: bool
         }],
         accounts: accounts(),
         par,
+        ..Default::default()
     })
     .await;
     let yaml = format!(

@@ -58,6 +58,7 @@ async fn op(public_port: u16, name: &str) -> OpenIdProvider {
         }],
         accounts: vec![OpAccount { login: "u-alice".into(), password: "pw".into(), claims: json!({"preferred_username": "alice"}), userinfo_only: vec![] }],
         par: false,
+        ..Default::default()
     })
     .await
 }

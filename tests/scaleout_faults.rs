@@ -27,6 +27,7 @@ async fn op() -> OpenIdProvider {
         }],
         accounts: vec![OpAccount { login: "u-alice".into(), password: "pw".into(), claims: json!({}), userinfo_only: vec![] }],
         par: false,
+        ..Default::default()
     })
     .await
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use serde_json::Value;
 use x509_cert::der::Decode;
 
-use crate::config::provider::OidcConfig;
+use crate::config::provider::{OidcConfig, Preset};
 use crate::config::Config;
 use super::{auth_method_name, Report};
 
@@ -30,7 +30,7 @@ pub async fn check(p: &OidcConfig, http: &reqwest::Client, r: &mut Report) {
         Err(e) => return r.fail(format!("OIDC provider {name}: discovery is not JSON: {e}"), "check oidEndpoint"),
     };
     let issuer = meta["issuer"].as_str().unwrap_or("");
-    if issuer.trim_end_matches('/') == p.issuer.as_str().trim_end_matches('/') || p.do_not_validate_issuer_name {
+    if Preset::discovery_issuer_ok(p.preset, &p.issuer, issuer) || p.do_not_validate_issuer_name {
         r.pass(format!("OIDC provider {name}: discovery found (issuer {issuer})"));
     } else {
         r.fail(format!("OIDC provider {name}: discovery names issuer {issuer}, not {}", p.issuer), "set oidEndpoint to exactly the issuer the provider names");

@@ -108,7 +108,8 @@ pub fn claim_path(path: &str) -> Vec<String> {
     parts
 }
 
-/// The roles at `path` in `claims`: walk objects, end at a list of strings or one string.
+/// The roles at `path` in `claims`: walk objects, end at a list of strings, one string, or
+/// an object whose keys are the roles (Zitadel: `{"role": {"<org id>": "<org domain>"}}`).
 pub fn roles_at(claims: &Value, path: &str) -> Vec<String> {
     let mut cur = claims;
     for key in claim_path(path) {
@@ -120,6 +121,7 @@ pub fn roles_at(claims: &Value, path: &str) -> Vec<String> {
     match cur {
         Value::String(s) => vec![s.clone()],
         Value::Array(items) => items.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
+        Value::Object(roles) => roles.keys().cloned().collect(),
         _ => Vec::new(),
     }
 }
@@ -183,6 +185,8 @@ mod tests {
         assert_eq!(roles_at(&c, "one"), s(&["solo"]));
         assert!(roles_at(&c, "n").is_empty());
         assert!(roles_at(&c, "missing.path").is_empty());
+        let z = json!({"urn:zitadel:iam:org:project:roles": {"jellyfin-users": {"1": "acme.example"}, "jellyfin-admins": {"1": "acme.example"}}});
+        assert_eq!(roles_at(&z, "urn:zitadel:iam:org:project:roles"), s(&["jellyfin-admins", "jellyfin-users"]));
         assert_eq!(claim_path("a\\.b.c"), s(&["a.b", "c"]));
     }
 

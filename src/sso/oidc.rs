@@ -21,7 +21,7 @@ use serde_json::Value;
 use tokio::sync::RwLock;
 use url::Url;
 
-use crate::config::provider::{OidcConfig, TokenAuthMethod};
+use crate::config::provider::{OidcConfig, Preset, TokenAuthMethod};
 
 /// How long a discovery document and its keys are used before they are fetched again.
 const DISCOVERY_TTL: Duration = Duration::from_secs(3600);
@@ -145,7 +145,7 @@ impl OidcProvider {
         }
         let bytes = resp.bytes().await.map_err(|e| OidcError::Discovery(short(e)))?;
         let mut meta: Metadata = serde_json::from_slice(&bytes).map_err(|e| OidcError::Discovery(format!("not a discovery document: {}", short(e))))?;
-        if !self.config.do_not_validate_issuer_name && meta.issuer().as_str().trim_end_matches('/') != issuer {
+        if !self.config.do_not_validate_issuer_name && !Preset::discovery_issuer_ok(self.config.preset, &self.config.issuer, meta.issuer().as_str()) {
             return Err(OidcError::Discovery(format!(
                 "the document names issuer {} but oidEndpoint is {issuer} (set doNotValidateIssuerName only if this is expected)",
                 meta.issuer().as_str()
@@ -179,7 +179,8 @@ impl OidcProvider {
             if e.scheme() != "https" && !self.config.disable_https {
                 return Err(OidcError::Discovery(format!("endpoint {e} is not https (disableHttps allows it)")));
             }
-            if !self.config.do_not_validate_endpoints && e.origin() != issuer_origin {
+            let preset_host = self.config.preset.is_some_and(|p| p.allows_endpoint(&self.config.issuer, e));
+            if !self.config.do_not_validate_endpoints && e.origin() != issuer_origin && !preset_host {
                 return Err(OidcError::Discovery(format!(
                     "endpoint {e} is not on the issuer's origin {} (doNotValidateEndpoints allows it)",
                     issuer_origin.ascii_serialization()
@@ -265,12 +266,11 @@ impl OidcProvider {
         let id_token = token.id_token().ok_or_else(|| OidcError::InvalidToken("the token response has no id_token".into()))?;
         let nonce = Nonce::new(auth.nonce.clone());
 
-        let claims = match self.verify(&client, id_token, &nonce) {
+        let claims = match self.verify(&d, id_token, &nonce) {
             Err(e) if is_unknown_key(&e) && self.may_refetch_keys() => {
                 tracing::info!(provider = %self.config.name, "ID token signed with an unknown key: fetching the provider's keys again");
                 let d = self.discovery(true).await?;
-                let client = self.client(&d);
-                self.verify(&client, id_token, &nonce).map_err(|e| OidcError::InvalidToken(short(e)))?
+                self.verify(&d, id_token, &nonce).map_err(|e| OidcError::InvalidToken(short(e)))?
             }
             r => r.map_err(|e| OidcError::InvalidToken(short(e)))?,
         };
@@ -300,12 +300,17 @@ impl OidcProvider {
         Ok(merge_claims(claims, info))
     }
 
-    /// Verify signature, iss, aud, azp, exp, iat, nonce; return the token's own claims.
-    pub(super) fn verify<N: openidconnect::NonceVerifier>(&self, client: &OidcClient, id_token: &openidconnect::IdToken<AllClaims, CoreGenderClaim, CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm>, nonce: N) -> Result<Value, openidconnect::ClaimsVerificationError> {
+    /// Verify signature, iss, aud, azp, exp, iat, nonce against the discovery `d`; return the
+    /// token's own claims. The issuer is the document's, compared exactly by the library,
+    /// except for a preset's own rule ([`Preset::token_issuer_ok`]), checked after the rest.
+    pub(super) fn verify<N: openidconnect::NonceVerifier>(&self, d: &Discovered, id_token: &openidconnect::IdToken<AllClaims, CoreGenderClaim, CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm>, nonce: N) -> Result<Value, openidconnect::ClaimsVerificationError> {
+        let client = self.client(d);
+        let document_issuer = d.meta.issuer().as_str();
+        let own_issuer_check = !self.config.do_not_validate_issuer_name && Preset::own_issuer_check(self.config.preset, document_issuer);
         let verifier = client
             .id_token_verifier()
             .set_allowed_algs(ALLOWED_ALGS)
-            .require_issuer_match(!self.config.do_not_validate_issuer_name)
+            .require_issuer_match(!self.config.do_not_validate_issuer_name && !own_issuer_check)
             .set_issue_time_verifier_fn(|iat| {
                 let now = chrono_now();
                 if iat.timestamp() > now + SKEW.as_secs() as i64 {
@@ -323,7 +328,14 @@ impl OidcProvider {
         let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(payload.trim_end_matches('='))
             .map_err(|e| openidconnect::ClaimsVerificationError::Other(e.to_string()))?;
-        serde_json::from_slice(&bytes).map_err(|e| openidconnect::ClaimsVerificationError::Other(e.to_string()))
+        let claims: Value = serde_json::from_slice(&bytes).map_err(|e| openidconnect::ClaimsVerificationError::Other(e.to_string()))?;
+        if own_issuer_check && !Preset::token_issuer_ok(self.config.preset, document_issuer, &claims) {
+            return Err(openidconnect::ClaimsVerificationError::InvalidIssuer(format!(
+                "the ID token's issuer {} is not {document_issuer} for its tenant",
+                claims.get("iss").and_then(Value::as_str).unwrap_or("(none)")
+            )));
+        }
+        Ok(claims)
     }
 
     pub(super) fn may_refetch_keys(&self) -> bool {

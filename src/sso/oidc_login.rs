@@ -13,6 +13,7 @@ use super::registry::Provider;
 use super::token_crypto;
 use super::Sso;
 use crate::body::Body;
+use crate::config::provider::{OidcConfig, Preset};
 use crate::context::RequestContext;
 
 impl Sso {
@@ -56,14 +57,17 @@ impl Sso {
 /// Build the identity from verified OIDC claims.
 pub fn oidc_identity(provider: &OidcProvider, claims: &serde_json::Value) -> Result<Identity, SsoError> {
     let cfg = &provider.config;
+    let claims = &usable_claims(claims);
     let invalid = |detail: String| SsoError::InvalidToken { provider: cfg.name.clone(), detail };
     let subject = identity::string_claim(claims, &cfg.subject_claim).ok_or_else(|| invalid(format!("no `{}` claim to link the account by", cfg.subject_claim)))?;
+    let short = cfg.preset.is_some_and(Preset::short_names);
     let username = cfg
         .username_claim
         .as_deref()
         .and_then(|c| identity::string_claim(claims, c))
         .or_else(|| identity::string_claim(claims, "preferred_username"))
         .or_else(|| identity::string_claim(claims, "sub"))
+        .map(|u| if short { short_name(&u).to_string() } else { u })
         .and_then(|u| identity::clean_username(&u))
         .ok_or_else(|| invalid("no usable username claim".into()))?;
     Ok(Identity {
@@ -71,9 +75,82 @@ pub fn oidc_identity(provider: &OidcProvider, claims: &serde_json::Value) -> Res
         provider: cfg.name.clone(),
         subject,
         username,
-        roles: identity::roles_at(claims, &cfg.role_claim),
+        roles: oidc_roles(cfg, claims),
         avatar_url: cfg.avatar_url_format.as_deref().and_then(|f| identity::avatar_url(f, claims)),
         sid: claims.get("sid").and_then(serde_json::Value::as_str).map(str::to_string),
         tokens: Default::default(),
     })
+}
+
+/// The roles at the provider's `roleClaim`; with the Kanidm preset, each `name@domain` SPN
+/// also counts as its `name`, so `roles` can list group names.
+pub fn oidc_roles(cfg: &OidcConfig, claims: &serde_json::Value) -> Vec<String> {
+    let mut roles = identity::roles_at(&usable_claims(claims), &cfg.role_claim);
+    if cfg.preset.is_some_and(Preset::short_names) {
+        let short: Vec<String> = roles.iter().filter(|r| r.contains('@')).map(|r| short_name(r).to_string()).collect();
+        for s in short {
+            if !roles.contains(&s) {
+                roles.push(s);
+            }
+        }
+    }
+    roles
+}
+
+fn short_name(spn: &str) -> &str {
+    spn.rsplit_once('@').map_or(spn, |(name, _)| name)
+}
+
+/// The claims without `email` when the provider says it is not verified (`email_verified`
+/// false), so an unverified address can never be a username or pass a role gate of e-mail
+/// addresses.
+fn usable_claims(claims: &serde_json::Value) -> serde_json::Value {
+    let unverified = matches!(claims.get("email_verified"), Some(serde_json::Value::Bool(false)))
+        || claims.get("email_verified").and_then(serde_json::Value::as_str).is_some_and(|s| s.eq_ignore_ascii_case("false"));
+    let mut c = claims.clone();
+    if unverified {
+        if let Some(m) = c.as_object_mut() {
+            m.remove("email");
+        }
+    }
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::provider::oidc_from_json;
+    use serde_json::json;
+
+    fn provider(extra: serde_json::Value) -> OidcProvider {
+        let mut j = json!({"oidEndpoint": "https://id.example.com", "oidClientId": "jf", "oidSecret": "s"});
+        j.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        let cfg = oidc_from_json("p", &j, std::path::Path::new("/nonexistent")).unwrap();
+        OidcProvider::new(cfg, "https://jf.example/sso/OID/redirect/p", reqwest::Client::new())
+    }
+
+    #[test]
+    fn kanidm_spns_count_as_short_names_for_roles_and_username() {
+        let claims = json!({"sub": "5f1c", "preferred_username": "alice@idm.example.com", "groups": ["jellyfin_users@idm.example.com", "00000000-0000-0000-0000-000000000035"]});
+        let id = oidc_identity(&provider(json!({"preset": "kanidm"})), &claims).unwrap();
+        assert_eq!(id.username, "alice");
+        assert_eq!(id.roles, ["jellyfin_users@idm.example.com", "00000000-0000-0000-0000-000000000035", "jellyfin_users"]);
+        // Without the preset the SPN is kept as it is.
+        let id = oidc_identity(&provider(json!({"roleClaim": "groups"})), &claims).unwrap();
+        assert_eq!(id.username, "alice@idm.example.com");
+        assert_eq!(id.roles, ["jellyfin_users@idm.example.com", "00000000-0000-0000-0000-000000000035"]);
+    }
+
+    #[test]
+    fn an_unverified_email_is_neither_username_nor_role() {
+        let google = provider(json!({"preset": "google", "roles": ["alice@gmail.com"]}));
+        let verified = json!({"sub": "1234567890", "email": "alice@gmail.com", "email_verified": true});
+        let id = oidc_identity(&google, &verified).unwrap();
+        assert_eq!((id.username.as_str(), id.roles.as_slice()), ("alice@gmail.com", &["alice@gmail.com".to_string()][..]));
+        let unverified = json!({"sub": "1234567890", "email": "alice@gmail.com", "email_verified": false});
+        let id = oidc_identity(&google, &unverified).unwrap();
+        assert_eq!(id.username, "1234567890", "falls back to the subject");
+        assert!(id.roles.is_empty());
+        assert!(oidc_roles(&google.config, &json!({"email": "alice@gmail.com", "email_verified": "false"})).is_empty());
+    }
 }

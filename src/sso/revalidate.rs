@@ -79,7 +79,7 @@ impl Sso {
                 let _ = self.revoke_identity(&m.protocol, &m.provider, &m.subject, Why::Revalidation).await;
             }
             Outcome::Valid { claims, refresh_token, id_token } => {
-                let roles = identity::roles_at(&claims, &p.config.role_claim);
+                let roles = super::oidc_login::oidc_roles(&p.config, &claims);
                 let grants = identity::decide(&roles, &p.config.grants);
                 if !grants.allowed {
                     tracing::info!(provider = %p.config.name, user = %m.user_id, "the refreshed identity no longer has a permitted role");
@@ -127,10 +127,10 @@ async fn refresh_once(p: &OidcProvider, refresh: &str, m: &MintedSession) -> Out
     let accept_any_nonce = |_: Option<&Nonce>| -> Result<(), String> { Ok(()) };
     let mut claims = match token.id_token() {
         Some(id) => {
-            let first = p.verify(&client, id, accept_any_nonce);
+            let first = p.verify(&d, id, accept_any_nonce);
             let verified = match first {
                 Err(e) if is_unknown_key(&e) && p.may_refetch_keys() => match p.discovery(true).await {
-                    Ok(d) => p.verify(&p.client(&d), id, accept_any_nonce),
+                    Ok(d) => p.verify(&d, id, accept_any_nonce),
                     Err(e) => return Outcome::Unknown(e.to_string()),
                 },
                 r => r,

@@ -4,7 +4,19 @@
 //   { "clients":  [{ "client_id", "client_secret"?, "redirect_uris": [...], "auth_method":
 //                    "client_secret_basic"|"client_secret_post"|"none", "require_par": bool }],
 //     "accounts": [{ "login", "password", "claims": {...}, "userinfo_only": ["claim", ...] }],
-//     "par": bool }
+//     "par": bool,
+//     and, to behave like a given product (all optional):
+//     "issuer": "{origin}/application/o/jellyfin/" | "http://accounts.google.com" — the issuer it names
+//              ({origin} is its own loopback origin; another host is reached with this server
+//              as the HTTP proxy: it serves absolute-form request targets by their host),
+//     "endpoints": { "token_endpoint": "http://oauth2.googleapis.com/token", ... } — where its
+//              discovery document says an endpoint is; requests there are served by the
+//              provider's own endpoint (the others are on the issuer's origin, same path),
+//     "discovery": { "/common/v2.0": { "issuer": "http://login.microsoftonline.com/{tenantid}/v2.0" } }
+//              — more discovery documents, under these paths of the issuer's origin, with
+//              fields replaced,
+//     "scope_claims": { "openid": ["sub", "tid"], ... } — the claims each scope releases,
+//     "iss_param": false — no RFC 9207 `iss` on the callback (Entra does not send it) }
 // Extra client metadata per client id may come in env OP_CLIENT_EXTRA (JSON object
 //   { "<client_id>": { "backchannel_logout_uri": ..., "post_logout_redirect_uris": [...],
 //                      "grant_types": [...], ... } }), merged over the above.
@@ -31,6 +43,12 @@ const cfg = JSON.parse(process.env.OP_CONFIG || '{}');
 const accounts = new Map((cfg.accounts || []).map((a) => [a.login, a]));
 const clientExtra = JSON.parse(process.env.OP_CLIENT_EXTRA || '{}');
 const disabled = new Set();
+const scopeClaims = cfg.scope_claims || {
+  openid: ['sub'],
+  profile: ['preferred_username', 'name', 'picture', 'realm_access'],
+  email: ['email'],
+  groups: ['groups'],
+};
 if (Object.values(clientExtra).some((x) => x.backchannel_logout_uri)) process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0';
 
 function newKey() {
@@ -62,18 +80,14 @@ function configuration() {
     // Scope claims go into the ID token too (Pocket ID does this for `groups`); claims named
     // in an account's `userinfo_only` are left out of the ID token below (Keycloak style).
     conformIdTokenClaims: false,
-    scopes: ['openid', 'offline_access', 'profile', 'email', 'groups'],
-    claims: {
-      openid: ['sub'],
-      profile: ['preferred_username', 'name', 'picture', 'realm_access'],
-      email: ['email'],
-      groups: ['groups'],
-    },
+    scopes: ['openid', 'offline_access', ...Object.keys(scopeClaims).filter((s) => s !== 'openid')],
+    claims: scopeClaims,
     features: {
       devInteractions: { enabled: false },
       pushedAuthorizationRequests: { enabled: !!cfg.par },
       backchannelLogout: { enabled: true },
       rpInitiatedLogout: { enabled: true },
+      issAuthResp: { enabled: cfg.iss_param !== false },
     },
     interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
     async findAccount(ctx, id) {
@@ -101,7 +115,34 @@ function configuration() {
 const server = http.createServer();
 await new Promise((resolve) => server.listen(Number(process.env.OP_PORT || 0), '127.0.0.1', resolve));
 const port = server.address().port;
-const issuer = `http://127.0.0.1:${port}`;
+const origin = `http://127.0.0.1:${port}`;
+const issuer = (cfg.issuer || origin).replace('{origin}', origin);
+const issuerUrl = new URL(issuer);
+const withOrigin = (u) => u.replace('{origin}', origin);
+
+// The product's discovery shape: every endpoint where `endpoints` says (else on the issuer's
+// origin, same path), and a route from each such public URL to the provider's own path.
+const routes = new Map(); // "host/path" → the provider's path
+async function shapedDiscovery(overrides) {
+  const own = await (await globalThis.fetch(`${origin}/.well-known/openid-configuration`, { headers: { 'x-own-discovery': '1' } })).json();
+  const doc = { ...own, issuer };
+  for (const [k, v] of Object.entries(own)) {
+    if (typeof v !== 'string' || !v.startsWith(origin)) continue;
+    if (cfg.endpoints && cfg.endpoints[k] === null) { delete doc[k]; continue; } // the product has none
+    const ownPath = new URL(v).pathname;
+    const pub = new URL(cfg.endpoints && cfg.endpoints[k] ? withOrigin(cfg.endpoints[k]) : `${issuerUrl.origin}${ownPath}`);
+    doc[k] = pub.href;
+    routes.set(pub.host + pub.pathname, ownPath);
+  }
+  for (const [k, v] of Object.entries(overrides)) {
+    if (typeof own[k] === 'string' && own[k].startsWith(origin)) {
+      const pub = new URL(v);
+      routes.set(pub.host + pub.pathname, new URL(own[k]).pathname);
+    }
+  }
+  return { ...doc, ...overrides };
+}
+const discoveries = new Map([[issuerUrl.pathname.replace(/\/$/, ''), {}], ...Object.entries(cfg.discovery || {})]);
 function newProvider() {
   const p = new Provider(issuer, configuration());
   p.on('backchannel.error', (ctx, err, client) => process.stderr.write(`OP back-channel logout to ${client && client.clientId} failed: ${err && (err.cause || err.message || err)}\n`));
@@ -158,8 +199,19 @@ async function interaction(req, res, uid) {
 }
 
 server.on('request', async (req, res) => {
-  const url = new URL(req.url, issuer);
+  // A request for another host arrives in absolute form (this server is its HTTP proxy).
+  const url = new URL(req.url, `http://${req.headers.host || issuerUrl.host}`);
   try {
+    if ((cfg.issuer || cfg.endpoints) && !req.headers['x-own-discovery']) {
+      const wk = url.pathname.match(/^(.*)\/\.well-known\/openid-configuration$/);
+      if (req.method === 'GET' && wk && url.host === issuerUrl.host && discoveries.has(wk[1])) {
+        const body = JSON.stringify(await shapedDiscovery(discoveries.get(wk[1])));
+        res.writeHead(200, { 'content-type': 'application/json' });
+        return res.end(body);
+      }
+      const own = routes.get(url.host + url.pathname);
+      req.url = (own || url.pathname) + url.search;
+    }
     const m = url.pathname.match(/^\/interaction\/([^/]+)$/);
     if (m) return await interaction(req, res, m[1]);
     if (req.method === 'POST' && url.pathname.startsWith('/__control/account/')) {

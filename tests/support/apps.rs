@@ -34,6 +34,7 @@ pub async fn start(top_yaml: &str) -> Apps {
             account("u-mallory", json!({"preferred_username": "mallory", "groups": ["other"]})),
         ],
         par: false,
+        ..Default::default()
     })
     .await;
     let yaml = format!(

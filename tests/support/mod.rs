@@ -196,7 +196,12 @@ impl ProxyProcess {
     /// serving. `extra_yaml` follows `jellyfin:\n  url: …`, so indented lines extend the
     /// `jellyfin` section and unindented ones add top-level settings.
     pub async fn start(dir: &Path, jellyfin_url: &str, extra_yaml: &str) -> ProxyProcess {
-        let port = free_port();
+        Self::start_with(dir, free_port(), jellyfin_url, extra_yaml, &[]).await
+    }
+
+    /// Like [`ProxyProcess::start`], on `port`, with `envs` added to the environment (e.g.
+    /// `HTTP_PROXY`, which the proxy's identity-provider client honours like any other).
+    pub async fn start_with(dir: &Path, port: u16, jellyfin_url: &str, extra_yaml: &str, envs: &[(&str, &str)]) -> ProxyProcess {
         let yaml = format!(
             "listen: 127.0.0.1:{port}\npublic_url: https://127.0.0.1:{port}\nlog:\n  level: info\njellyfin:\n  url: {jellyfin_url}\n{extra_yaml}"
         );
@@ -206,6 +211,7 @@ impl ProxyProcess {
             .arg(dir.join("proxy.yaml"))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
+            .envs(envs.iter().copied())
             .kill_on_drop(true)
             .spawn()
             .unwrap();

@@ -14,6 +14,21 @@ pub struct OpConfig {
     pub accounts: Vec<OpAccount>,
     /// Pushed authorization requests offered by the provider.
     pub par: bool,
+    /// To behave like a given product (tests/idp/oidc-provider.mjs explains each): the
+    /// issuer it names (`{origin}` is its loopback origin; another host is reached through
+    /// it as the HTTP proxy, see [`OpenIdProvider::http_proxy`]), where its discovery puts
+    /// each endpoint, further discovery documents, the claims of each scope, and whether the
+    /// callback carries `iss`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoints: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub discovery: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope_claims: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iss_param: Option<bool>,
 }
 
 #[derive(Serialize, Clone, Debug)]
@@ -50,6 +65,9 @@ pub struct OpAccount {
 
 pub struct OpenIdProvider {
     pub issuer: String,
+    /// Its own loopback origin (`http://127.0.0.1:{port}`): the control endpoints, and the
+    /// HTTP proxy through which other hosts of a product-shaped issuer are reached.
+    pub origin: String,
     _child: tokio::process::Child,
 }
 
@@ -114,7 +132,8 @@ impl OpenIdProvider {
     pub async fn start_with(cfg: &OpConfig, client_extra: serde_json::Value) -> OpenIdProvider {
         let envs = [("OP_CONFIG", serde_json::to_string(cfg).unwrap()), ("OP_CLIENT_EXTRA", client_extra.to_string())];
         let (child, ready) = start_node("oidc-provider.mjs", &envs, "OP_READY").await;
-        OpenIdProvider { issuer: ready["issuer"].as_str().unwrap().to_string(), _child: child }
+        let origin = format!("http://127.0.0.1:{}", ready["port"]);
+        OpenIdProvider { issuer: ready["issuer"].as_str().unwrap().to_string(), origin, _child: child }
     }
 
     /// The account no longer exists for the OP: its refresh tokens are refused.
@@ -123,12 +142,18 @@ impl OpenIdProvider {
     }
 
     async fn control(&self, path: &str, body: Option<serde_json::Value>) {
-        let mut r = reqwest::Client::new().post(format!("{}{path}", self.issuer));
+        let mut r = reqwest::Client::new().post(format!("{}{path}", self.origin));
         if let Some(b) = body {
             r = r.json(&b);
         }
         let resp = r.send().await.unwrap();
         assert!(resp.status().is_success(), "{path}: {}", resp.status());
+    }
+
+    /// The HTTP proxy address for clients that must reach the product's own hosts
+    /// (`http://accounts.google.com`, ...): this OP, which serves them all.
+    pub fn http_proxy(&self) -> &str {
+        &self.origin
     }
 
     /// Replace an account's claims (its subject stays the same).

@@ -121,6 +121,7 @@ impl OidcConfig {
             "tokenEndpointAuthMethod": self.token_auth_method.as_str(),
             "subjectClaim": self.subject_claim,
             "displayName": self.display_name.clone().unwrap_or_default(),
+            "preset": self.preset.map(super::Preset::name).unwrap_or_default(),
         });
         m.extend(own.as_object().expect("object literal").clone());
         m.extend(self.session.to_plugin_json());

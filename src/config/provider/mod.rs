@@ -9,6 +9,7 @@
 //! so both accept and refuse exactly the same things.
 
 mod json;
+mod preset;
 mod raw;
 mod session;
 mod validate;
@@ -19,6 +20,7 @@ use url::Url;
 use crate::config::Secret;
 
 pub use json::{oidc_from_json, saml_from_json, REDACTED};
+pub use preset::{Preset, PresetDefaults};
 pub use raw::{OneOrMany, RawGrants, RawOidcConfig, RawSamlConfig};
 pub use session::SessionRules;
 pub use validate::{parse_certificates, valid_provider_name};
@@ -102,6 +104,9 @@ pub struct OidcConfig {
     pub do_not_validate_endpoints: bool,
     pub do_not_validate_issuer_name: bool,
     pub do_not_load_profile: bool,
+    /// The identity provider product (`preset`), for the checks it relaxes exactly; its
+    /// defaults are already in the fields above.
+    pub preset: Option<Preset>,
 }
 
 impl OidcConfig {
@@ -116,6 +121,9 @@ impl OidcConfig {
         }
         if self.do_not_validate_issuer_name {
             v.push("doNotValidateIssuerName (ID token issuer not checked)");
+        }
+        if self.preset == Some(Preset::Google) && self.grants.roles.is_empty() && self.grants.admin_roles.is_empty() {
+            v.push("preset google without roles (any Google account may sign in; list the allowed e-mail addresses in roles)");
         }
         v
     }

@@ -40,6 +40,8 @@ pub struct RawOidcConfig {
     pub(super) token_endpoint_auth_method: Field<String>,
     pub(super) subject_claim: Field<String>,
     pub(super) display_name: Field<String>,
+    /// The identity provider product (`preset.rs`), whose defaults apply to what is not set.
+    pub(super) preset: Field<String>,
     #[serde(flatten)]
     pub(super) grants: RawGrants,
     #[serde(flatten)]
@@ -51,7 +53,7 @@ pub struct RawOidcConfig {
 pub(super) const OID_KEYS: &[&str] = &[
     "oidEndpoint", "oidClientId", "oidSecret", "oidSecretFile", "enabled", "roleClaim", "oidScopes", "defaultUsernameClaim",
     "avatarUrlFormat", "disableHttps", "disablePushedAuthorization", "doNotValidateEndpoints", "doNotValidateIssuerName",
-    "doNotLoadProfile", "schemeOverride", "portOverride", "tokenEndpointAuthMethod", "subjectClaim", "displayName",
+    "doNotLoadProfile", "schemeOverride", "portOverride", "tokenEndpointAuthMethod", "subjectClaim", "displayName", "preset",
 ];
 
 /// The grant settings, shared by OIDC and SAML providers (flattened into both).

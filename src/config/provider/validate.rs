@@ -12,7 +12,7 @@ use std::time::Duration;
 use url::Url;
 
 use super::raw::{known_keys, OneOrMany, RawGrants, RawOidcConfig, RawSamlConfig, OID_KEYS, SAML_KEYS};
-use super::{GrantRules, OidcConfig, SamlConfig, TokenAuthMethod};
+use super::{GrantRules, OidcConfig, Preset, SamlConfig, TokenAuthMethod};
 use crate::config::field::{join, Field, Problems};
 use crate::config::secret;
 
@@ -123,6 +123,14 @@ impl RawOidcConfig {
         if !valid_provider_name(name) {
             p.push(prefix, "provider names may use letters, digits, `_`, `-` and `.` (at most 64)");
         }
+        let preset = opt_string(p, &f("preset"), self.preset).and_then(|name| {
+            let found = Preset::from_name(&name);
+            if found.is_none() {
+                p.push(f("preset"), format!("unknown preset `{name}`; the presets are: {}", Preset::names()));
+            }
+            found
+        });
+        let defaults = preset.map(Preset::defaults);
         let disable_https = p.take(&f("disableHttps"), self.disable_https, false);
         let issuer = required_url(p, &f("oidEndpoint"), self.oid_endpoint, "the issuer URL of the identity provider", |u| match u.scheme() {
             "https" => Ok(()),
@@ -137,7 +145,7 @@ impl RawOidcConfig {
         let client_secret = secret(p, &f("oidSecret"), self.oid_secret, self.oid_secret_file, base_dir);
         let method_text = opt_string(p, &f("tokenEndpointAuthMethod"), self.token_endpoint_auth_method);
         let token_auth_method = match method_text.as_deref() {
-            None if client_secret.is_some() => TokenAuthMethod::ClientSecretBasic,
+            None if client_secret.is_some() => defaults.as_ref().map_or(TokenAuthMethod::ClientSecretBasic, |d| d.token_auth_method),
             None => TokenAuthMethod::None,
             Some("client_secret_basic") => TokenAuthMethod::ClientSecretBasic,
             Some("client_secret_post") => TokenAuthMethod::ClientSecretPost,
@@ -150,9 +158,10 @@ impl RawOidcConfig {
         if token_auth_method != TokenAuthMethod::None && client_secret.is_none() && client_id.is_some() {
             p.push(f("oidSecret"), format!("is required with tokenEndpointAuthMethod {}", token_auth_method.as_str()));
         }
-        let mut scopes = non_empty(p.take(&f("oidScopes"), self.oid_scopes, Vec::new()));
+        let preset_scopes = defaults.as_ref().map(|d| d.scopes.iter().map(|s| s.to_string()).collect()).unwrap_or_default();
+        let mut scopes = non_empty(p.take(&f("oidScopes"), self.oid_scopes, preset_scopes));
         scopes.retain(|s| s != "openid");
-        let role_claim = opt_string(p, &f("roleClaim"), self.role_claim).unwrap_or_else(|| "roles".to_string());
+        let role_claim = opt_string(p, &f("roleClaim"), self.role_claim).unwrap_or_else(|| defaults.as_ref().map_or("roles", |d| d.role_claim).to_string());
         let _ = p.opt(&f("schemeOverride"), self.scheme_override);
         let _ = p.opt(&f("portOverride"), self.port_override);
         let grants = self.grants.validate(prefix, p);
@@ -167,7 +176,7 @@ impl RawOidcConfig {
             token_auth_method,
             scopes,
             role_claim,
-            username_claim: opt_string(p, &f("defaultUsernameClaim"), self.default_username_claim),
+            username_claim: opt_string(p, &f("defaultUsernameClaim"), self.default_username_claim).or_else(|| defaults.as_ref().map(|d| d.username_claim.to_string())),
             subject_claim: opt_string(p, &f("subjectClaim"), self.subject_claim).unwrap_or_else(|| "sub".to_string()),
             avatar_url_format: opt_string(p, &f("avatarUrlFormat"), self.avatar_url_format),
             grants,
@@ -177,6 +186,7 @@ impl RawOidcConfig {
             do_not_validate_endpoints: p.take(&f("doNotValidateEndpoints"), self.do_not_validate_endpoints, false),
             do_not_validate_issuer_name: p.take(&f("doNotValidateIssuerName"), self.do_not_validate_issuer_name, false),
             do_not_load_profile: p.take(&f("doNotLoadProfile"), self.do_not_load_profile, false),
+            preset,
         };
         (p.len() == before).then_some(provider)
     }
