@@ -87,7 +87,6 @@ function configuration() {
       pushedAuthorizationRequests: { enabled: !!cfg.par },
       backchannelLogout: { enabled: true },
       rpInitiatedLogout: { enabled: true },
-      issAuthResp: { enabled: cfg.iss_param !== false },
     },
     interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
     async findAccount(ctx, id) {
@@ -202,6 +201,18 @@ server.on('request', async (req, res) => {
   // A request for another host arrives in absolute form (this server is its HTTP proxy).
   const url = new URL(req.url, `http://${req.headers.host || issuerUrl.host}`);
   try {
+    if (cfg.iss_param === false) {
+      // The provider always adds RFC 9207 `iss` to the callback; take it off again.
+      const setHeader = res.setHeader.bind(res);
+      res.setHeader = (k, v) => {
+        if (String(k).toLowerCase() === 'location' && typeof v === 'string' && v.includes('iss=')) {
+          const u = new URL(v);
+          u.searchParams.delete('iss');
+          v = u.href;
+        }
+        return setHeader(k, v);
+      };
+    }
     if ((cfg.issuer || cfg.endpoints) && !req.headers['x-own-discovery']) {
       const wk = url.pathname.match(/^(.*)\/\.well-known\/openid-configuration$/);
       if (req.method === 'GET' && wk && url.host === issuerUrl.host && discoveries.has(wk[1])) {
