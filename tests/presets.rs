@@ -116,7 +116,7 @@ async fn login(r: &Running, login: &str) -> Result<Value, Page> {
 async fn preset_works(product: &Product) {
     let r = run(product, &format!("      preset: {}\n{}", product.preset, product.grants)).await;
     let [(user, user_name), (admin, admin_name), (refused, _)] = product.people;
-    let ok = login(&r, user).await.unwrap_or_else(|p| panic!("{}: {user}: {} {}", product.preset, p.status, p.body));
+    let ok = login(&r, user).await.unwrap_or_else(|p| panic!("{}: {user}: {} {}\n{:?}", product.preset, p.status, p.body, r.proxy.stderr_lines.lock().unwrap()));
     assert_eq!(ok["User"]["Name"], user_name, "{}", product.preset);
     assert_eq!(r.jf.user_by_name(user_name).unwrap()["Policy"]["IsAdministrator"], false, "{}", product.preset);
     let ok = login(&r, admin).await.unwrap_or_else(|p| panic!("{}: {admin}: {} {}", product.preset, p.status, p.body));
@@ -152,7 +152,7 @@ async fn without_preset_discovery_refused(product: &Product, log: &str) {
     assert!(r.proxy.log_contains(log), "{}: the log says why ({log}): {:?}", product.preset, r.proxy.stderr_lines.lock().unwrap());
 }
 
-const GRANTS: &str = "      roles: [jellyfin-users]\n      adminRoles: [jellyfin-admins]\n";
+const GRANTS: &str = "      roles: [jellyfin-users]\n      adminRoles: [jellyfin-admins]\n      enableAuthorization: true\n";
 
 /// Three people whose groups are `groups` claims of plain names (Pocket ID, Authelia, authentik).
 fn group_people(only_userinfo: &[&str]) -> Vec<OpAccount> {
@@ -165,7 +165,7 @@ fn group_people(only_userinfo: &[&str]) -> Vec<OpAccount> {
 
 const PEOPLE: [(&str, &str); 3] = [("alice", "alice"), ("boss", "boss"), ("mallory", "")];
 
-fn pocket_id() -> Product {
+fn pocket_id_like() -> Product {
     // Pocket ID: issuer = its address; `groups` with the `groups` scope, in the ID token too.
     let op = shaped(
         "{origin}",
@@ -177,7 +177,7 @@ fn pocket_id() -> Product {
     Product { preset: "pocket-id", op, oid_endpoint: None, auth_method: "client_secret_basic", through_proxy: false, grants: GRANTS, people: PEOPLE }
 }
 
-fn authelia() -> Product {
+fn authelia_like() -> Product {
     // Authelia: `groups` with the `groups` scope and only at userinfo (4.39's claims policy);
     // PAR offered; the client must authenticate exactly as registered (its default: basic).
     let mut op = shaped(
@@ -191,7 +191,7 @@ fn authelia() -> Product {
     Product { preset: "authelia", op, oid_endpoint: None, auth_method: "client_secret_basic", through_proxy: false, grants: GRANTS, people: PEOPLE }
 }
 
-fn authentik() -> Product {
+fn authentik_like() -> Product {
     // authentik: one issuer per application, with a trailing slash; `groups` comes with the
     // default `profile` scope mapping.
     let op = shaped(
@@ -204,7 +204,7 @@ fn authentik() -> Product {
     Product { preset: "authentik", op, oid_endpoint: None, auth_method: "client_secret_basic", through_proxy: false, grants: GRANTS, people: PEOPLE }
 }
 
-fn keycloak() -> Product {
+fn keycloak_like() -> Product {
     // Keycloak 26: realm roles under `realm_access.roles`, from the default `roles` client
     // scope (always granted), at userinfo and not in the ID token.
     let people = vec![
@@ -223,7 +223,7 @@ fn keycloak() -> Product {
     Product { preset: "keycloak", op, oid_endpoint: None, auth_method: "client_secret_basic", through_proxy: false, grants: GRANTS, people: PEOPLE }
 }
 
-fn kanidm() -> Product {
+fn kanidm_like() -> Product {
     // Kanidm: one issuer per client; names and groups as SPNs `name@domain`, groups also by UUID.
     let d = "idm.example.com";
     let people = vec![
@@ -238,11 +238,11 @@ fn kanidm() -> Product {
         json!({"openid": ["sub"], "profile": ["preferred_username", "name"], "email": ["email", "email_verified"], "groups": ["groups"]}),
         people,
     );
-    let grants = "      roles: [jellyfin_users]\n      adminRoles: [jellyfin_admins]\n";
+    let grants = "      roles: [jellyfin_users]\n      adminRoles: [jellyfin_admins]\n      enableAuthorization: true\n";
     Product { preset: "kanidm", op, oid_endpoint: None, auth_method: "client_secret_basic", through_proxy: false, grants, people: [("alice", "alice"), ("boss", "boss"), ("mallory", "")] }
 }
 
-fn google() -> Product {
+fn google_like() -> Product {
     // Google: token, userinfo and keys on three googleapis.com hosts; a numeric subject; no
     // groups, so `roles` lists e-mail addresses.
     let people = vec![
@@ -258,7 +258,7 @@ fn google() -> Product {
         json!({"openid": ["sub"], "profile": ["name", "picture"], "email": ["email", "email_verified"]}),
         people,
     );
-    let grants = "      roles: [alice@gmail.com]\n      adminRoles: [boss@gmail.com]\n";
+    let grants = "      roles: [alice@gmail.com]\n      adminRoles: [boss@gmail.com]\n      enableAuthorization: true\n";
     Product {
         preset: "google",
         op,
@@ -270,7 +270,7 @@ fn google() -> Product {
     }
 }
 
-fn entra() -> Product {
+fn entra_like() -> Product {
     // Entra ID, multi-tenant (`common`): the document's issuer has a `{tenantid}` placeholder,
     // tokens carry the tenant's own issuer and `tid`; userinfo is on Microsoft Graph; app
     // roles in `roles`, groups as object ids; no `iss` on the callback.
@@ -296,7 +296,7 @@ fn entra() -> Product {
         "jwks_uri": format!("{c}/discovery/v2.0/keys"), "end_session_endpoint": format!("{c}/oauth2/v2.0/logout"),
     }}));
     op.iss_param = Some(false);
-    let grants = "      roles: [Jellyfin.User]\n      adminRoles: [Jellyfin.Admin]\n";
+    let grants = "      roles: [Jellyfin.User]\n      adminRoles: [Jellyfin.Admin]\n      enableAuthorization: true\n";
     Product {
         preset: "entra",
         op,
@@ -308,7 +308,7 @@ fn entra() -> Product {
     }
 }
 
-fn zitadel() -> Product {
+fn zitadel_like() -> Product {
     // ZITADEL: project roles as the keys of an object, asserted at userinfo.
     let roles = |names: &[&str]| -> Value { names.iter().map(|n| (n.to_string(), json!({"287563912345678901": "acme.zitadel.cloud"}))).collect::<serde_json::Map<_, _>>().into() };
     let claim = "urn:zitadel:iam:org:project:roles";
@@ -329,49 +329,49 @@ fn zitadel() -> Product {
 
 #[tokio::test]
 async fn pocket_id() {
-    preset_works(&pocket_id()).await;
-    without_preset_refused(&pocket_id(), "").await;
+    preset_works(&pocket_id_like()).await;
+    without_preset_refused(&pocket_id_like(), "").await;
 }
 
 #[tokio::test]
 async fn authelia() {
-    preset_works(&authelia()).await;
-    without_preset_refused(&authelia(), "").await;
+    preset_works(&authelia_like()).await;
+    without_preset_refused(&authelia_like(), "").await;
 }
 
 #[tokio::test]
 async fn authentik() {
-    preset_works(&authentik()).await;
-    without_preset_refused(&authentik(), "").await;
+    preset_works(&authentik_like()).await;
+    without_preset_refused(&authentik_like(), "").await;
 }
 
 #[tokio::test]
 async fn keycloak() {
-    preset_works(&keycloak()).await;
-    without_preset_refused(&keycloak(), "").await;
+    preset_works(&keycloak_like()).await;
+    without_preset_refused(&keycloak_like(), "").await;
 }
 
 #[tokio::test]
 async fn kanidm() {
-    preset_works(&kanidm()).await;
+    preset_works(&kanidm_like()).await;
     // Even with the claim and scope set by hand, the SPNs do not match the group names.
-    without_preset_refused(&kanidm(), "      roleClaim: groups\n      oidScopes: [groups]\n").await;
+    without_preset_refused(&kanidm_like(), "      roleClaim: groups\n      oidScopes: [groups]\n").await;
 }
 
 #[tokio::test]
 async fn google() {
-    preset_works(&google()).await;
-    without_preset_discovery_refused(&google(), "is not on the issuer's origin").await;
+    preset_works(&google_like()).await;
+    without_preset_discovery_refused(&google_like(), "is not on the issuer's origin").await;
 }
 
 #[tokio::test]
 async fn entra() {
-    preset_works(&entra()).await;
-    without_preset_discovery_refused(&entra(), "names issuer").await;
+    preset_works(&entra_like()).await;
+    without_preset_discovery_refused(&entra_like(), "names issuer").await;
 }
 
 #[tokio::test]
 async fn zitadel() {
-    preset_works(&zitadel()).await;
-    without_preset_refused(&zitadel(), "").await;
+    preset_works(&zitadel_like()).await;
+    without_preset_refused(&zitadel_like(), "").await;
 }

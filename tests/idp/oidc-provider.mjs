@@ -126,7 +126,7 @@ async function shapedDiscovery(overrides) {
   const own = await (await globalThis.fetch(`${origin}/.well-known/openid-configuration`, { headers: { 'x-own-discovery': '1' } })).json();
   const doc = { ...own, issuer };
   for (const [k, v] of Object.entries(own)) {
-    if (typeof v !== 'string' || !v.startsWith(origin)) continue;
+    if (k === 'issuer' || typeof v !== 'string' || !v.startsWith(origin)) continue;
     if (cfg.endpoints && cfg.endpoints[k] === null) { delete doc[k]; continue; } // the product has none
     const ownPath = new URL(v).pathname;
     const pub = new URL(cfg.endpoints && cfg.endpoints[k] ? withOrigin(cfg.endpoints[k]) : `${issuerUrl.origin}${ownPath}`);
