@@ -89,6 +89,8 @@ impl World {
             .arg("import-plugin-config")
             .arg(&file)
             .args(args)
+            // The binary reads JSP_* as settings; the test's own switch is not one.
+            .env_remove("JSP_TEST_STATE")
             .current_dir(self.dir.path())
             .output()
             .unwrap()
