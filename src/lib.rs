@@ -14,6 +14,7 @@
 //! - [`state`]: ephemeral and durable state behind two traits (in memory + SQLite).
 //! - [`body`]: the streaming body type; [`logging`]: log setup.
 //! - [`doctor`]: the `doctor` command's checks of everything a sign-in depends on.
+//! - [`plugin_import`]: the `import-plugin-config` command (the SSO plugin's XML → providers, links).
 
 pub mod body;
 pub mod branding;
@@ -25,6 +26,7 @@ pub mod error;
 pub mod jellyfin;
 pub mod logging;
 pub mod pages;
+pub mod plugin_import;
 pub mod proxy;
 pub mod router;
 pub mod server;

@@ -50,6 +50,23 @@ enum Command {
     /// Check, online, everything sign-ins depend on (Jellyfin, identity providers, TLS) and
     /// print one line per check with the fix; exit 0 only when all pass
     Doctor,
+    /// Import the SSO plugin's saved configuration (SSO-Auth.xml from Jellyfin's plugin
+    /// configurations directory): providers as a proxy.yaml fragment (or with --into-state as
+    /// API providers) and every account link into the state. Reports every field; writes
+    /// nothing if anything is invalid
+    ImportPluginConfig {
+        /// The plugin's XML file
+        path: PathBuf,
+        /// Write the fragment to this new file (created owner-only) instead of standard output
+        #[arg(long, value_name = "FILE", conflicts_with = "into_state")]
+        output: Option<PathBuf>,
+        /// Store the providers in the state as API providers instead of printing a fragment
+        #[arg(long)]
+        into_state: bool,
+        /// A setting the file lacks, e.g. saml.corp.samlIdpEntityId=https://idp.example/ (repeatable)
+        #[arg(long = "set", value_name = "PROTOCOL.NAME.KEY=VALUE")]
+        overrides: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -77,6 +94,11 @@ fn main() -> ExitCode {
             } else {
                 ExitCode::FAILURE
             }
+        }
+        Command::ImportPluginConfig { path, output, into_state, overrides } => {
+            let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+            let opts = jellyfin_sso_proxy::plugin_import::Options { path, into_state, overrides };
+            import_plugin_config(&runtime, &config, &opts, output.as_deref())
         }
         Command::Run => {
             logging::init(&config.log);
@@ -113,6 +135,57 @@ fn check_config(config: &Config, path: &std::path::Path) -> ExitCode {
             ExitCode::SUCCESS
         }
     }
+}
+
+/// The import: the report on standard error, the fragment on standard output or in `output`
+/// (checked before anything is written, and created only once the state is written).
+fn import_plugin_config(runtime: &tokio::runtime::Runtime, config: &Config, opts: &jellyfin_sso_proxy::plugin_import::Options, output: Option<&std::path::Path>) -> ExitCode {
+    if let Some(out) = output.filter(|o| o.exists()) {
+        eprintln!("error: {} exists; give a new file for the fragment", out.display());
+        return ExitCode::from(2);
+    }
+    let mut report = Vec::new();
+    let result = runtime.block_on(jellyfin_sso_proxy::plugin_import::run(config, opts, &mut report));
+    let done = match result {
+        Ok(done) => done,
+        Err(e) => {
+            for line in &report {
+                eprintln!("{line}");
+            }
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    for line in &done.report {
+        eprintln!("{line}");
+    }
+    match (done.fragment, output) {
+        (Some(fragment), Some(out)) => {
+            if let Err(e) = write_private(out, &fragment) {
+                eprintln!("error: cannot write {}: {e}; the links are in the state, here is the fragment:\n{fragment}", out.display());
+                return ExitCode::FAILURE;
+            }
+            eprintln!("the providers are in {}", out.display());
+        }
+        (Some(fragment), None) => print!("{fragment}"),
+        (None, _) => {}
+    }
+    ExitCode::SUCCESS
+}
+
+/// Create `path` (new, owner-only) holding `text`.
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {

@@ -39,5 +39,5 @@ cargo test --workspace --all-targets "$@"
 
 # The SSO tests once more, with every proxy keeping its state in Redis + PostgreSQL.
 if [ $# -eq 0 ]; then
-  JSP_TEST_STATE=shared cargo test --test oidc --test saml --test saml_fixtures
+  JSP_TEST_STATE=shared cargo test --test oidc --test saml --test saml_fixtures --test import
 fi

@@ -31,6 +31,11 @@ pub struct Identity {
     /// ([`crate::sso::token_crypto`]), for the logout hint and re-validation.
     #[serde(default)]
     pub tokens: SealedTokens,
+    /// The names the SSO plugin may have keyed this person's link by (OIDC: the subject, then
+    /// the username claim as the plugin read it), for links imported from it: a login whose
+    /// subject has no link takes the first imported one of these ([`crate::sso::legacy_links`]).
+    #[serde(default)]
+    pub legacy_names: Vec<String>,
 }
 
 /// A login's tokens, encrypted, bound to (protocol, provider, subject).

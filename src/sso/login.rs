@@ -6,7 +6,8 @@
 //! - [`Sso::take_flow`]: the callback takes the flow once (replay, another browser, expiry
 //!   and another provider are all refused).
 //! - [`Sso::conclude`]: from a verified [`Identity`] on, everything is the same: the role
-//!   gate, then the completion page with a one-time handle bound to the same cookie.
+//!   gate, a link imported from the plugin re-keyed to the subject ([`super::legacy_links`]),
+//!   then the completion page with a one-time handle bound to the same cookie.
 //! - [`Sso::auth`]: the completion page posts the handle and its device; the identity is
 //!   signed in to Jellyfin ([`super::provision`]) and the proxy's browser session is set.
 //!
@@ -189,6 +190,8 @@ impl Sso {
         if !grants.allowed {
             return Err(SsoError::NotAllowed { provider: provider.name().to_string(), username: identity.username });
         }
+        // Links imported from the SSO plugin were keyed by name: re-key this one to the subject.
+        self.claim_imported_link(provider, &identity).await?;
         let handle = random_token();
         let pending = PendingCompletion { identity, grants, linking };
         self.state.ephemeral.put_once(Kind::Completion, &handle, browser, COMPLETION_TTL, encode(&pending)).await?;

@@ -35,6 +35,7 @@ pub mod device_link_page;
 pub mod error;
 pub mod http;
 pub mod identity;
+pub mod legacy_links;
 pub mod linking_page;
 pub mod links;
 pub mod login;

@@ -79,7 +79,31 @@ pub fn oidc_identity(provider: &OidcProvider, claims: &serde_json::Value) -> Res
         avatar_url: cfg.avatar_url_format.as_deref().and_then(|f| identity::avatar_url(f, claims)),
         sid: claims.get("sid").and_then(serde_json::Value::as_str).map(str::to_string),
         tokens: Default::default(),
+        legacy_names: plugin_link_names(cfg.username_claim.as_deref(), claims),
     })
+}
+
+/// The keys the SSO plugin may have stored this person's canonical link under, most
+/// trustworthy first: `sub` (the plugin fell back to it without the username claim, and
+/// forks key links by it), then the username claim's value as the plugin read it, untrimmed
+/// and uncleaned: `DefaultUsernameClaim`, else `preferred_username`
+/// (9p4/jellyfin-plugin-sso `SSO-Auth/Api/SSOController.cs`, `OidPost`: the claim loop sets
+/// `timedState.Username`, the `sub` loop after it is the fallback; `OidAuth` passes that
+/// name to `CreateCanonicalLinkAndUserIfNotExist`).
+pub fn plugin_link_names(username_claim: Option<&str>, claims: &serde_json::Value) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    let claim = username_claim.unwrap_or("preferred_username");
+    let raw = |name: &str| match claims.get(name)? {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    };
+    for name in [raw("sub"), raw(claim)].into_iter().flatten() {
+        if !name.is_empty() && !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    names
 }
 
 /// The roles at the provider's `roleClaim`; with the Kanidm preset, each `name@domain` SPN

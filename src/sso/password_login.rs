@@ -240,6 +240,7 @@ impl Sso {
             avatar_url: None,
             sid: None,
             tokens: Default::default(),
+            legacy_names: Vec::new(),
         };
         self.provision.record_with(&who, &user.id, &device, How::AppPassword, Some(record.id.clone())).await?;
         self.state.durable.touch_app_password(&record.id, &device.device, now_secs()).await?;

@@ -2,7 +2,8 @@
 //!
 //! 1. Find the Jellyfin user: through the account link (protocol, provider, subject);
 //!    otherwise a same-named user (never an administrator unless the provider opts in, and
-//!    never one already linked to another identity of this provider); otherwise create one
+//!    never one already linked, or imported from the plugin as linked, to another identity of
+//!    this provider); otherwise create one
 //!    with an unusable random password and password login switched off (and hidden from the
 //!    login screen's user list with `sso.login_page.hide_public_users`: `IsHidden`).
 //! 2. Record the link. 3. Apply the grants by policy read-modify-write, when the provider's
@@ -168,7 +169,12 @@ impl Provisioner {
             .await?
             .iter()
             .any(|l| l.protocol == who.protocol.as_str() && l.provider == who.provider && l.subject != who.subject);
-        if linked_elsewhere {
+        // A link imported from the plugin under another name belongs to someone else, too.
+        let imported_elsewhere = || async {
+            let legacy = self.durable.legacy_links_of_user(&u.id).await?;
+            Ok::<_, SsoError>(legacy.iter().any(|l| l.protocol == who.protocol.as_str() && l.provider == who.provider && !who.legacy_names.contains(&l.name)))
+        };
+        if linked_elsewhere || imported_elsewhere().await? {
             return Err(SsoError::LinkedElsewhere(u.name.clone()));
         }
         if u.is_admin() && !rules.adopt_existing_admins {

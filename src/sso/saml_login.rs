@@ -71,7 +71,7 @@ pub fn saml_identity(idp: &SamlIdp, a: &saml::Asserted) -> Result<Identity, SsoE
         (true, Some(_)) => username.clone(),
         (true, None) => return Err(invalid("the NameID is transient, so it cannot identify an account: set usernameAttribute or have the IdP send a persistent NameID".into())),
     };
-    Ok(Identity { protocol: Protocol::Saml, provider: cfg.name.clone(), subject, username, roles: a.values(&cfg.role_attribute), avatar_url: None, sid: a.session_index.clone(), tokens: Default::default() })
+    Ok(Identity { protocol: Protocol::Saml, provider: cfg.name.clone(), subject, username, roles: a.values(&cfg.role_attribute), avatar_url: None, sid: a.session_index.clone(), tokens: Default::default(), legacy_names: Vec::new() })
 }
 
 /// The words for a failed SAML step.

@@ -1,5 +1,7 @@
-//! The interface to state that must survive a restart, and its records: account links,
-//! providers added through the API, the Jellyfin sessions the proxy minted, and app passwords.
+//! The interface to state that must survive a restart, and its records: account links (and
+//! the legacy links imported from the SSO plugin, keyed by a changeable name until their first
+//! login re-keys them), providers added through the API, the Jellyfin sessions the proxy
+//! minted, and app passwords.
 //!
 //! Records are plain data (serde, no database types), so a backend is free in how it stores
 //! them. Jellyfin user ids are compared the way Jellyfin prints them in different places:
@@ -28,6 +30,28 @@ pub struct Link {
     pub subject: String,
     pub user_id: String,
     pub linked_at: u64,
+}
+
+/// A link imported from the SSO plugin, keyed as the plugin keyed it: by a name the identity
+/// provider lets people change (the username claim). It is consulted only for a login whose
+/// subject has no [`Link`], and [`Durable::claim_legacy_link`] replaces it by one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LegacyLink {
+    pub protocol: String,
+    pub provider: String,
+    /// The plugin's canonical name.
+    pub name: String,
+    pub user_id: String,
+    pub linked_at: u64,
+}
+
+/// Everything one import writes, in one transaction.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ImportBatch {
+    pub links: Vec<Link>,
+    pub legacy_links: Vec<LegacyLink>,
+    pub providers: Vec<StoredProvider>,
 }
 
 /// A provider added through the admin API, in the plugin's JSON shape.
@@ -86,9 +110,19 @@ pub trait Durable: Send + Sync {
     async fn links_of_user(&self, user_id: &str) -> Result<Vec<Link>, StateError>;
     /// Add or replace the link of (protocol, provider, subject).
     async fn put_link(&self, link: Link) -> Result<(), StateError>;
-    /// Remove the link of (protocol, provider, subject) if it points at `user_id`.
+    /// Remove the link of (protocol, provider, subject) if it points at `user_id`, and the
+    /// legacy link of that name to that user (the plugin's API names links by canonical name).
     async fn remove_link(&self, protocol: &str, provider: &str, user_id: &str, subject: &str) -> Result<u64, StateError>;
+    /// Remove every link and legacy link to `user_id`.
     async fn remove_links_of_user(&self, user_id: &str) -> Result<u64, StateError>;
+
+    // Legacy links (imported from the plugin).
+    async fn legacy_link(&self, protocol: &str, provider: &str, name: &str) -> Result<Option<LegacyLink>, StateError>;
+    async fn legacy_links_of_user(&self, user_id: &str) -> Result<Vec<LegacyLink>, StateError>;
+    /// In one transaction: delete the legacy link (protocol, provider, name) and, unless
+    /// (protocol, provider, subject) already has a link, link `subject` to its user at `at`.
+    /// Returns the legacy link deleted; `None` when there was none (another login took it).
+    async fn claim_legacy_link(&self, protocol: &str, provider: &str, name: &str, subject: &str, at: u64) -> Result<Option<LegacyLink>, StateError>;
 
     // Providers.
     async fn providers(&self) -> Result<Vec<StoredProvider>, StateError>;
@@ -97,8 +131,9 @@ pub trait Durable: Send + Sync {
     async fn put_provider(&self, provider: StoredProvider) -> Result<(), StateError>;
     async fn remove_provider(&self, protocol: &str, name: &str) -> Result<bool, StateError>;
 
-    /// Upsert all of these in one transaction: all are kept or none (the legacy import).
-    async fn import(&self, links: Vec<Link>, providers: Vec<StoredProvider>) -> Result<(), StateError>;
+    /// Upsert all of these in one transaction: all are kept or none (the `state.json` import
+    /// and the plugin's configuration import).
+    async fn import(&self, batch: ImportBatch) -> Result<(), StateError>;
 
     // Minted sessions.
     /// Add or replace the session of (user, device).

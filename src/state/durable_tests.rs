@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::durable::{AppPassword, Durable, Link, MintedSession, StoredProvider};
+use super::durable::{AppPassword, Durable, ImportBatch, LegacyLink, Link, MintedSession, StoredProvider};
 use super::postgres::PostgresDurable;
 use super::sqlite::{SqliteDurable, DB_FILE};
 use super::{servers, StateError};
@@ -77,6 +77,7 @@ contract!(
     app_passwords_round_trip_and_survive_reopen,
     concurrent_link_writes_are_all_kept,
     import_is_all_or_nothing,
+    legacy_links_are_claimed_once_and_become_subject_links,
 );
 
 fn link(protocol: &str, subject: &str, user: &str) -> Link {
@@ -248,9 +249,48 @@ async fn concurrent_link_writes_are_all_kept(at: Place) {
 async fn import_is_all_or_nothing(at: Place) {
     let s = at.open().await;
     let providers = vec![StoredProvider { protocol: "oid".into(), name: "kc".into(), json: serde_json::json!({}) }];
-    s.import(vec![link("oid", "a", "u"), link("saml", "b", "u")], providers).await.unwrap();
+    let legacy_links = vec![legacy("oid", "a", "alice", "U")];
+    s.import(ImportBatch { links: vec![link("oid", "a", "u"), link("saml", "b", "u")], legacy_links, providers }).await.unwrap();
     assert_eq!(s.links_of_user("u").await.unwrap().len(), 2);
     assert_eq!(s.providers().await.unwrap().len(), 1);
+    assert_eq!(s.legacy_links_of_user("u").await.unwrap(), [legacy("oid", "a", "alice", "U")], "user ids compare by case");
+}
+
+fn legacy(protocol: &str, provider: &str, name: &str, user: &str) -> LegacyLink {
+    LegacyLink { protocol: protocol.into(), provider: provider.into(), name: name.into(), user_id: user.into(), linked_at: 7 }
+}
+
+async fn legacy_links_are_claimed_once_and_become_subject_links(at: Place) {
+    let s = at.open().await;
+    let batch = ImportBatch { legacy_links: vec![legacy("oid", "kc", "alice", "U1"), legacy("oid", "kc", "bob", "U2"), legacy("oid", "kc", "carol", "U3")], ..Default::default() };
+    s.import(batch).await.unwrap();
+    assert_eq!(s.legacy_link("oid", "kc", "alice").await.unwrap().unwrap().user_id, "U1");
+    assert!(s.legacy_link("saml", "kc", "alice").await.unwrap().is_none(), "protocols stay apart");
+    assert!(s.link("oid", "kc", "sub-a").await.unwrap().is_none());
+
+    let claimed = s.claim_legacy_link("oid", "kc", "alice", "sub-a", 100).await.unwrap().unwrap();
+    assert_eq!(claimed.user_id, "U1");
+    let l = s.link("oid", "kc", "sub-a").await.unwrap().unwrap();
+    assert_eq!((l.user_id.as_str(), l.linked_at), ("U1", 100));
+    assert!(s.legacy_link("oid", "kc", "alice").await.unwrap().is_none(), "consumed");
+    assert!(s.claim_legacy_link("oid", "kc", "alice", "sub-other", 101).await.unwrap().is_none(), "a second login finds nothing");
+    assert!(s.link("oid", "kc", "sub-other").await.unwrap().is_none());
+
+    // A subject that already has a link keeps it; the legacy link is only removed.
+    s.put_link(link("oid", "sub-b", "U9")).await.unwrap();
+    assert_eq!(s.claim_legacy_link("oid", "kc", "bob", "sub-b", 102).await.unwrap().unwrap().user_id, "U2");
+    assert_eq!(s.link("oid", "kc", "sub-b").await.unwrap().unwrap().user_id, "U9", "not overwritten");
+    assert!(s.legacy_link("oid", "kc", "bob").await.unwrap().is_none());
+
+    // Removing links removes legacy ones too (by name, or all of a user's); survives a reopen.
+    assert_eq!(s.remove_link("oid", "kc", "u3", "carol").await.unwrap(), 1);
+    s.import(ImportBatch { legacy_links: vec![legacy("saml", "x", "dave", "U4")], ..Default::default() }).await.unwrap();
+    s.close().await;
+    let s = at.open().await;
+    assert!(s.legacy_link("oid", "kc", "carol").await.unwrap().is_none());
+    assert_eq!(s.legacy_links_of_user("U4").await.unwrap().len(), 1);
+    assert_eq!(s.remove_links_of_user("U4").await.unwrap(), 1);
+    assert!(s.legacy_links_of_user("U4").await.unwrap().is_empty());
 }
 
 #[cfg(unix)]

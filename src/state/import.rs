@@ -111,7 +111,7 @@ pub async fn import_legacy(dir: &Path, durable: &dyn Durable) -> Result<Option<I
     };
     let (links, providers) = parse(&bytes).map_err(|detail| StateError::Import { path: path.clone(), detail })?;
     let imported = Imported { links: links.len(), providers: providers.len() };
-    durable.import(links, providers).await?;
+    durable.import(super::ImportBatch { links, legacy_links: Vec::new(), providers }).await?;
     let to = dir.join(IMPORTED_FILE);
     std::fs::rename(&path, &to).map_err(|source| StateError::Io { path: path.clone(), source })?;
     std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|source| StateError::Io { path: dir.to_path_buf(), source })?;

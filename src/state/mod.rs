@@ -20,6 +20,7 @@ pub mod memory;
 #[cfg(test)]
 mod memory_tests;
 pub mod postgres;
+mod postgres_legacy;
 pub mod postgres_changes;
 #[cfg(test)]
 mod postgres_tests;
@@ -30,6 +31,7 @@ mod redis_tests;
 #[path = "../../tests/support/servers.rs"]
 pub(crate) mod servers;
 pub mod sqlite;
+mod sqlite_legacy;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -39,7 +41,7 @@ use base64::Engine;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-pub use durable::{normalise_user_id, AppPassword, Durable, Link, MintedSession, StoredProvider};
+pub use durable::{normalise_user_id, AppPassword, Durable, ImportBatch, LegacyLink, Link, MintedSession, StoredProvider};
 pub use ephemeral::{Ephemeral, Kind, TakeError};
 pub use memory::{Caps, MemoryEphemeral};
 pub use postgres::PostgresDurable;
@@ -116,14 +118,7 @@ impl State {
     /// ephemeral part is allowed (one proxy against a shared database) with a warning.
     pub async fn open(config: &StateConfig, dir: &Path, caps: Caps) -> Result<State, StateError> {
         let key = key::load_or_create(&config.key_file)?;
-        let durable: Arc<dyn Durable> = match &config.durable {
-            DurableBackend::Sqlite => {
-                let durable = SqliteDurable::open(dir).await?;
-                import::import_legacy(dir, &durable).await?;
-                Arc::new(durable)
-            }
-            DurableBackend::Postgres(pg) => Arc::new(PostgresDurable::open(pg.url.expose(), pg.pool_size, pg.tls).await?),
-        };
+        let durable = open_durable(config, dir).await?;
         let ephemeral: Arc<dyn Ephemeral> = match &config.ephemeral {
             EphemeralBackend::Memory => {
                 if matches!(config.durable, DurableBackend::Postgres(_)) {
@@ -137,6 +132,19 @@ impl State {
         };
         Ok(State { ephemeral, durable, key })
     }
+}
+
+/// Only the durable half `config` names (SQLite in `dir`, with the legacy import, or
+/// PostgreSQL): for commands that write records without serving.
+pub async fn open_durable(config: &StateConfig, dir: &Path) -> Result<Arc<dyn Durable>, StateError> {
+    Ok(match &config.durable {
+        DurableBackend::Sqlite => {
+            let durable = SqliteDurable::open(dir).await?;
+            import::import_legacy(dir, &durable).await?;
+            Arc::new(durable)
+        }
+        DurableBackend::Postgres(pg) => Arc::new(PostgresDurable::open(pg.url.expose(), pg.pool_size, pg.tls).await?),
+    })
 }
 
 /// Seconds since the Unix epoch.

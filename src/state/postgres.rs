@@ -27,7 +27,8 @@ use tokio::sync::broadcast;
 use crate::config::PgTls as Tls;
 
 use super::postgres_changes::{self as changes, notify, PROVIDERS};
-use super::durable::{normalise_user_id, AppPassword, Durable, Link, MintedSession, StoredProvider};
+use super::durable::{normalise_user_id, AppPassword, Durable, ImportBatch, LegacyLink, Link, MintedSession, StoredProvider};
+use super::postgres_legacy as legacy;
 use super::StateError;
 
 const BACKEND: &str = "postgres";
@@ -212,19 +213,37 @@ impl Durable for PostgresDurable {
     }
 
     async fn remove_link(&self, protocol: &str, provider: &str, user_id: &str, subject: &str) -> Result<u64, StateError> {
+        let mut tx = self.pool.begin().await.map_err(pg)?;
         let done = sqlx::query("DELETE FROM links WHERE protocol = $1 AND provider = $2 AND user_key = $3 AND subject = $4")
             .bind(protocol)
             .bind(provider)
             .bind(normalise_user_id(user_id))
             .bind(subject)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await.map_err(pg)?;
-        Ok(done.rows_affected())
+        let legacy = legacy::remove(&mut *tx, protocol, provider, user_id, subject).await.map_err(pg)?;
+        tx.commit().await.map_err(pg)?;
+        Ok(done.rows_affected() + legacy)
     }
 
     async fn remove_links_of_user(&self, user_id: &str) -> Result<u64, StateError> {
-        let done = sqlx::query("DELETE FROM links WHERE user_key = $1").bind(normalise_user_id(user_id)).execute(&self.pool).await.map_err(pg)?;
-        Ok(done.rows_affected())
+        let mut tx = self.pool.begin().await.map_err(pg)?;
+        let done = sqlx::query("DELETE FROM links WHERE user_key = $1").bind(normalise_user_id(user_id)).execute(&mut *tx).await.map_err(pg)?;
+        let legacy = legacy::remove_of_user(&mut *tx, user_id).await.map_err(pg)?;
+        tx.commit().await.map_err(pg)?;
+        Ok(done.rows_affected() + legacy)
+    }
+
+    async fn legacy_link(&self, protocol: &str, provider: &str, name: &str) -> Result<Option<LegacyLink>, StateError> {
+        legacy::get(&self.pool, protocol, provider, name).await.map_err(pg)
+    }
+
+    async fn legacy_links_of_user(&self, user_id: &str) -> Result<Vec<LegacyLink>, StateError> {
+        legacy::of_user(&self.pool, user_id).await.map_err(pg)
+    }
+
+    async fn claim_legacy_link(&self, protocol: &str, provider: &str, name: &str, subject: &str, at: u64) -> Result<Option<LegacyLink>, StateError> {
+        legacy::claim(&self.pool, protocol, provider, name, subject, at).await.map_err(pg)
     }
 
     async fn providers(&self) -> Result<Vec<StoredProvider>, StateError> {
@@ -256,12 +275,13 @@ impl Durable for PostgresDurable {
         Ok(done.rows_affected() > 0)
     }
 
-    async fn import(&self, links: Vec<Link>, providers: Vec<StoredProvider>) -> Result<(), StateError> {
+    async fn import(&self, batch: ImportBatch) -> Result<(), StateError> {
         let mut tx = self.pool.begin().await.map_err(pg)?;
-        for l in &links {
+        for l in &batch.links {
             upsert_link(&mut *tx, l).await.map_err(pg)?;
         }
-        for p in &providers {
+        legacy::import(&mut tx, &batch).await.map_err(pg)?;
+        for p in &batch.providers {
             upsert_provider(&mut *tx, p).await.map_err(pg)?;
         }
         notify(&mut *tx, PROVIDERS).await.map_err(pg)?;

@@ -22,7 +22,8 @@ use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Row, SqliteExecutor};
 
-use super::durable::{normalise_user_id, AppPassword, Durable, Link, MintedSession, StoredProvider};
+use super::durable::{normalise_user_id, AppPassword, Durable, ImportBatch, LegacyLink, Link, MintedSession, StoredProvider};
+use super::sqlite_legacy as legacy;
 use super::StateError;
 
 /// The database's file name in the state directory.
@@ -226,19 +227,37 @@ impl Durable for SqliteDurable {
     }
 
     async fn remove_link(&self, protocol: &str, provider: &str, user_id: &str, subject: &str) -> Result<u64, StateError> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query("DELETE FROM links WHERE protocol = ? AND provider = ? AND user_key = ? AND subject = ?")
             .bind(protocol)
             .bind(provider)
             .bind(normalise_user_id(user_id))
             .bind(subject)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
-        Ok(done.rows_affected())
+        let legacy = legacy::remove(&mut *tx, protocol, provider, user_id, subject).await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() + legacy)
     }
 
     async fn remove_links_of_user(&self, user_id: &str) -> Result<u64, StateError> {
-        let done = sqlx::query("DELETE FROM links WHERE user_key = ?").bind(normalise_user_id(user_id)).execute(&self.pool).await?;
-        Ok(done.rows_affected())
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query("DELETE FROM links WHERE user_key = ?").bind(normalise_user_id(user_id)).execute(&mut *tx).await?;
+        let legacy = legacy::remove_of_user(&mut *tx, user_id).await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() + legacy)
+    }
+
+    async fn legacy_link(&self, protocol: &str, provider: &str, name: &str) -> Result<Option<LegacyLink>, StateError> {
+        Ok(legacy::get(&self.pool, protocol, provider, name).await?)
+    }
+
+    async fn legacy_links_of_user(&self, user_id: &str) -> Result<Vec<LegacyLink>, StateError> {
+        Ok(legacy::of_user(&self.pool, user_id).await?)
+    }
+
+    async fn claim_legacy_link(&self, protocol: &str, provider: &str, name: &str, subject: &str, at: u64) -> Result<Option<LegacyLink>, StateError> {
+        Ok(legacy::claim(&self.pool, protocol, provider, name, subject, at).await?)
     }
 
     async fn providers(&self) -> Result<Vec<StoredProvider>, StateError> {
@@ -265,12 +284,13 @@ impl Durable for SqliteDurable {
         Ok(done.rows_affected() > 0)
     }
 
-    async fn import(&self, links: Vec<Link>, providers: Vec<StoredProvider>) -> Result<(), StateError> {
+    async fn import(&self, batch: ImportBatch) -> Result<(), StateError> {
         let mut tx = self.pool.begin().await?;
-        for l in &links {
+        for l in &batch.links {
             upsert_link(&mut *tx, l).await?;
         }
-        for p in &providers {
+        legacy::import(&mut tx, &batch).await?;
+        for p in &batch.providers {
             upsert_provider(&mut *tx, p).await?;
         }
         tx.commit().await?;
