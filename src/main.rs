@@ -85,7 +85,7 @@ fn main() -> ExitCode {
         Command::Run => {
             logging::init(&config.log);
             let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-            match runtime.block_on(run(config, Reloading { path, explicit, seen })) {
+            match runtime.block_on(run(config, Reloading { path, seen })) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e:#}");
@@ -122,7 +122,6 @@ fn check_config(config: &Config, path: &std::path::Path) -> ExitCode {
 /// Where the running configuration came from, for reloading it.
 struct Reloading {
     path: PathBuf,
-    explicit: bool,
     seen: reload::Stamp,
 }
 
@@ -164,7 +163,7 @@ async fn run(config: Config, reloading: Reloading) -> anyhow::Result<()> {
     tracing::info!(listen = %config.listen, public_url = %config.public_url.as_str(), jellyfin = %config.jellyfin.url, "serving");
     // Serve at once; a slow or hung Jellyfin must not delay the port (it is reported when known).
     tokio::spawn(check_jellyfin(sso.clone()));
-    let reloader = Reloader::new(reloading.path, reloading.explicit, sso.clone(), reloading.seen);
+    let reloader = Reloader::new(reloading.path, sso.clone(), reloading.seen);
     tokio::spawn(watch_reloads(hup, certs, reloader, config.tls.reload_interval));
     tokio::spawn(async move {
         let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");

@@ -72,8 +72,6 @@ pub fn stamp(path: &Path) -> Stamp {
 /// Reloads one configuration file into one running proxy.
 pub struct Reloader {
     path: PathBuf,
-    /// Was the path given on the command line (so it must exist)?
-    explicit: bool,
     sso: Arc<Sso>,
     /// The stamp of the file when it was last read (at start, or by a reload).
     seen: Mutex<Stamp>,
@@ -81,8 +79,8 @@ pub struct Reloader {
 
 impl Reloader {
     /// `seen` is the file's stamp taken before the running configuration was read from it.
-    pub fn new(path: PathBuf, explicit: bool, sso: Arc<Sso>, seen: Stamp) -> Reloader {
-        Reloader { path, explicit, sso, seen: Mutex::new(seen) }
+    pub fn new(path: PathBuf, sso: Arc<Sso>, seen: Stamp) -> Reloader {
+        Reloader { path, sso, seen: Mutex::new(seen) }
     }
 
     /// Has the file changed on disk since it was last read?
@@ -100,8 +98,8 @@ impl Reloader {
     }
 
     fn run(&self) -> Outcome {
-        let running: Arc<Config> = Arc::clone(&self.sso.config());
-        let next = match Config::reload(&self.path, self.explicit, &running) {
+        let running: Arc<Config> = Arc::clone(&*self.sso.config());
+        let next = match Config::reload(&self.path, &running) {
             Ok(c) => c,
             Err(e @ ConfigError::NeedsRestart(_)) => return Outcome::NeedsRestart(e.problems()),
             Err(e) => return Outcome::Invalid(e.problems()),

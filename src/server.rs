@@ -40,7 +40,7 @@ pub async fn run(listener: TcpListener, app: Arc<App>, tls: TlsAcceptor, shutdow
 pub async fn run_with_permits(listener: TcpListener, app: Arc<App>, tls: TlsAcceptor, permits: Arc<Semaphore>, shutdown: impl Future<Output = ()>) {
     // The limits of the configuration in service, re-read when a reload replaced it: new
     // connections get the new limits, open ones keep theirs.
-    let mut config = Arc::clone(&app.config());
+    let mut config: Arc<crate::config::Config> = Arc::clone(&*app.config());
     let mut builder = http_builder(&config.limits);
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut conns = JoinSet::new();
@@ -67,8 +67,8 @@ pub async fn run_with_permits(listener: TcpListener, app: Arc<App>, tls: TlsAcce
         let _ = tcp.set_nodelay(true);
         {
             let now = app.config();
-            if !Arc::ptr_eq(&now, &config) {
-                config = Arc::clone(&now);
+            if !Arc::ptr_eq(&*now, &config) {
+                config = Arc::clone(&*now);
                 builder = http_builder(&config.limits);
             }
         }

@@ -290,9 +290,10 @@ impl Config {
     /// Load again for a live reload, exactly as [`Config::load`] does (the same file, the same
     /// `JSP_*` environment), and refuse the result when it changes a setting bound at start
     /// ([`restart::bound_at_start`]), naming each with its line: either the whole new
-    /// configuration can go into service, or none of it.
-    pub fn reload(path: &Path, explicit: bool, running: &Config) -> Result<Config, ConfigError> {
-        Self::load_against(path, explicit, Some(running))
+    /// configuration can go into service, or none of it. The file must exist: a deleted file
+    /// is a problem, not a configuration made of the environment alone.
+    pub fn reload(path: &Path, running: &Config) -> Result<Config, ConfigError> {
+        Self::load_against(path, true, Some(running))
     }
 
     fn load_against(path: &Path, explicit: bool, running: Option<&Config>) -> Result<Config, ConfigError> {
