@@ -118,10 +118,14 @@ impl Reloader {
         Outcome::Applied { providers, log_level }
     }
 
-    /// Discovery for new and changed OpenID providers, in the background (as at start).
+    /// Discovery for new and changed OpenID providers, in the background, and their relaxed
+    /// checks in the log (as at start).
     fn warm_up(&self, changes: &FileChanges) {
         let fresh = |name: &str| changes.added.iter().chain(&changes.changed).any(|c| c.strip_prefix("oid/") == Some(name));
         for p in self.sso.oidc_providers().into_iter().filter(|p| fresh(&p.config.name)) {
+            for r in p.config.relaxations() {
+                tracing::warn!(provider = %p.config.name, "security check relaxed: {r}");
+            }
             tokio::spawn(async move {
                 if let Err(e) = p.warm_up().await {
                     tracing::warn!(provider = %p.config.name, error = %e, "identity provider not ready; logins will retry discovery");
