@@ -76,12 +76,16 @@ fn wants_local(uri: &Uri) -> bool {
 /// Forward `req` to Jellyfin (credentials already translated and the session injected), with
 /// the login page's answers changed as the module doc says.
 pub async fn forward(app: &App, mut req: Request<Incoming>, ctx: &RequestContext) -> Response<Body> {
-    let page = &app.config.sso.login_page;
-    let intercept = Intercept::of(req.method(), req.uri(), app.config.public_url.base_path());
+    // The settings in service now (read once; not held while Jellyfin answers).
+    let (intercept, hide_public_users, auto_redirect) = {
+        let config = app.config();
+        let page = &config.sso.login_page;
+        (Intercept::of(req.method(), req.uri(), config.public_url.base_path()), page.hide_public_users, page.auto_redirect.is_some())
+    };
     let mut rewrite = None;
     match intercept {
-        Some(Intercept::PublicUsers) if page.hide_public_users => return json_response(StatusCode::OK, b"[]".to_vec()),
-        Some(Intercept::WebRoot) if page.auto_redirect.is_some() && is_navigation(req.headers()) && !wants_local(req.uri()) && !has_credentials(req.headers(), req.uri()) => {
+        Some(Intercept::PublicUsers) if hide_public_users => return json_response(StatusCode::OK, b"[]".to_vec()),
+        Some(Intercept::WebRoot) if auto_redirect && is_navigation(req.headers()) && !wants_local(req.uri()) && !has_credentials(req.headers(), req.uri()) => {
             if let Some(start) = app.sso.auto_redirect_start() {
                 return redirect(&start);
             }

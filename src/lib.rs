@@ -12,7 +12,8 @@
 //! - [`sso`]: the SSO plugin's HTTP API.
 //! - [`error`]: error enums and the single error → response mapping; [`pages`]: HTML pages.
 //! - [`state`]: ephemeral and durable state behind two traits (in memory + SQLite).
-//! - [`body`]: the streaming body type; [`logging`]: log setup.
+//! - [`body`]: the streaming body type; [`logging`]: log setup (its level changes live).
+//! - [`reload`]: live reload of `proxy.yaml` on SIGHUP or a change of the file.
 //! - [`doctor`]: the `doctor` command's checks of everything a sign-in depends on.
 //! - [`plugin_import`]: the `import-plugin-config` command (the SSO plugin's XML → providers, links).
 
@@ -28,6 +29,7 @@ pub mod logging;
 pub mod pages;
 pub mod plugin_import;
 pub mod proxy;
+pub mod reload;
 pub mod router;
 pub mod server;
 pub mod state;

@@ -5,8 +5,9 @@
 //! says), the Jellyfin REST client and the
 //! SSO side ([`Sso`]) are built once here and handed in; each worker thread gets an [`App`]
 //! with its own upstream pool; [`server`] accepts TLS connections and hands each request to
-//! the router, which forwards to Jellyfin or answers `/sso/*`. SIGHUP reloads the
-//! certificate; SIGTERM/SIGINT stop accepting and let in-flight requests finish.
+//! the router, which forwards to Jellyfin or answers `/sso/*`. SIGHUP, or a change of the
+//! files, reloads `proxy.yaml` ([`reload`]) and the certificate; SIGTERM/SIGINT stop
+//! accepting and let in-flight requests finish.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,6 +25,7 @@ use jellyfin_sso_proxy::router::App;
 use jellyfin_sso_proxy::sso::Sso;
 use jellyfin_sso_proxy::state::{Caps, State};
 use jellyfin_sso_proxy::tls::{self, CertStore};
+use jellyfin_sso_proxy::reload::{self, Reloader, Trigger};
 use jellyfin_sso_proxy::{logging, server};
 
 /// HTTPS reverse proxy that puts OpenID Connect and SAML single sign-on in front of Jellyfin.
@@ -73,6 +75,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let explicit = cli.config.is_some();
     let path = cli.config.unwrap_or_else(|| PathBuf::from("proxy.yaml"));
+    // Taken before reading, so a change made while starting is noticed by the first check.
+    let seen = reload::stamp(&path);
     let config = match Config::load(&path, explicit) {
         Ok(c) => c,
         Err(e) => {
@@ -103,7 +107,7 @@ fn main() -> ExitCode {
         Command::Run => {
             logging::init(&config.log);
             let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-            match runtime.block_on(run(config)) {
+            match runtime.block_on(run(config, Reloading { path, seen })) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e:#}");
@@ -188,7 +192,13 @@ fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
     f.sync_all()
 }
 
-async fn run(config: Config) -> anyhow::Result<()> {
+/// Where the running configuration came from, for reloading it.
+struct Reloading {
+    path: PathBuf,
+    seen: reload::Stamp,
+}
+
+async fn run(config: Config, reloading: Reloading) -> anyhow::Result<()> {
     let config = Arc::new(config);
     let (certs, generated) = CertStore::open(&config.tls).context("TLS certificate")?;
     if generated {
@@ -221,10 +231,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
         let l = server::bind(addr).with_context(|| format!("cannot listen on {addr} (http_redirect_listen)"))?;
         tokio::spawn(server::run_redirect(l, config.public_url.clone(), stopped(stop_rx.clone())));
     }
+    // Installed before "serving" is logged: from then on SIGHUP reloads instead of ending the process.
+    let hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
     tracing::info!(listen = %config.listen, public_url = %config.public_url.as_str(), jellyfin = %config.jellyfin.url, "serving");
     // Serve at once; a slow or hung Jellyfin must not delay the port (it is reported when known).
     tokio::spawn(check_jellyfin(sso.clone()));
-    tokio::spawn(watch_certificates(certs, config.tls.reload_interval));
+    let reloader = Reloader::new(reloading.path, sso.clone(), reloading.seen);
+    tokio::spawn(watch_reloads(hup, certs, reloader, config.tls.reload_interval));
     tokio::spawn(async move {
         let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
         tokio::select! {
@@ -238,7 +251,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     for (i, listener) in listeners.into_iter().enumerate() {
         // Each worker's requests use upstream connections driven by that worker.
         let upstream = Upstream::new(&config.jellyfin.url, config.limits.upstream_connect_timeout, config.limits.upstream_header_timeout);
-        let app = Arc::new(App::new(config.clone(), upstream, sso.clone()));
+        let app = Arc::new(App::new(upstream, sso.clone()));
         let (acceptor, permits, stop) = (acceptor.clone(), permits.clone(), stopped(stop_rx.clone()));
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
         std::thread::Builder::new().name(format!("serve-{i}")).spawn(move || {
@@ -284,15 +297,20 @@ async fn check_jellyfin(sso: Arc<Sso>) {
     }
 }
 
-/// Reload the certificate on SIGHUP, and whenever the files change on disk.
-async fn watch_certificates(certs: Arc<CertStore>, every: std::time::Duration) {
-    let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
+/// Reload `proxy.yaml` and the certificate on SIGHUP, and each whenever its files change on
+/// disk (checked every `every`).
+async fn watch_reloads(mut hup: tokio::signal::unix::Signal, certs: Arc<CertStore>, config: Reloader, every: std::time::Duration) {
     let mut tick = tokio::time::interval(every);
     loop {
         let forced = tokio::select! {
             _ = hup.recv() => true,
             _ = tick.tick() => false,
         };
+        if forced {
+            config.reload(Trigger::Signal);
+        } else if config.file_changed() {
+            config.reload(Trigger::FileChanged);
+        }
         match certs.reload(forced) {
             Ok(true) => tracing::info!("TLS certificate reloaded"),
             Ok(false) => {}

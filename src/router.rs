@@ -30,7 +30,6 @@ const HEALTH_CACHE: Duration = Duration::from_secs(1);
 
 /// Everything a request may need, shared by the connections of one worker.
 pub struct App {
-    pub config: Arc<Config>,
     pub upstream: Upstream,
     pub sso: Arc<Sso>,
     health: Mutex<Option<(Instant, bool)>>,
@@ -38,9 +37,15 @@ pub struct App {
 
 impl App {
     /// The application for one worker: its own pool of connections to Jellyfin (`upstream`),
-    /// the shared SSO side.
-    pub fn new(config: Arc<Config>, upstream: Upstream, sso: Arc<Sso>) -> App {
-        App { config, upstream, sso, health: Mutex::new(None) }
+    /// the shared SSO side (which holds the configuration in service).
+    pub fn new(upstream: Upstream, sso: Arc<Sso>) -> App {
+        App { upstream, sso, health: Mutex::new(None) }
+    }
+
+    /// The configuration in service now; a reload replaces it between two reads, so a
+    /// request reads it once where it needs several settings together.
+    pub fn config(&self) -> arc_swap::Guard<Arc<Config>> {
+        self.sso.config()
     }
 
     /// `GET /sso/health`: 200 when the proxy is up and Jellyfin answers, 503 otherwise.
@@ -86,7 +91,7 @@ fn mark_private(h: &mut http::HeaderMap) {
 
 /// Handle one request from `peer`. Never fails: errors become responses here.
 pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Result<Response<Body>, Infallible> {
-    let ctx = RequestContext::new(req.headers(), peer, &app.config.trusted_proxies);
+    let ctx = RequestContext::new(req.headers(), peer, &app.config().trusted_proxies);
     // At ERROR level so the span is on whenever anything is logged: every line written while
     // this request is handled, the access line included, carries its id.
     let span = tracing::error_span!("request", id = %ctx.id);
@@ -102,7 +107,7 @@ async fn serve(app: Arc<App>, mut req: Request<Incoming>, ctx: RequestContext) -
     let mut path = log_all.then(|| redacted_path(req.uri()));
     let uri = req.uri().clone();
 
-    let route = SsoRoute::parse(&method, uri.path(), app.config.public_url.base_path());
+    let route = SsoRoute::parse(&method, uri.path(), app.config().public_url.base_path());
     // A browser whose provider sign-out is still due goes through /sso/logout first.
     let pending = match &route {
         Some(SsoRoute::Logout | SsoRoute::Health) => None,
@@ -120,7 +125,7 @@ async fn serve(app: Arc<App>, mut req: Request<Incoming>, ctx: RequestContext) -
             resp
         }
         (None, None) => {
-            if app.config.jellyfin.legacy_auth == LegacyAuth::Translate {
+            if app.config().jellyfin.legacy_auth == LegacyAuth::Translate {
                 let mut target = req.uri().clone();
                 if translate_legacy(req.headers_mut(), &mut target) {
                     *req.uri_mut() = target;

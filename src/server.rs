@@ -32,14 +32,16 @@ use crate::router::{self, App};
 
 /// Serve HTTPS on `listener` until `shutdown` completes, then drain within the grace period.
 pub async fn run(listener: TcpListener, app: Arc<App>, tls: TlsAcceptor, shutdown: impl Future<Output = ()>) {
-    let permits = Arc::new(Semaphore::new(app.config.limits.max_connections));
+    let permits = Arc::new(Semaphore::new(app.config().limits.max_connections));
     run_with_permits(listener, app, tls, permits, shutdown).await
 }
 
 /// [`run`], with the connection limit shared with other accept loops (one per worker thread).
 pub async fn run_with_permits(listener: TcpListener, app: Arc<App>, tls: TlsAcceptor, permits: Arc<Semaphore>, shutdown: impl Future<Output = ()>) {
-    let limits = app.config.limits.clone();
-    let builder = http_builder(&limits);
+    // The limits of the configuration in service, re-read when a reload replaced it: new
+    // connections get the new limits, open ones keep theirs.
+    let mut config: Arc<crate::config::Config> = Arc::clone(&*app.config());
+    let mut builder = http_builder(&config.limits);
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut conns = JoinSet::new();
     tokio::pin!(shutdown);
@@ -63,7 +65,14 @@ pub async fn run_with_permits(listener: TcpListener, app: Arc<App>, tls: TlsAcce
             },
         };
         let _ = tcp.set_nodelay(true);
-        let (app, tls, builder, stop_rx, limits) = (app.clone(), tls.clone(), builder.clone(), stop_rx.clone(), limits.clone());
+        {
+            let now = app.config();
+            if !Arc::ptr_eq(&*now, &config) {
+                config = Arc::clone(&*now);
+                builder = http_builder(&config.limits);
+            }
+        }
+        let (app, tls, builder, stop_rx, limits) = (app.clone(), tls.clone(), builder.clone(), stop_rx.clone(), config.limits.clone());
         conns.spawn(async move {
             let _permit = permit;
             let stream = match tokio::time::timeout(limits.tls_handshake_timeout, tls.accept(tcp)).await {
@@ -90,9 +99,10 @@ pub async fn run_with_permits(listener: TcpListener, app: Arc<App>, tls: TlsAcce
 
     drop(listener);
     let open = conns.len();
-    tracing::info!(open, grace = ?limits.shutdown_grace, "shutting down: no new connections, finishing in-flight requests");
+    let grace = app.config().limits.shutdown_grace;
+    tracing::info!(open, ?grace, "shutting down: no new connections, finishing in-flight requests");
     let _ = stop_tx.send(true);
-    let drained = tokio::time::timeout(limits.shutdown_grace, async { while conns.join_next().await.is_some() {} }).await;
+    let drained = tokio::time::timeout(grace, async { while conns.join_next().await.is_some() {} }).await;
     if drained.is_err() {
         tracing::warn!(left = conns.len(), "grace period over: closing remaining connections");
         conns.shutdown().await;

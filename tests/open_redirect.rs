@@ -114,7 +114,7 @@ async fn no_payload_sends_the_browser_off_the_proxy_or_the_identity_provider() {
     // The plain-HTTP listener: every path and Host goes to the public URL's origin.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    tokio::spawn(jellyfin_sso_proxy::server::run_redirect(listener, proxy.app.config.public_url.clone(), std::future::pending()));
+    tokio::spawn(jellyfin_sso_proxy::server::run_redirect(listener, proxy.app.config().public_url.clone(), std::future::pending()));
     for p in &corpus {
         let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
         let path = if p.starts_with('/') { p.clone() } else { format!("/{p}") };

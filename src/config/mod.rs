@@ -10,10 +10,12 @@
 //! file. SSO providers have the same split of their own in [`provider`].
 
 pub mod field;
+mod live;
 pub mod locate;
 pub mod password_login;
 pub mod provider;
 mod raw;
+pub mod restart;
 pub mod state;
 mod validate;
 
@@ -32,6 +34,7 @@ use locate::LineMap;
 use provider::{OidcConfig, SamlConfig};
 use raw::RawConfig;
 
+pub use live::Live;
 pub use provider::{Protocol, ProviderConfig};
 pub use state::{DurableBackend, EphemeralBackend, PgTls, PostgresConfig, RedisConfig, StateConfig};
 pub use validate::secret;
@@ -193,7 +196,7 @@ impl PublicUrl {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TlsConfig {
     pub cert: PathBuf,
     pub key: PathBuf,
@@ -263,11 +266,37 @@ pub enum ConfigError {
     Syntax(String),
     #[error("{} problem(s) in the configuration:\n{}", .0.len(), .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
     Invalid(Vec<Problem>),
+    /// A reloaded file is valid but changes settings bound at start ([`restart`]).
+    #[error("{} setting(s) changed that need a restart:\n{}", .0.len(), .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    NeedsRestart(Vec<Problem>),
+}
+
+impl ConfigError {
+    /// Each problem on its own, for one log line each (a read or syntax error is one).
+    pub fn problems(&self) -> Vec<String> {
+        match self {
+            ConfigError::Invalid(ps) | ConfigError::NeedsRestart(ps) => ps.iter().map(ToString::to_string).collect(),
+            other => vec![other.to_string()],
+        }
+    }
 }
 
 impl Config {
     /// Load `path` (which must exist when `explicit`) merged with `JSP_*` environment variables.
     pub fn load(path: &Path, explicit: bool) -> Result<Config, ConfigError> {
+        Self::load_against(path, explicit, None)
+    }
+
+    /// Load again for a live reload, exactly as [`Config::load`] does (the same file, the same
+    /// `JSP_*` environment), and refuse the result when it changes a setting bound at start
+    /// ([`restart::bound_at_start`]), naming each with its line: either the whole new
+    /// configuration can go into service, or none of it. The file must exist: a deleted file
+    /// is a problem, not a configuration made of the environment alone.
+    pub fn reload(path: &Path, running: &Config) -> Result<Config, ConfigError> {
+        Self::load_against(path, true, Some(running))
+    }
+
+    fn load_against(path: &Path, explicit: bool, running: Option<&Config>) -> Result<Config, ConfigError> {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => Some(t),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -279,12 +308,18 @@ impl Config {
             Err(e) => return Err(ConfigError::Read { path: path.to_path_buf(), source: e }),
         };
         let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        Self::from_parts(text.as_deref(), &path.display().to_string(), &base_dir, Env::prefixed(ENV_PREFIX).split("__"))
+        Self::from_parts_against(text.as_deref(), &path.display().to_string(), &base_dir, Env::prefixed(ENV_PREFIX).split("__"), running)
     }
 
     /// Parse YAML `text` (named `source` in messages) with env overrides; relative paths resolve
     /// against `base_dir`.
     pub fn from_parts(text: Option<&str>, source: &str, base_dir: &Path, env: Env) -> Result<Config, ConfigError> {
+        Self::from_parts_against(text, source, base_dir, env, None)
+    }
+
+    /// [`Config::from_parts`], then, when `running` is given, the settings bound at start
+    /// that the result changes are refused as [`ConfigError::NeedsRestart`].
+    pub fn from_parts_against(text: Option<&str>, source: &str, base_dir: &Path, env: Env, running: Option<&Config>) -> Result<Config, ConfigError> {
         let mut fig = Figment::new();
         if let Some(t) = text {
             fig = fig.merge(Yaml::string(t));
@@ -292,17 +327,20 @@ impl Config {
         fig = fig.merge(env);
         let raw: RawConfig = fig.extract().map_err(|e| ConfigError::Syntax(syntax_message(source, e)))?;
         let lines = text.map(LineMap::from_yaml).unwrap_or_default();
-        validate::config(raw, base_dir).map_err(|problems| {
-            ConfigError::Invalid(
-                problems
-                    .into_iter()
-                    .map(|mut p| {
-                        p.location = locate_problem(&fig, &lines, source, &p.path);
-                        p
-                    })
-                    .collect(),
-            )
-        })
+        let locate = |problems: Vec<Problem>| -> Vec<Problem> {
+            problems
+                .into_iter()
+                .map(|mut p| {
+                    p.location = locate_problem(&fig, &lines, source, &p.path);
+                    p
+                })
+                .collect()
+        };
+        let config = validate::config(raw, base_dir).map_err(|problems| ConfigError::Invalid(locate(problems)))?;
+        match running.map(|r| restart::bound_at_start(r, &config)) {
+            Some(bound) if !bound.is_empty() => Err(ConfigError::NeedsRestart(locate(bound))),
+            _ => Ok(config),
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use super::validate::{secret, section};
 use super::Secret;
 
 /// Where and how the proxy keeps its state (`state:` in proxy.yaml).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StateConfig {
     /// 32 random bytes (generated on first run, owner-only) that seal and encrypt what the
     /// proxy stores: SAML login trackers, and tokens kept for sign-out and re-validation.
@@ -23,7 +23,7 @@ pub struct StateConfig {
 }
 
 /// What must survive a restart (`state.durable`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum DurableBackend {
     /// `sqlite` (default): `state_dir/state.db`.
     Sqlite,
@@ -32,7 +32,7 @@ pub enum DurableBackend {
 }
 
 /// What may be lost on restart (`state.ephemeral`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum EphemeralBackend {
     /// `memory` (default): this process only.
     Memory,
@@ -41,7 +41,7 @@ pub enum EphemeralBackend {
 }
 
 /// `state.postgres`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PostgresConfig {
     /// `postgres://user:password@host:port/database?…` (a secret: it may hold a password).
     pub url: Secret,
@@ -62,7 +62,7 @@ pub enum PgTls {
 }
 
 /// `state.redis`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RedisConfig {
     /// `redis://…` or `rediss://…` (TLS) (a secret: it may hold a password).
     pub url: Secret,

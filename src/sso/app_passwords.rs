@@ -129,7 +129,7 @@ impl Sso {
             return Err(SsoError::BadRequest("an API key must name the user: ?userId=".into()));
         }
         match (route, req.method().clone()) {
-            (SsoRoute::AppPasswords, Method::GET) if !ctx.wants_json => Ok(app_passwords_page::page(self.config.public_url.base_path())),
+            (SsoRoute::AppPasswords, Method::GET) if !ctx.wants_json => Ok(app_passwords_page::page(self.config().public_url.base_path())),
             (SsoRoute::AppPasswords, Method::GET) => {
                 let list: Vec<_> = self.state.durable.app_passwords_of_user(&asker.user_id).await?.iter().map(listing).collect();
                 Ok(json_ok(&list))

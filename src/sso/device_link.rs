@@ -59,7 +59,8 @@ impl Sso {
 
     /// `GET /sso/link`.
     pub(super) async fn link_page(&self, ctx: &RequestContext) -> Result<Response<Body>, SsoError> {
-        let base = self.config.public_url.base_path();
+        let base = self.config().public_url.base_path().to_string();
+        let base = base.as_str();
         match self.sessions.current(&ctx.cookies).await? {
             Some((id, s)) if s.identity.is_some() => Ok(page::form(base, &self.csrf_for(&id), None)),
             _ => {
@@ -78,12 +79,12 @@ impl Sso {
 
     /// `GET /sso/link/qr.svg`.
     pub(super) fn link_qr(&self) -> Result<Response<Body>, SsoError> {
-        page::qr_svg(&self.config.public_url.join("/sso/link"))
+        page::qr_svg(&self.config().public_url.join("/sso/link"))
     }
 
     /// `POST /sso/link` with `code` and `csrf`.
     pub(super) async fn link_submit(&self, req: SsoRequest, ctx: &RequestContext) -> Result<Response<Body>, SsoError> {
-        let base = self.config.public_url.base_path().to_string();
+        let base = self.config().public_url.base_path().to_string();
         let session = self.sessions.current(&ctx.cookies).await?;
         let form = read_form(req, MAX_FORM).await?;
         let Some((sid, session)) = session.filter(|(_, s)| s.identity.is_some()) else {

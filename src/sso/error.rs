@@ -21,6 +21,10 @@ pub enum SsoError {
     NotFoundWhat(String),
     #[error("no enabled provider named {0}")]
     UnknownProvider(String),
+    /// A login came back for a provider that a configuration reload removed or disabled
+    /// while the person was at the identity provider.
+    #[error("sign-in provider {0} was removed while this login was in progress")]
+    ProviderGone(String),
     #[error("too many logins in progress ({0} pending)")]
     Busy(usize),
     /// One client started too many logins; the limit resets after `retry_after`.
@@ -119,7 +123,7 @@ impl HttpError for SsoError {
             SsoError::TooManyStarts { .. } => StatusCode::TOO_MANY_REQUESTS,
             SsoError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
             SsoError::StorageUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            SsoError::State(_) | SsoError::MissingState | SsoError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            SsoError::State(_) | SsoError::MissingState | SsoError::BadRequest(_) | SsoError::ProviderGone(_) => StatusCode::BAD_REQUEST,
             SsoError::IdpUnavailable { .. } => StatusCode::BAD_GATEWAY,
             SsoError::IdpRefused { .. } | SsoError::InvalidToken { .. } | SsoError::NotAllowed { .. } => StatusCode::UNAUTHORIZED,
             SsoError::AdminNotAdopted(_) | SsoError::LinkedElsewhere(_) => StatusCode::FORBIDDEN,
@@ -139,6 +143,7 @@ impl HttpError for SsoError {
             SsoError::Forbidden(_) => "Forbidden",
             SsoError::Conflict(_) => "Conflict",
             SsoError::UnknownProvider(_) => "Unknown sign-in provider",
+            SsoError::ProviderGone(_) => "This sign-in provider is no longer offered",
             SsoError::Busy(_) | SsoError::ReplayCacheFull => "Too many sign-ins at once",
             SsoError::TooManyStarts { .. } => "Too many sign-in attempts",
             SsoError::Storage(_) => "The server could not save this",
@@ -174,6 +179,9 @@ impl HttpError for SsoError {
             SsoError::Unauthorized => "Missing or invalid credentials: send a Jellyfin API key or access token in Authorization: MediaBrowser Token=\"...\".".into(),
             SsoError::Forbidden(what) => format!("You may not {what}."),
             SsoError::UnknownProvider(p) => format!("There is no sign-in provider called \u{201c}{p}\u{201d} on this server."),
+            SsoError::ProviderGone(p) => format!(
+                "This sign-in was started with \u{201c}{p}\u{201d}, which this server stopped offering while you were signing in. Start again from the sign-in page."
+            ),
             SsoError::Busy(_) | SsoError::ReplayCacheFull => "The server is handling too many sign-ins right now. Try again in a few minutes.".into(),
             SsoError::TooManyStarts { retry_after, .. } => {
                 format!("Too many sign-ins were started from your address. Try again in {} minutes.", retry_after.as_secs().div_ceil(60).max(1))

@@ -127,15 +127,17 @@ impl Sso {
     pub(super) async fn begin_for(&self, provider: Provider, linking: bool, next: Next, ctx: &RequestContext) -> Result<Response<Body>, SsoError> {
         // Refuse before anything is sent to the identity provider: first one client's share,
         // then the global cap, so one client cannot lock everyone else out.
-        let window = self.config.sso.flow_ttl;
+        // The settings in service when this login starts, read once.
+        let sso = self.config().sso.clone();
+        let window = sso.flow_ttl;
         let started = self.state.ephemeral.hit(Kind::Rate("flow-start"), &ctx.client_ip.to_string(), window).await?;
-        if started > self.config.sso.max_pending_flows_per_client as u64 {
+        if started > sso.max_pending_flows_per_client as u64 {
             return Err(SsoError::TooManyStarts { client: ctx.client_ip, retry_after: window });
         }
         let pending = self.state.ephemeral.count(Kind::Flow).await?;
-        if pending >= self.config.sso.max_pending_flows {
+        if pending >= sso.max_pending_flows {
             let _ = self.state.ephemeral.sweep().await;
-            if self.state.ephemeral.count(Kind::Flow).await? >= self.config.sso.max_pending_flows {
+            if self.state.ephemeral.count(Kind::Flow).await? >= sso.max_pending_flows {
                 return Err(SsoError::Busy(pending));
             }
         }
@@ -157,9 +159,9 @@ impl Sso {
                 (url, PendingFlow::Saml { provider: name.clone(), linking, tracker: sealed, next })
             }
         };
-        self.state.ephemeral.put_once(Kind::Flow, &id, &browser, self.config.sso.flow_ttl, encode(&flow)).await?;
+        self.state.ephemeral.put_once(Kind::Flow, &id, &browser, sso.flow_ttl, encode(&flow)).await?;
         let mut r = redirect(&url);
-        let ttl = self.config.sso.flow_ttl;
+        let ttl = sso.flow_ttl;
         if new_cookie {
             r.headers_mut().append(SET_COOKIE, cookie::set(cookie::FLOW, &browser, SameSite::Lax, ttl));
         }
@@ -180,7 +182,7 @@ impl Sso {
 
     /// Open a sealed SAML tracker of a flow no older than the flow TTL.
     pub(super) fn open_tracker(&self, sealed: &str) -> Result<::saml::LoginTracker, SsoError> {
-        ::saml::LoginTracker::open(sealed, &self.seal_key, SystemTime::now(), self.config.sso.flow_ttl + Duration::from_secs(60))
+        ::saml::LoginTracker::open(sealed, &self.seal_key, SystemTime::now(), self.config().sso.flow_ttl + Duration::from_secs(60))
             .map_err(|e| SsoError::Storage(format!("the SAML tracker could not be opened: {e}")))
     }
 
@@ -201,8 +203,8 @@ impl Sso {
             protocol: provider.protocol().url_segment(),
             provider: provider.name(),
             handle: &handle,
-            server_url: &self.config.public_url.join(""),
-            base_path: self.config.public_url.base_path(),
+            server_url: &self.config().public_url.join(""),
+            base_path: self.config().public_url.base_path(),
             server_name: &server_name,
             app_version: &version,
             linking,

@@ -146,27 +146,30 @@ pub fn picker(base_path: &str, entries: &[Entry]) -> Response<Body> {
 impl super::Sso {
     /// A sign-in entry per enabled provider, both protocols, read from the registry now.
     pub fn login_entries(&self) -> Vec<Entry> {
-        let base = self.config.public_url.base_path();
+        let config = self.config();
+        let base = config.public_url.base_path();
         self.registry.all_enabled().iter().map(|p| Entry::of(base, p)).collect()
     }
 
     /// What Jellyfin's branding answers get right now.
     pub fn login_addition(&self) -> Addition {
-        addition(&self.config.sso.login_page, self.config.public_url.base_path(), &self.login_entries())
+        let config = self.config();
+        addition(&config.sso.login_page, config.public_url.base_path(), &self.login_entries())
     }
 
     /// `GET /sso/`.
     pub fn picker_page(&self) -> Response<Body> {
-        picker(self.config.public_url.base_path(), &self.login_entries())
+        picker(self.config().public_url.base_path(), &self.login_entries())
     }
 
     /// Where `sso.login_page.auto_redirect` sends a browser: the start of that provider (OIDC
     /// first, then SAML, by name), when it is enabled.
     pub fn auto_redirect_start(&self) -> Option<String> {
         use super::identity::Protocol;
-        let name = self.config.sso.login_page.auto_redirect.as_deref()?;
+        let config = self.config();
+        let name = config.sso.login_page.auto_redirect.as_deref()?;
         let p = self.registry.enabled(Protocol::Oidc, name).or_else(|_| self.registry.enabled(Protocol::Saml, name)).ok()?;
-        Some(Entry::of(self.config.public_url.base_path(), &p).start)
+        Some(Entry::of(config.public_url.base_path(), &p).start)
     }
 }
 

@@ -65,7 +65,7 @@ impl Sso {
                 _ => self.provider_logout_url(&session, hint.as_deref()).await,
             };
         }
-        let login_page = format!("{}/web/index.html#/login.html", self.config.public_url.base_path());
+        let login_page = format!("{}/web/index.html#/login.html", self.config().public_url.base_path());
         let mut r = redirect(target.as_ref().map(Url::as_str).unwrap_or(&login_page));
         let h = r.headers_mut();
         h.append(SET_COOKIE, cookie::clear(cookie::SESSION, SameSite::Strict));
@@ -99,7 +99,7 @@ impl Sso {
 
     /// Where providers send the browser after their logout: the proxy's public URL.
     pub fn post_logout_redirect_uri(&self) -> String {
-        self.config.public_url.join("/")
+        self.config().public_url.join("/")
     }
 
     /// Before forwarding: is this the web client signing out with this browser's own session
@@ -108,7 +108,7 @@ impl Sso {
         if method != Method::POST || ctx.cookies.session.is_none() {
             return None;
         }
-        let path = uri.path().strip_prefix(self.config.public_url.base_path()).unwrap_or(uri.path());
+        let path = uri.path().strip_prefix(self.config().public_url.base_path()).unwrap_or(uri.path());
         if !path.trim_end_matches('/').eq_ignore_ascii_case("/Sessions/Logout") {
             return None;
         }
@@ -152,7 +152,7 @@ impl Sso {
             return None;
         }
         self.sessions.get(&ctx.cookies).await?.signed_out?;
-        Some(redirect(&format!("{}/sso/logout", self.config.public_url.base_path())))
+        Some(redirect(&format!("{}/sso/logout", self.config().public_url.base_path())))
     }
 }
 

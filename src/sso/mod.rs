@@ -47,6 +47,7 @@ pub mod oidc_login;
 pub mod oidc_types;
 pub mod password_login;
 pub mod provision;
+pub mod reconfigure;
 pub mod registry;
 pub mod replay;
 pub mod revalidate;
@@ -66,7 +67,7 @@ use ::http::{Request, Response};
 use hyper::body::Incoming;
 
 use crate::body::Body;
-use crate::config::Config;
+use crate::config::{Config, Live};
 use crate::context::RequestContext;
 use crate::error::respond_as;
 use crate::jellyfin::Jellyfin;
@@ -80,7 +81,8 @@ pub use route::SsoRoute;
 use session::Sessions;
 
 pub struct Sso {
-    config: Arc<Config>,
+    /// The configuration in service; a reload swaps it ([`reconfigure`]).
+    config: Live,
     pub registry: Registry,
     jellyfin: Jellyfin,
     provision: Provisioner,
@@ -99,6 +101,14 @@ pub struct Sso {
 /// How often the stored providers are re-read ([`Sso::watch_providers`]): other proxies
 /// sharing the state may change them, and their notice may be lost while a connection is down.
 pub const PROVIDER_REREAD: Duration = Duration::from_secs(5);
+
+/// The error for a login's callback whose provider is no longer there.
+fn gone(e: SsoError) -> SsoError {
+    match e {
+        SsoError::UnknownProvider(p) => SsoError::ProviderGone(p),
+        e => e,
+    }
+}
 
 /// An HTTP client for identity providers: no redirects followed, bounded time.
 pub fn idp_http_client() -> reqwest::Client {
@@ -119,11 +129,12 @@ impl Sso {
         let stored = state.durable.providers().await?;
         let stored = stored.into_iter().filter_map(|p| Protocol::from_name(&p.protocol).map(|proto| (proto, p.name, p.json)));
         let registry = Registry::load(&config, stored, http.clone());
+        let config = Live::new(config);
         let seal_key = state.key;
         Ok(Sso {
             registry,
-            provision: Provisioner::new(jellyfin.clone(), state.durable.clone(), http).hide_new_users(config.sso.login_page.hide_public_users),
-            sessions: Sessions::new(state.ephemeral.clone(), config.sso.session_ttl, config.public_url.origin()),
+            provision: Provisioner::new(jellyfin.clone(), state.durable.clone(), http).hide_new_users(config.get().sso.login_page.hide_public_users),
+            sessions: Sessions::new(state.ephemeral.clone(), config.get().sso.session_ttl, config.get().public_url.origin()),
             callers: Callers::new(jellyfin.clone(), state.ephemeral.clone()),
             replay: replay::AssertionReplay::new(state.ephemeral.clone()),
             link_guard: device_link::guard(state.ephemeral.clone()),
@@ -191,7 +202,8 @@ impl Sso {
     /// Answer `route` (never [`SsoRoute::Health`] or the linking page: the router serves those).
     pub async fn handle(&self, route: SsoRoute, req: Request<Incoming>, ctx: &RequestContext) -> Response<Body> {
         let limit = if matches!(route, SsoRoute::SamlAcs { .. }) { saml::MAX_ACS_BODY } else { http::MAX_JSON_BODY };
-        let req = match http::buffer(req, limit, self.config.limits.body_read_timeout).await {
+        let timeout = self.config().limits.body_read_timeout;
+        let req = match http::buffer(req, limit, timeout).await {
             Ok(r) => r,
             Err(e) => return respond_as(&e, ctx.wants_json),
         };
@@ -209,9 +221,10 @@ impl Sso {
                 let p = self.registry.enabled(protocol, &provider)?;
                 self.begin(p, http::query_flag(&req, "isLinking"), ctx).await
             }
-            SsoRoute::OidcCallback { provider } => self.oidc_callback(self.registry.enabled(Protocol::Oidc, &provider)?, &req, ctx).await,
-            SsoRoute::SamlAcs { provider } => self.saml_acs(self.registry.enabled(Protocol::Saml, &provider)?, req, ctx).await,
-            SsoRoute::Auth { protocol, provider } => self.auth(self.registry.enabled(protocol, &provider)?, req, ctx).await,
+            // A login that comes back for a provider a reload removed says so.
+            SsoRoute::OidcCallback { provider } => self.oidc_callback(self.registry.enabled(Protocol::Oidc, &provider).map_err(gone)?, &req, ctx).await,
+            SsoRoute::SamlAcs { provider } => self.saml_acs(self.registry.enabled(Protocol::Saml, &provider).map_err(gone)?, req, ctx).await,
+            SsoRoute::Auth { protocol, provider } => self.auth(self.registry.enabled(protocol, &provider).map_err(gone)?, req, ctx).await,
             SsoRoute::SamlMetadata { provider } => self.saml_metadata(self.registry.enabled(Protocol::Saml, &provider)?),
             SsoRoute::GetNames { protocol } => Ok(self.get_names(protocol)),
             SsoRoute::GetProviders { protocol } => {
@@ -296,7 +309,12 @@ impl Sso {
     pub fn linking_page(&self) -> Response<Body> {
         let providers = self.registry.all_enabled();
         let list: Vec<(&str, &str)> = providers.iter().map(|p| (p.protocol().url_segment(), p.name())).collect();
-        linking_page::page(self.config.public_url.base_path(), &list)
+        linking_page::page(self.config().public_url.base_path(), &list)
+    }
+
+    /// The configuration in service now (a reload may replace it between two calls).
+    pub fn config(&self) -> arc_swap::Guard<Arc<Config>> {
+        self.config.get()
     }
 
     /// The state the SSO side keeps (tests and start-up checks read it).

@@ -130,7 +130,7 @@ fn device_of(headers: &http::HeaderMap) -> Option<DeviceInfo> {
 impl Sso {
     /// The router's hook: see the module documentation.
     pub async fn intercept_password(&self, req: Request<Incoming>, ctx: &RequestContext) -> Intercept {
-        let Some(kind) = password_path(req.method(), req.uri().path(), self.config.public_url.base_path()) else { return Intercept::Forward(req) };
+        let Some(kind) = password_path(req.method(), req.uri().path(), self.config().public_url.base_path()) else { return Intercept::Forward(req) };
         let (parts, body) = req.into_parts();
         let body = match read_limited(&parts.headers, body).await {
             Ok(b) => b,
@@ -194,7 +194,7 @@ impl Sso {
 
     /// `Some(reason)` when the policy refuses a Jellyfin password for `username` from `ip`.
     async fn policy_refuses(&self, username: &str, ip: IpAddr) -> Option<&'static str> {
-        let policy = &self.config.password_login;
+        let policy = self.config().password_login.clone();
         match policy.mode {
             PasswordMode::Allow => None,
             PasswordMode::SsoOnly => {

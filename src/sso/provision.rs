@@ -55,18 +55,24 @@ pub struct Provisioner {
     http: reqwest::Client,
     info: RwLock<Option<(PublicSystemInfo, Instant)>>,
     /// Users the proxy creates get `IsHidden` (not on the login screen's user list).
-    hide_new_users: bool,
+    /// (An atomic: a reload changes it for users created after.)
+    hide_new_users: std::sync::atomic::AtomicBool,
 }
 
 impl Provisioner {
     pub fn new(jellyfin: Jellyfin, durable: Arc<dyn Durable>, http: reqwest::Client) -> Provisioner {
-        Provisioner { jellyfin, durable, http, info: RwLock::new(None), hide_new_users: false }
+        Provisioner { jellyfin, durable, http, info: RwLock::new(None), hide_new_users: Default::default() }
     }
 
     /// Create users hidden from the login screen (`sso.login_page.hide_public_users`).
-    pub fn hide_new_users(mut self, hide: bool) -> Provisioner {
-        self.hide_new_users = hide;
+    pub fn hide_new_users(self, hide: bool) -> Provisioner {
+        self.set_hide_new_users(hide);
         self
+    }
+
+    /// [`Provisioner::hide_new_users`] on the running provisioner (a reload).
+    pub fn set_hide_new_users(&self, hide: bool) {
+        self.hide_new_users.store(hide, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Jellyfin's public info, cached for a few minutes.
@@ -199,7 +205,7 @@ impl Provisioner {
             Err(e) => return Err(e.into()),
         };
         let auth = rules.default_provider.as_deref().unwrap_or(providers::INVALID_AUTH);
-        let hide = self.hide_new_users;
+        let hide = self.hide_new_users.load(std::sync::atomic::Ordering::Relaxed);
         self.jellyfin
             .update_policy(&user.id, |p| {
                 p.authentication_provider_id = auth.to_string();

@@ -69,6 +69,14 @@ impl Provider {
             Provider::Saml(p) => &p.config.session,
         }
     }
+    /// Was this provider built from exactly `cfg`?
+    pub fn has_config(&self, cfg: &ProviderConfig) -> bool {
+        match (self, cfg) {
+            (Provider::Oidc(p), ProviderConfig::Oidc(c)) => p.config == *c,
+            (Provider::Saml(p), ProviderConfig::Saml(c)) => p.config == *c,
+            _ => false,
+        }
+    }
     /// The plugin's JSON shape, secrets redacted.
     pub fn to_plugin_json(&self) -> serde_json::Value {
         match self {
@@ -76,6 +84,22 @@ impl Provider {
             Provider::Saml(p) => p.config.to_plugin_json(),
         }
     }
+}
+
+/// The file providers a reload puts in service ([`Registry::plan_file`]).
+pub struct FilePlan {
+    /// Unchanged: the running provider stays.
+    keep: Vec<Key>,
+    /// New or changed, already built.
+    build: Vec<Provider>,
+}
+
+/// What a reload changed among the file providers, as `protocol/name`.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct FileChanges {
+    pub added: Vec<String>,
+    pub changed: Vec<String>,
+    pub removed: Vec<String>,
 }
 
 /// Where a provider was defined.
@@ -154,6 +178,60 @@ impl Registry {
         changed
     }
 
+    /// Build what a reloaded `proxy.yaml` needs, without changing anything yet: each file
+    /// provider that is new or whose settings changed is built (one that is unchanged keeps
+    /// its running form, and with it its cached discovery). Fails, naming each, when a
+    /// provider cannot be built, so a reload is all or nothing.
+    pub fn plan_file(&self, configs: impl IntoIterator<Item = ProviderConfig>) -> Result<FilePlan, Vec<String>> {
+        let current = self.providers.read().expect("registry lock").clone();
+        let (mut keep, mut build, mut problems) = (Vec::new(), Vec::new(), Vec::new());
+        for cfg in configs {
+            let key = (cfg.protocol(), cfg.name().to_string());
+            match current.get(&key) {
+                Some((p, Source::File)) if p.has_config(&cfg) => keep.push(key),
+                _ => match self.runtime(cfg) {
+                    Ok(p) => build.push(p),
+                    Err(e) => problems.push(format!("providers.{}.{}: {e}", key.0.as_str(), key.1)),
+                },
+            }
+        }
+        if problems.is_empty() {
+            Ok(FilePlan { keep, build })
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// Make the file providers those of `plan` ([`Registry::plan_file`]): the built ones are
+    /// installed, the file providers not in it are removed (an API provider of the same name
+    /// that the file shadowed comes back), API providers are not touched. Returns what
+    /// changed, by name.
+    pub fn apply_file(&self, plan: FilePlan) -> FileChanges {
+        let mut changes = FileChanges::default();
+        let wanted: std::collections::HashSet<Key> = plan.keep.iter().cloned().chain(plan.build.iter().map(|p| (p.protocol(), p.name().to_string()))).collect();
+        for p in plan.build {
+            let label = format!("{}/{}", p.protocol().as_str(), p.name());
+            match self.source(p.protocol(), p.name()) {
+                Some(Source::File) => changes.changed.push(label),
+                _ => changes.added.push(label),
+            }
+            self.install(p, Source::File);
+        }
+        let gone: Vec<Key> = self.providers.read().expect("registry lock").iter().filter(|(k, (_, s))| *s == Source::File && !wanted.contains(*k)).map(|(k, _)| k.clone()).collect();
+        for (protocol, name) in gone {
+            self.providers.write().expect("registry lock").remove(&(protocol, name.clone()));
+            changes.removed.push(format!("{}/{name}", protocol.as_str()));
+            let shadowed = self.api_json.read().expect("registry lock").get(&(protocol, name.clone())).cloned();
+            if let Some(json) = shadowed {
+                match self.build(protocol, &name, &json) {
+                    Ok(p) => self.install(p, Source::Api),
+                    Err(e) => tracing::error!(provider = %name, protocol = protocol.as_str(), "stored provider is invalid and stays disabled: {e}"),
+                }
+            }
+        }
+        changes
+    }
+
     /// Install an API provider built from `json` (remembered, so [`Registry::reload`] knows it).
     pub fn install_api(&self, provider: Provider, json: serde_json::Value) {
         let key = (provider.protocol(), provider.name().to_string());
@@ -230,5 +308,49 @@ impl Registry {
 
     pub fn oidc_providers(&self) -> Vec<Arc<OidcProvider>> {
         self.list(Protocol::Oidc).into_iter().filter_map(|p| if let Provider::Oidc(o) = p { Some(o) } else { None }).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::providers::Env;
+
+    fn config(providers: &str) -> Config {
+        let yaml = format!("jellyfin:\n  url: http://127.0.0.1:8096\npublic_url: https://127.0.0.1:8443\nproviders:\n  oid:\n{providers}");
+        Config::from_parts(Some(&yaml), "t.yaml", std::path::Path::new("/tmp"), Env::prefixed("JSP_TEST_NONE_")).unwrap()
+    }
+
+    fn oid(name: &str, client: &str) -> String {
+        format!("    {name}:\n      oidEndpoint: https://idp.example.com\n      oidClientId: {client}\n      oidSecret: s\n")
+    }
+
+    fn api_json(client: &str) -> serde_json::Value {
+        serde_json::json!({"oidEndpoint": "https://api-idp.example.com", "oidClientId": client, "oidSecret": "s", "enabled": true})
+    }
+
+    fn client_of(r: &Registry, name: &str) -> String {
+        match r.enabled(Protocol::Oidc, name).unwrap() {
+            Provider::Oidc(p) => p.config.client_id.clone(),
+            Provider::Saml(_) => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn a_reload_keeps_unchanged_providers_rebuilds_changed_ones_and_leaves_api_providers() {
+        let stored = [(Protocol::Oidc, "api".to_string(), api_json("from-api")), (Protocol::Oidc, "shadowed".to_string(), api_json("hidden"))];
+        let r = Registry::load(&config(&format!("{}{}{}", oid("same", "a"), oid("edited", "b"), oid("shadowed", "file"))), stored, reqwest::Client::new());
+        let (same, api) = (r.enabled(Protocol::Oidc, "same").unwrap(), r.enabled(Protocol::Oidc, "api").unwrap());
+
+        let next = config(&format!("{}{}{}", oid("same", "a"), oid("edited", "b2"), oid("new", "c")));
+        let changes = r.apply_file(r.plan_file(next.providers()).unwrap());
+        assert_eq!(changes, FileChanges { added: vec!["oid/new".into()], changed: vec!["oid/edited".into()], removed: vec!["oid/shadowed".into()] });
+        let (Provider::Oidc(before), Provider::Oidc(after)) = (same, r.enabled(Protocol::Oidc, "same").unwrap()) else { unreachable!() };
+        assert!(Arc::ptr_eq(&before, &after), "an unchanged provider keeps its running form (and its discovery)");
+        let (Provider::Oidc(before), Provider::Oidc(after)) = (api, r.enabled(Protocol::Oidc, "api").unwrap()) else { unreachable!() };
+        assert!(Arc::ptr_eq(&before, &after), "API providers are not touched");
+        assert_eq!(client_of(&r, "edited"), "b2");
+        assert_eq!(client_of(&r, "shadowed"), "hidden", "the API provider the file hid is back");
+        assert_eq!(r.source(Protocol::Oidc, "shadowed"), Some(Source::Api));
     }
 }

@@ -49,7 +49,7 @@ impl Sso {
         };
         if !is_request {
             // The answer to our own LogoutRequest: the local session is already gone.
-            return Ok(redirect(&format!("{}/web/index.html#/login.html", self.config.public_url.base_path())));
+            return Ok(redirect(&format!("{}/web/index.html#/login.html", self.config().public_url.base_path())));
         }
         let (sp, descriptor) = idp.parts();
         let now = SystemTime::now();

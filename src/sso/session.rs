@@ -64,7 +64,8 @@ pub const LOOKUP_TIMEOUT: Duration = Duration::from_millis(300);
 
 pub struct Sessions {
     ephemeral: Arc<dyn Ephemeral>,
-    ttl: Duration,
+    /// `sso.session_ttl` in milliseconds (a reload changes it for sessions started after).
+    ttl_ms: std::sync::atomic::AtomicU64,
     /// The proxy's public origin (`https://host[:port]`), the only one a token is sent for.
     origin: String,
 }
@@ -85,15 +86,25 @@ fn same_origin(headers: &HeaderMap, origin: &str) -> bool {
 
 impl Sessions {
     pub fn new(ephemeral: Arc<dyn Ephemeral>, ttl: Duration, origin: String) -> Sessions {
-        Sessions { ephemeral, ttl, origin }
+        Sessions { ephemeral, ttl_ms: std::sync::atomic::AtomicU64::new(ttl.as_millis() as u64), origin }
+    }
+
+    /// How long sessions started from now on last (`sso.session_ttl`, changed by a reload).
+    pub fn set_ttl(&self, ttl: Duration) {
+        self.ttl_ms.store(ttl.as_millis() as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn ttl(&self) -> Duration {
+        Duration::from_millis(self.ttl_ms.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// Start a browser session; returns the `Set-Cookie` value.
     pub async fn create(&self, session: &BrowserSession) -> Result<HeaderValue, StateError> {
         let id = random_token();
         let value = serde_json::to_vec(session).expect("session serializes");
-        self.ephemeral.set(Kind::Session, &digest(&id), value, self.ttl).await?;
-        Ok(cookie::set(cookie::SESSION, &id, SameSite::Strict, self.ttl))
+        let ttl = self.ttl();
+        self.ephemeral.set(Kind::Session, &digest(&id), value, ttl).await?;
+        Ok(cookie::set(cookie::SESSION, &id, SameSite::Strict, ttl))
     }
 
     /// The browser session of these cookies, with its cookie value (the session id).
@@ -130,7 +141,7 @@ impl Sessions {
         session.token.clear();
         session.signed_out = Some(note);
         let value = serde_json::to_vec(&session).expect("session serializes");
-        self.ephemeral.set(Kind::Session, &digest(id), value, self.ttl).await
+        self.ephemeral.set(Kind::Session, &digest(id), value, self.ttl()).await
     }
 
     /// The token to inject for this request, if any.

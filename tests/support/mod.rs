@@ -100,7 +100,7 @@ impl TestProxy {
         tokio::spawn(sso.clone().sweep_forever());
         tokio::spawn(sso.clone().watch_providers(jellyfin_sso_proxy::sso::PROVIDER_REREAD));
         let upstream = Upstream::new(&config.jellyfin.url, limits.upstream_connect_timeout, limits.upstream_header_timeout);
-        let app = Arc::new(App::new(config.clone(), upstream, sso));
+        let app = Arc::new(App::new(upstream, sso));
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(server::run(listener, app.clone(), acceptor, async {
             let _ = rx.await;
@@ -205,6 +205,12 @@ impl ProxyProcess {
         let yaml = format!(
             "listen: 127.0.0.1:{port}\npublic_url: https://127.0.0.1:{port}\nlog:\n  level: info\njellyfin:\n  url: {jellyfin_url}\n{extra_yaml}"
         );
+        Self::start_yaml(dir, port, &yaml).await
+    }
+
+    /// Start the binary on `dir/proxy.yaml` holding exactly `yaml`, which listens on `port`
+    /// and logs the `serving` line (at `info` for the proxy's own target).
+    pub async fn start_yaml(dir: &Path, port: u16, yaml: &str) -> ProxyProcess {
         std::fs::write(dir.join("proxy.yaml"), yaml).unwrap();
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_jellyfin-sso-proxy"))
             .arg("--config")
@@ -249,6 +255,28 @@ impl ProxyProcess {
 
     pub fn log_contains(&self, needle: &str) -> bool {
         self.stderr_lines.lock().unwrap().iter().any(|l| l.contains(needle))
+    }
+
+    /// The log lines so far that contain `needle`.
+    pub fn log_lines(&self, needle: &str) -> Vec<String> {
+        self.stderr_lines.lock().unwrap().iter().filter(|l| l.contains(needle)).cloned().collect()
+    }
+
+    /// Wait (20 s at most) until more than `seen` log lines contain `needle`; returns them all.
+    pub async fn wait_log(&self, needle: &str, seen: usize) -> Vec<String> {
+        for _ in 0..400 {
+            let lines = self.log_lines(needle);
+            if lines.len() > seen {
+                return lines;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no new log line with {needle:?} within 20 s; the log:\n{}", self.stderr_lines.lock().unwrap().join("\n"));
+    }
+
+    /// Replace `proxy.yaml` with `yaml` (the running proxy notices by itself, or on SIGHUP).
+    pub fn write_config(&self, yaml: &str) {
+        std::fs::write(self.dir.join("proxy.yaml"), yaml).unwrap();
     }
 }
 

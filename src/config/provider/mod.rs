@@ -78,7 +78,7 @@ impl TokenAuthMethod {
 }
 
 /// A validated OpenID Connect provider.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct OidcConfig {
     pub name: String,
     /// The label on the login page's button (`displayName`); the name when unset.
@@ -130,7 +130,7 @@ impl OidcConfig {
 }
 
 /// A validated SAML provider.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SamlConfig {
     pub name: String,
     /// The label on the login page's button (`displayName`); the name when unset.
@@ -193,7 +193,7 @@ impl Protocol {
 }
 
 /// A validated provider of either protocol, for code that does not care which.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum ProviderConfig {
     Oidc(OidcConfig),
     Saml(SamlConfig),
