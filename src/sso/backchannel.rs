@@ -49,7 +49,7 @@ fn b64(part: &str) -> Result<Vec<u8>, LogoutTokenError> {
 }
 
 /// The JWS parts: (header, claims, signing input, signature).
-fn split(jwt: &str) -> Result<(Value, Value, String, Vec<u8>), LogoutTokenError> {
+pub(crate) fn split(jwt: &str) -> Result<(Value, Value, String, Vec<u8>), LogoutTokenError> {
     let parts: Vec<&str> = jwt.trim().split('.').collect();
     let [h, c, s] = parts.as_slice() else { return Err(LogoutTokenError::Malformed) };
     let header: Value = serde_json::from_slice(&b64(h)?).map_err(|_| LogoutTokenError::Malformed)?;
@@ -58,7 +58,7 @@ fn split(jwt: &str) -> Result<(Value, Value, String, Vec<u8>), LogoutTokenError>
 }
 
 /// The header's algorithm, if it is one we accept (asymmetric only: never `none` or HMAC).
-fn algorithm(header: &Value) -> Result<CoreJwsSigningAlgorithm, LogoutTokenError> {
+pub(crate) fn algorithm(header: &Value) -> Result<CoreJwsSigningAlgorithm, LogoutTokenError> {
     let name = header.get("alg").and_then(Value::as_str).unwrap_or("").to_string();
     let alg: CoreJwsSigningAlgorithm = serde_json::from_value(Value::String(name.clone())).map_err(|_| LogoutTokenError::Algorithm(name.clone()))?;
     if !ALLOWED_ALGS.contains(&alg) {
