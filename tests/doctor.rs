@@ -156,7 +156,7 @@ async fn the_shared_state_backends_are_each_checked_and_a_stopped_one_is_named_w
     // A Redis user that may not write under the prefix.
     let client = ::redis::Client::open(redis.url()).unwrap();
     let mut c = client.get_multiplexed_async_connection().await.unwrap();
-    let _: () = ::redis::cmd("ACL").arg(["SETUSER", "other-app", "on", ">app-pw", "~other:*", "+@all"]).query_async(&mut c).await.unwrap();
+    let _: () = ::redis::cmd("ACL").arg("SETUSER").arg("other-app").arg("on").arg(">app-pw").arg("~other:*").arg("+@all").query_async(&mut c).await.unwrap();
     let (ok, out) = run(config(&format!("redis://other-app:app-pw@127.0.0.1:{}/", redis.port))).await;
     assert!(!ok, "{out}");
     has(&out, &[&format!("✗ Redis at {redis_at} answers but refuses the proxy's writes under `doc:`"), "(ACL ~doc:*)"]);
