@@ -31,8 +31,11 @@ use jellyfin_sso_proxy::sso::oidc_login::Callback;
 use jellyfin_sso_proxy::sso::saml::SamlIdp;
 use jellyfin_sso_proxy::sso::saml_logout::verify_logout_request;
 
+/// A target's body: the fuzzer's bytes in, a panic on a broken property.
+pub type Target = fn(&[u8]);
+
 /// The targets by name (the directories under fuzz/seeds and fuzz/regressions).
-pub const TARGETS: [(&str, fn(&[u8])); 8] = [
+pub const TARGETS: [(&str, Target); 8] = [
     ("authorization", authorization),
     ("cookies", cookies),
     ("saml", saml),
