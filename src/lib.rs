@@ -24,6 +24,8 @@ pub mod context;
 pub mod cookie;
 pub mod doctor;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod jellyfin;
 pub mod logging;
 pub mod pages;

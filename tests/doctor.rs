@@ -109,3 +109,84 @@ async fn each_broken_part_is_named_with_its_fix() {
     assert!(!ok);
     assert!(out.lines().next().unwrap().starts_with("✗ Jellyfin at"), "{out}");
 }
+
+#[tokio::test]
+async fn the_shared_state_backends_are_each_checked_and_a_stopped_one_is_named_with_its_fix() {
+    use support::servers::{Postgres, Redis};
+    let jf = JellyfinDouble::start(DoubleOptions::default()).await;
+    let (redis, pg) = tokio::task::spawn_blocking(|| (Redis::start(), Postgres::start())).await.unwrap();
+    let db = pg.create_db("doctor").replace("postgres@", "postgres:db-secret@");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("certs")).unwrap();
+    jellyfin_sso_proxy::tls::generate_self_signed(&dir.path().join("certs/cert.pem"), &dir.path().join("certs/key.pem")).unwrap();
+    let config = |redis_url: &str| {
+        format!(
+            "listen: 127.0.0.1:0\npublic_url: https://127.0.0.1:8443\nstate_dir: data\njellyfin:\n  url: {}\n  api_key: {KEY}\nstate:\n  durable: postgres\n  ephemeral: redis\n  postgres:\n    url: {db}\n  redis:\n    url: {redis_url}\n    key_prefix: \"doc:\"\n",
+            jf.url()
+        )
+    };
+    let run = |y: String| {
+        let dir = dir.path().to_path_buf();
+        async move { tokio::task::spawn_blocking(move || doctor(&dir, &y)).await.unwrap() }
+    };
+    let (pg_at, redis_at) = (format!("postgres://127.0.0.1:{}/doctor", pg.port), redis.url());
+    let has = |out: &str, needles: &[&str]| {
+        for n in needles {
+            assert!(out.contains(n), "missing {n:?} in:\n{out}");
+        }
+        assert!(!out.contains("db-secret"), "the password is never shown:\n{out}");
+    };
+
+    // A database no proxy has migrated yet: reachable, but not at the expected migration.
+    let (ok, out) = run(config(&redis.url())).await;
+    assert!(!ok, "{out}");
+    has(&out, &[
+        "✓ PostgreSQL ",
+        &format!("at {pg_at} is reachable"),
+        "✗ PostgreSQL schema at migration none, this version needs 1",
+        "fix: start the proxy once: it applies the migrations itself",
+        &format!("✓ Redis at {redis_at} is reachable and writable under the key prefix `doc:`"),
+    ]);
+
+    // Migrated (as the first proxy to start does): every state line is ✓.
+    jellyfin_sso_proxy::state::PostgresDurable::open(&db, 1, None).await.unwrap().close().await;
+    let (ok, out) = run(config(&redis.url())).await;
+    assert!(ok, "{out}");
+    has(&out, &["✓ PostgreSQL schema at migration 1, the one this version expects", "all checks passed"]);
+
+    // A Redis user that may not write under the prefix.
+    let client = ::redis::Client::open(redis.url()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = ::redis::cmd("ACL").arg("SETUSER").arg("other-app").arg("on").arg(">app-pw").arg("~other:*").arg("+@all").query_async(&mut c).await.unwrap();
+    let (ok, out) = run(config(&format!("redis://other-app:app-pw@127.0.0.1:{}/", redis.port))).await;
+    assert!(!ok, "{out}");
+    has(&out, &[&format!("✗ Redis at {redis_at} answers but refuses the proxy's writes under `doc:`"), "(ACL ~doc:*)"]);
+    assert!(!out.contains("app-pw"), "{out}");
+
+    // Both servers stopped: each named, with its fix.
+    redis.kill();
+    pg.stop("INT");
+    let (ok, out) = run(config(&redis.url())).await;
+    assert!(!ok, "{out}");
+    has(&out, &[
+        &format!("✗ PostgreSQL at {pg_at} is not reachable"),
+        "fix: start PostgreSQL, or correct the host and port in state.postgres.url",
+        &format!("✗ Redis at {redis_at} is not reachable"),
+        "fix: start Redis (6.2 or later) or Valkey, or correct state.redis.url",
+    ]);
+}
+
+#[tokio::test]
+async fn the_embedded_state_is_one_line() {
+    let jf = JellyfinDouble::start(DoubleOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let y = format!("listen: 127.0.0.1:0\npublic_url: https://127.0.0.1:8443\nstate_dir: data\njellyfin:\n  url: {}\n  api_key: {KEY}\n", jf.url());
+    let (_, out) = tokio::task::spawn_blocking({
+        let dir = dir.path().to_path_buf();
+        move || doctor(&dir, &y)
+    })
+    .await
+    .unwrap();
+    assert!(out.contains("• state: SQLite in state_dir and memory (one proxy"), "{out}");
+    assert!(!out.contains("PostgreSQL") && !out.contains("Redis at"), "{out}");
+}

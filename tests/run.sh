@@ -37,6 +37,31 @@ fi
 
 cargo test --workspace --all-targets "$@"
 
+# Coverage-guided fuzzing of every parser that takes bytes from outside (fuzz/, cargo-fuzz on
+# the stable toolchain), JSP_FUZZ_SECONDS (default 20) per target from the seeds, new inputs
+# into a throwaway corpus. A crash fails the run; its input is left in fuzz/artifacts/.
+# docs/architecture.md ("Testing") says how to fuzz longer.
+if [ $# -eq 0 ] && [ "${JSP_FUZZ_SECONDS:-20}" != 0 ]; then
+  command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked --quiet
+  corpus="$(mktemp -d)"
+  (
+    cd fuzz
+    export RUSTC_BOOTSTRAP=1
+    cargo fuzz build --sanitizer none
+    for target in $(cargo fuzz list); do
+      mkdir -p "$corpus/$target"
+      if ! cargo fuzz run --sanitizer none "$target" "$corpus/$target" "seeds/$target" -- \
+        -max_total_time="${JSP_FUZZ_SECONDS:-20}" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 >"$corpus/$target.log" 2>&1; then
+        tail -n 40 "$corpus/$target.log"
+        echo "tests/run.sh: fuzz target $target failed; its input is in fuzz/artifacts/$target/ (fix it, then keep it in fuzz/regressions/$target/)"
+        exit 1
+      fi
+      echo "tests/run.sh: fuzzed $target: $(grep -hE '^stat::(number_of_executed_units|new_units_added)' "$corpus/$target.log" | tr -s ' \n' ' ')"
+    done
+  )
+  rm -rf "$corpus"
+fi
+
 # The SSO tests once more, with every proxy keeping its state in Redis + PostgreSQL.
 if [ $# -eq 0 ]; then
   JSP_TEST_STATE=shared cargo test --test oidc --test saml --test saml_fixtures --test import

@@ -13,38 +13,10 @@ use jellyfin_double::{DoubleOptions, JellyfinDouble};
 use serde_json::{json, Value};
 use support::browser::{absolute, completion_data, Browser, Page};
 use support::oidc_provider::{OpAccount, OpClient, OpConfig, OpenIdProvider};
-use support::{http1_client, jellyfin_password_login, servers, state_yaml, TestProxy};
+use support::pair::{pair, ports};
+use support::{http1_client, jellyfin_password_login, servers, TestProxy};
 
 const KEY: &str = "test-api-key";
-
-/// Two proxies, A and B, with `public_url` on A's port, sharing one state and one key file.
-pub struct Pair {
-    pub a: TestProxy,
-    pub b: TestProxy,
-    _keys: tempfile::TempDir,
-}
-
-/// A's and B's listeners, reserved before anything that needs the public port (the OP).
-pub struct Ports {
-    a: tokio::net::TcpListener,
-    b: tokio::net::TcpListener,
-    pub public: u16,
-}
-
-pub fn ports() -> Ports {
-    let (a, b) = (TestProxy::reserve(), TestProxy::reserve());
-    let public = a.local_addr().unwrap().port();
-    Ports { a, b, public }
-}
-
-/// Start A and B on `ports` with `yaml` (Jellyfin, providers) and the shared state.
-pub async fn pair(ports: Ports, (db, redis, prefix): &(String, String, String), yaml: &str) -> Pair {
-    let keys = tempfile::tempdir().unwrap();
-    let config = format!("{yaml}{}", state_yaml(db, redis, prefix, Some(&keys.path().join("state.key"))));
-    let a = TestProxy::start_behind(ports.a, tempfile::tempdir().unwrap(), ports.public, &config).await;
-    let b = TestProxy::start_behind(ports.b, tempfile::tempdir().unwrap(), ports.public, &config).await;
-    Pair { a, b, _keys: keys }
-}
 
 /// The OP with one client whose redirect URI is on `public_port`, and one account.
 async fn op(public_port: u16, name: &str) -> OpenIdProvider {

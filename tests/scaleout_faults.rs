@@ -134,3 +134,19 @@ async fn postgres_restarted_loses_nothing_acknowledged_and_the_proxies_recover()
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test]
+async fn postgres_with_memory_for_logins_in_progress_starts_with_a_warning() {
+    let jf = JellyfinDouble::start(DoubleOptions::default()).await;
+    let (db, _, _) = servers::shared_fresh();
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!("  api_key: {KEY}\nstate:\n  durable: postgres\n  ephemeral: memory\n  postgres:\n    url: {db}\n");
+    let proxy = ProxyProcess::start(dir.path(), &jf.url(), &yaml).await;
+    assert_eq!(status(proxy.url("/System/Info/Public"), None).await.0, 200, "it starts and serves");
+    assert!(proxy.log_contains("WARN") && proxy.log_contains("logins started on one proxy will fail on another"), "the warning is logged at start");
+    // The default pair says nothing of the kind.
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = ProxyProcess::start(dir.path(), &jf.url(), &format!("  api_key: {KEY}\n")).await;
+    assert_eq!(status(proxy.url("/System/Info/Public"), None).await.0, 200);
+    assert!(!proxy.log_contains("will fail on another"));
+}

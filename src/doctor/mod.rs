@@ -4,9 +4,11 @@
 //!
 //! It reads the same configuration as the proxy and talks to the same peers: Jellyfin (with
 //! the proxy's API key), each OpenID provider (discovery, JWKS, client authentication, PAR,
-//! clock, logout support), each SAML provider's pinned certificates, and the TLS certificate.
+//! clock, logout support), each SAML provider's pinned certificates, the TLS certificate, and
+//! the shared state backends when configured (PostgreSQL, Redis).
 
 mod oidc;
+mod state;
 
 use std::time::{Duration, SystemTime};
 
@@ -85,6 +87,7 @@ pub async fn run(config: &Config) -> Report {
         saml(p, &mut r);
     }
     oidc::tls(config, &mut r);
+    state::check(&config.state, &mut r).await;
     r
 }
 

@@ -1,88 +1,71 @@
-//! Counting failed attempts per key (a browser session, a client address, a user name) in a
-//! fixed window, for the guessing limits of device linking and the password endpoint.
+//! Counting failed attempts per key (a browser session, a client address) in a fixed window,
+//! for the guessing limit of device linking.
 //!
-//! An attempt is *reserved* before the guarded call and *refunded* when it succeeds, both
-//! under one lock, so concurrent requests can never make more guesses than the limit (the
-//! state layer's rate counter only adds, and a success must not count). Counters live in the
-//! ephemeral state under `Kind::Rate(..)` with the key's SHA-256, so memory stays bounded by
-//! the state's caps and no user name or address is kept in clear.
+//! An attempt is *reserved* before the guarded call and *refunded* when it succeeds. Both are
+//! single atomic operations of the ephemeral state (`hit`, `unhit`: one `INCR`/`DECR` script
+//! on Redis), not a read-modify-write, so concurrent requests, on one proxy or on several
+//! sharing the state, can never make more guesses than the limit: of two attempts racing for
+//! the last one, the second sees the count past the limit and takes its hit back. Counters
+//! live under `Kind::Rate(..)` keyed by the key's SHA-256, so memory stays bounded by the
+//! state's caps and no address is kept in clear.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use serde::{Deserialize, Serialize};
-use tokio::sync::Mutex;
+use std::time::Duration;
 
 use crate::state::{digest, Ephemeral, Kind, StateError};
-
-#[derive(Serialize, Deserialize)]
-struct Window {
-    /// Failed (or in-flight) attempts in this window.
-    n: u64,
-    /// End of the window, Unix milliseconds.
-    ends: u64,
-}
 
 pub struct Attempts {
     ephemeral: Arc<dyn Ephemeral>,
     kind: Kind,
     limit: u64,
     window: Duration,
-    lock: Mutex<()>,
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+fn key_of(k: &str) -> String {
+    digest(k).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Attempts {
     /// At most `limit` failed attempts per key within `window`.
     pub fn new(ephemeral: Arc<dyn Ephemeral>, kind: Kind, limit: u64, window: Duration) -> Attempts {
-        Attempts { ephemeral, kind, limit, window, lock: Mutex::new(()) }
-    }
-
-    async fn read(&self, key: &[u8; 32], now: u64) -> Result<Window, StateError> {
-        let w = self.ephemeral.get(self.kind, key).await?.and_then(|b| serde_json::from_slice::<Window>(&b).ok());
-        Ok(w.filter(|w| w.ends > now).unwrap_or(Window { n: 0, ends: now + self.window.as_millis() as u64 }))
-    }
-
-    async fn write(&self, key: &[u8; 32], w: &Window, now: u64) -> Result<(), StateError> {
-        let ttl = Duration::from_millis(w.ends.saturating_sub(now).max(1));
-        self.ephemeral.set(self.kind, key, serde_json::to_vec(w).expect("window serializes"), ttl).await
+        Attempts { ephemeral, kind, limit, window }
     }
 
     /// Reserve one attempt for each of `keys`. `Ok(Err(retry_after))` when any key has used
-    /// its limit (nothing is reserved then).
+    /// its limit (nothing stays reserved then; the wait is the window, an upper bound).
     pub async fn reserve(&self, keys: &[String]) -> Result<Result<(), Duration>, StateError> {
-        let _g = self.lock.lock().await;
-        let now = now_ms();
-        let mut windows = Vec::with_capacity(keys.len());
+        let mut counted: Vec<String> = Vec::with_capacity(keys.len());
         for k in keys {
-            let d = digest(k);
-            let w = self.read(&d, now).await?;
-            if w.n >= self.limit {
-                return Ok(Err(Duration::from_millis(w.ends - now)));
+            let key = key_of(k);
+            let n = self.ephemeral.hit(self.kind, &key, self.window).await;
+            let over = match n {
+                Ok(n) => n > self.limit,
+                Err(e) => {
+                    self.take_back(&counted).await;
+                    return Err(e);
+                }
+            };
+            counted.push(key);
+            if over {
+                self.take_back(&counted).await;
+                return Ok(Err(self.window));
             }
-            windows.push((d, w));
-        }
-        for (d, mut w) in windows {
-            w.n += 1;
-            self.write(&d, &w, now).await?;
         }
         Ok(Ok(()))
     }
 
+    async fn take_back(&self, keys: &[String]) {
+        for key in keys {
+            if let Err(e) = self.ephemeral.unhit(self.kind, key).await {
+                tracing::warn!(error = %e, "an attempt could not be taken back; it counts until its window ends");
+            }
+        }
+    }
+
     /// Give back the attempt reserved for each of `keys` (it succeeded).
     pub async fn refund(&self, keys: &[String]) -> Result<(), StateError> {
-        let _g = self.lock.lock().await;
-        let now = now_ms();
         for k in keys {
-            let d = digest(k);
-            let mut w = self.read(&d, now).await?;
-            if w.n > 0 {
-                w.n -= 1;
-                self.write(&d, &w, now).await?;
-            }
+            self.ephemeral.unhit(self.kind, &key_of(k)).await?;
         }
         Ok(())
     }
@@ -103,7 +86,24 @@ mod tests {
         assert!(a.reserve(&[s.clone(), ip.clone()]).await.unwrap().is_ok());
         let wait = a.reserve(&[s.clone(), other.clone()]).await.unwrap().unwrap_err();
         assert!(wait > Duration::from_secs(50) && wait <= Duration::from_secs(60));
+        // The refused attempt took its hit back: it did not use up `other`'s allowance.
         assert!(a.reserve(&["s2".to_string(), other.clone()]).await.unwrap().is_ok(), "other keys are untouched");
         assert!(a.reserve(&["s3".to_string(), ip]).await.unwrap().is_err(), "the address is at its limit too");
+        assert!(a.reserve(&["s4".to_string(), other.clone()]).await.unwrap().is_ok(), "refusals cost the other keys nothing");
+        assert!(a.reserve(&["s5".to_string(), other]).await.unwrap().is_err());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_reservations_never_pass_the_limit() {
+        let a = Arc::new(Attempts::new(Arc::new(MemoryEphemeral::new(Caps::default())), Kind::Rate("t"), 5, Duration::from_secs(60)));
+        let tasks: Vec<_> = (0..40).map(|_| {
+            let a = a.clone();
+            tokio::spawn(async move { a.reserve(&["ip".to_string()]).await.unwrap().is_ok() })
+        }).collect();
+        let mut passed = 0;
+        for t in tasks {
+            passed += t.await.unwrap() as usize;
+        }
+        assert_eq!(passed, 5);
     }
 }

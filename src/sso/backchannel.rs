@@ -49,7 +49,7 @@ fn b64(part: &str) -> Result<Vec<u8>, LogoutTokenError> {
 }
 
 /// The JWS parts: (header, claims, signing input, signature).
-fn split(jwt: &str) -> Result<(Value, Value, String, Vec<u8>), LogoutTokenError> {
+pub(crate) fn split(jwt: &str) -> Result<(Value, Value, String, Vec<u8>), LogoutTokenError> {
     let parts: Vec<&str> = jwt.trim().split('.').collect();
     let [h, c, s] = parts.as_slice() else { return Err(LogoutTokenError::Malformed) };
     let header: Value = serde_json::from_slice(&b64(h)?).map_err(|_| LogoutTokenError::Malformed)?;
@@ -58,7 +58,7 @@ fn split(jwt: &str) -> Result<(Value, Value, String, Vec<u8>), LogoutTokenError>
 }
 
 /// The header's algorithm, if it is one we accept (asymmetric only: never `none` or HMAC).
-fn algorithm(header: &Value) -> Result<CoreJwsSigningAlgorithm, LogoutTokenError> {
+pub(crate) fn algorithm(header: &Value) -> Result<CoreJwsSigningAlgorithm, LogoutTokenError> {
     let name = header.get("alg").and_then(Value::as_str).unwrap_or("").to_string();
     let alg: CoreJwsSigningAlgorithm = serde_json::from_value(Value::String(name.clone())).map_err(|_| LogoutTokenError::Algorithm(name.clone()))?;
     if !ALLOWED_ALGS.contains(&alg) {
@@ -116,7 +116,7 @@ pub fn check_claims(claims: &Value, issuer: Option<&str>, client_id: &str, now: 
     }
     if let Some(exp) = claims.get("exp") {
         let exp = exp.as_u64().ok_or(LogoutTokenError::Claim("exp is not a number"))?;
-        if exp + SKEW.as_secs() < now {
+        if exp.saturating_add(SKEW.as_secs()) < now {
             return Err(LogoutTokenError::Claim("the token has expired"));
         }
     }
@@ -132,7 +132,10 @@ pub fn check_claims(claims: &Value, issuer: Option<&str>, client_id: &str, now: 
         return Err(LogoutTokenError::Claim("neither sid nor sub"));
     }
     let jti = s("jti").ok_or(LogoutTokenError::Claim("jti is missing"))?;
-    let remember_until = n("exp").unwrap_or(0).max(iat + MAX_AGE.as_secs()) + SKEW.as_secs();
+    // A replay is refused by the `iat` check once `iat + MAX_AGE + SKEW` has passed, so the
+    // jti need not be remembered longer, whatever `exp` says (an `exp` near u64::MAX once
+    // overflowed here: fuzz/regressions/logout_token/).
+    let remember_until = iat + MAX_AGE.as_secs() + 2 * SKEW.as_secs();
     Ok(LogoutTarget { sid, sub, jti, remember_until })
 }
 
@@ -225,6 +228,10 @@ mod tests {
         let t = check_claims(&good(now), Some("https://op/"), "jf", now).unwrap();
         assert_eq!((t.sid.as_deref(), t.sub, t.jti.as_str()), (Some("s1"), None, "j1"));
         assert!(t.remember_until >= now + MAX_AGE.as_secs());
+        let mut far = good(now);
+        far["exp"] = json!(u64::MAX);
+        let t = check_claims(&far, Some("https://op/"), "jf", now).expect("a far exp is no reason to refuse");
+        assert_eq!(t.remember_until, now + MAX_AGE.as_secs() + 2 * SKEW.as_secs(), "bounded by iat, not exp");
         let refuse = |f: &dyn Fn(&mut Value)| {
             let mut c = good(now);
             f(&mut c);

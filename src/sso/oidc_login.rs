@@ -5,7 +5,7 @@
 use http::Response;
 
 use super::error::SsoError;
-use super::http::{query_map, SsoRequest};
+use super::http::SsoRequest;
 use super::identity::{self, Identity, Protocol};
 use super::login::PendingFlow;
 use super::oidc::{OidcError, OidcProvider};
@@ -21,21 +21,12 @@ impl Sso {
     pub(super) async fn oidc_callback(&self, provider: Provider, req: &SsoRequest, ctx: &RequestContext) -> Result<Response<Body>, SsoError> {
         let Provider::Oidc(oidc) = &provider else { return Err(SsoError::UnknownProvider(provider.name().to_string())) };
         let name = provider.name();
-        let q = query_map(req);
-        let state = q.get("state").ok_or(SsoError::MissingState)?;
+        let callback = Callback::parse(req.uri().query().unwrap_or(""))?;
         let browser = ctx.cookies.flow.as_deref();
-        let PendingFlow::Oidc { linking, auth, next, .. } = self.take_flow(state, browser, &provider).await? else {
+        let PendingFlow::Oidc { linking, auth, next, .. } = self.take_flow(&callback.state, browser, &provider).await? else {
             return Err(SsoError::MissingState);
         };
-        if let Some(error) = q.get("error") {
-            return Err(SsoError::IdpRefused { provider: name.into(), error: error.clone(), description: q.get("error_description").cloned() });
-        }
-        if let Some(iss) = q.get("iss") {
-            if !oidc.config.do_not_validate_issuer_name && iss.trim_end_matches('/') != oidc.issuer().trim_end_matches('/') {
-                return Err(SsoError::InvalidToken { provider: name.into(), detail: format!("callback iss {iss} is not the issuer") });
-            }
-        }
-        let code = q.get("code").ok_or_else(|| SsoError::BadRequest("the callback has no code".into()))?;
+        let code = callback.code(name, oidc.issuer(), !oidc.config.do_not_validate_issuer_name)?;
         let finished = oidc.finish(code, &auth).await.map_err(|e| match e {
             OidcError::InvalidToken(detail) => SsoError::InvalidToken { provider: name.into(), detail },
             other => SsoError::IdpUnavailable { provider: name.into(), detail: other.to_string() },
@@ -51,6 +42,51 @@ impl Sso {
                 .map(|t| token_crypto::seal(key, &token_crypto::purpose("refresh_token", &identity), t.as_bytes())),
         };
         self.conclude(&provider, identity, linking, next, browser.unwrap_or_default()).await
+    }
+}
+
+/// What the callback's query says (RFC 6749 §4.1.2: `code` and `state`, or `error`; RFC 9207:
+/// `iss`). The flow is taken by `state` before anything else is looked at, so a refusal or a
+/// broken answer still spends it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Callback {
+    pub state: String,
+    code: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
+    iss: Option<String>,
+}
+
+impl Callback {
+    /// The parameters of `query` (the first of each name counts); no `state` → 400.
+    pub fn parse(query: &str) -> Result<Callback, SsoError> {
+        let (mut state, mut code, mut error, mut error_description, mut iss) = (None, None, None, None, None);
+        for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+            let slot = match k.as_ref() {
+                "state" => &mut state,
+                "code" => &mut code,
+                "error" => &mut error,
+                "error_description" => &mut error_description,
+                "iss" => &mut iss,
+                _ => continue,
+            };
+            slot.get_or_insert_with(|| v.into_owned());
+        }
+        Ok(Callback { state: state.ok_or(SsoError::MissingState)?, code, error, error_description, iss })
+    }
+
+    /// The authorization code, once the provider's refusal (`error`) and a foreign `iss`
+    /// (unless `check_issuer` is off) are ruled out.
+    pub fn code(&self, provider: &str, issuer: &str, check_issuer: bool) -> Result<&str, SsoError> {
+        if let Some(error) = &self.error {
+            return Err(SsoError::IdpRefused { provider: provider.into(), error: error.clone(), description: self.error_description.clone() });
+        }
+        if let Some(iss) = &self.iss {
+            if check_issuer && iss.trim_end_matches('/') != issuer.trim_end_matches('/') {
+                return Err(SsoError::InvalidToken { provider: provider.into(), detail: format!("callback iss {iss} is not the issuer") });
+            }
+        }
+        self.code.as_deref().ok_or_else(|| SsoError::BadRequest("the callback has no code".into()))
     }
 }
 

@@ -6,7 +6,8 @@
 //! log out the tokens of a device, `Jellyfin.Api/Controllers/DevicesController.cs`); an
 //! unknown device is already gone (10.9–10.11 answer 404, 12.0 answers 400), which counts as
 //! done. Only then is the durable record removed, so a Jellyfin that cannot be reached keeps
-//! the record and a later attempt (the sweep, or the caller again) retries.
+//! the record and a later attempt (the sweep, or the caller again) retries. The browser
+//! session that held the token (if any) is ended too, so it is no longer injected.
 
 use std::time::Duration;
 
@@ -56,6 +57,10 @@ impl Sso {
             Err(e) => return Err(e.into()),
         }
         self.state.durable.remove_mint(&m.user_id, &m.device_id).await?;
+        // The browser holding this token (on whichever proxy) must not get it injected again.
+        if let Err(e) = self.sessions.end_for_device(&m.user_id, &m.device_id).await {
+            tracing::warn!(user = %m.user_id, device = %m.device_id, error = %e, "the browser session of a revoked Jellyfin session could not be ended; its token is refused by Jellyfin");
+        }
         tracing::info!(user = %m.user_id, device = %m.device_id, provider = %m.provider, why = why.as_str(), "Jellyfin session revoked");
         Ok(())
     }

@@ -16,7 +16,7 @@
 use std::time::{Duration, SystemTime};
 
 use http::{Method, Response, StatusCode};
-use saml::{Binding, ConsumeLogoutRequest, Dispatch, LogoutStatus, NameId, NameIdFormat, StartLogout};
+use saml::{Binding, ConsumeLogoutRequest, Dispatch, LogoutStatus, NameId, NameIdFormat, ParsedLogoutRequest, StartLogout};
 
 use super::error::SsoError;
 use super::http::{SsoRequest, read_form, redirect};
@@ -30,6 +30,34 @@ use crate::state::{Kind, MintedSession};
 /// How far from now a LogoutRequest's IssueInstant may be, beyond the clock skew.
 const MAX_AGE: Duration = Duration::from_secs(600);
 
+
+/// A `LogoutRequest` (`body`: the HTTP-Redirect query, or the HTTP-POST form's base64
+/// `SAMLRequest`) verified by the library, with an `IssueInstant` within the clock skew and
+/// [`MAX_AGE`] of `now`. Not yet checked for replay (that needs the ephemeral state).
+pub fn verify_logout_request(idp: &SamlIdp, binding: Binding, body: &str, now: SystemTime) -> Result<ParsedLogoutRequest, SsoError> {
+    let name = &idp.config.name;
+    let (sp, descriptor) = idp.parts();
+    let parsed = sp
+        .consume_logout_request(
+            descriptor,
+            ConsumeLogoutRequest {
+                peer_crypto_policy: None,
+                body: body.as_bytes(),
+                binding,
+                detached_signature: None,
+                expected_destination: &idp.slo_url,
+                now,
+                clock_skew: idp.config.clock_skew,
+            },
+        )
+        .map_err(|e| saml_error(name, SamlError::from(e)))?;
+    let window = idp.config.clock_skew + MAX_AGE;
+    let fresh = parsed.issue_instant <= now + idp.config.clock_skew && parsed.issue_instant + window >= now;
+    if !fresh {
+        return Err(saml_error(name, SamlError::Invalid("the LogoutRequest's IssueInstant is too far from now".into())));
+    }
+    Ok(parsed)
+}
 
 impl Sso {
     /// `GET|POST /sso/SAML/logout/{p}`.
@@ -51,27 +79,9 @@ impl Sso {
             // The answer to our own LogoutRequest: the local session is already gone.
             return Ok(redirect(&format!("{}/web/index.html#/login.html", self.config().public_url.base_path())));
         }
-        let (sp, descriptor) = idp.parts();
         let now = SystemTime::now();
-        let parsed = sp
-            .consume_logout_request(
-                descriptor,
-                ConsumeLogoutRequest {
-                    peer_crypto_policy: None,
-                    body: body.as_bytes(),
-                    binding,
-                    detached_signature: None,
-                    expected_destination: &idp.slo_url,
-                    now,
-                    clock_skew: idp.config.clock_skew,
-                },
-            )
-            .map_err(|e| saml_error(&name, SamlError::from(e)))?;
+        let parsed = verify_logout_request(idp, binding, &body, now)?;
         let window = idp.config.clock_skew + MAX_AGE;
-        let fresh = parsed.issue_instant <= now + idp.config.clock_skew && parsed.issue_instant + window >= now;
-        if !fresh {
-            return Err(saml_error(&name, SamlError::Invalid("the LogoutRequest's IssueInstant is too far from now".into())));
-        }
         let until = parsed.issue_instant + window + idp.config.clock_skew;
         if !self.state.ephemeral.first_seen(Kind::SamlAssertion, &format!("logout:{name}:{}", parsed.id), until).await? {
             return Err(saml_error(&name, SamlError::Invalid("this LogoutRequest was already used".into())));
@@ -93,6 +103,7 @@ impl Sso {
             *r.status_mut() = StatusCode::OK;
             return Ok(r);
         }
+        let (sp, descriptor) = idp.parts();
         let d = sp
             .build_logout_response(descriptor, &parsed, LogoutStatus::Success, parsed.relay_state.as_deref().or(relay.as_deref()), Binding::HttpRedirect)
             .map_err(|e| saml_error(&name, SamlError::from(e)))?;

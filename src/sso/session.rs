@@ -70,6 +70,12 @@ pub struct Sessions {
     origin: String,
 }
 
+/// Where the session of a minted device is found (a digest no cookie can have: cookies are
+/// random tokens, this is the digest of a different shape of string).
+fn device_key(user_id: &str, device_id: &str) -> [u8; 32] {
+    digest(&format!("device-session|{}|{device_id}", crate::state::normalise_user_id(user_id)))
+}
+
 /// Is this request from the proxy's own origin, as far as the browser tells?
 fn same_origin(headers: &HeaderMap, origin: &str) -> bool {
     let header = |name: &str| headers.get(name).map(|v| v.to_str().unwrap_or("\u{0}"));
@@ -98,13 +104,29 @@ impl Sessions {
         Duration::from_millis(self.ttl_ms.load(std::sync::atomic::Ordering::Relaxed))
     }
 
-    /// Start a browser session; returns the `Set-Cookie` value.
+    /// Start a browser session; returns the `Set-Cookie` value. The session is also found by
+    /// its Jellyfin device ([`Sessions::end_for_device`]), so a revocation on any proxy ends it.
     pub async fn create(&self, session: &BrowserSession) -> Result<HeaderValue, StateError> {
         let id = random_token();
         let value = serde_json::to_vec(session).expect("session serializes");
         let ttl = self.ttl();
         self.ephemeral.set(Kind::Session, &digest(&id), value, ttl).await?;
+        self.ephemeral.set(Kind::Session, &device_key(&session.user_id, &session.device_id), digest(&id).to_vec(), ttl).await?;
         Ok(cookie::set(cookie::SESSION, &id, SameSite::Strict, ttl))
+    }
+
+    /// End the browser session that holds the token minted for `device_id` of `user_id`, if
+    /// one does: its Jellyfin session was revoked (single logout, the sessions API, …), so
+    /// nothing may be injected for it any more.
+    pub async fn end_for_device(&self, user_id: &str, device_id: &str) -> Result<(), StateError> {
+        let key = device_key(user_id, device_id);
+        if let Some(session) = self.ephemeral.get(Kind::Session, &key).await? {
+            if let Ok(session) = <[u8; 32]>::try_from(session.as_slice()) {
+                self.ephemeral.delete(Kind::Session, &session).await?;
+            }
+            self.ephemeral.delete(Kind::Session, &key).await?;
+        }
+        Ok(())
     }
 
     /// The browser session of these cookies, with its cookie value (the session id).
@@ -235,5 +257,19 @@ mod tests {
         assert!(kept.token.is_empty() && kept.signed_out.is_some(), "the note keeps no token");
         s.remove(&c).await.unwrap();
         assert!(s.get(&c).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_revoked_device_ends_its_browser_session_and_only_that_one() {
+        let s = Sessions::new(Arc::new(MemoryEphemeral::new(Caps::default())), Duration::from_secs(60), "https://media.example".into());
+        let session = |device: &str| BrowserSession { token: format!("tok-{device}"), user_id: "U-1".into(), device_id: device.into(), protocol: "oid".into(), provider: "p".into(), identity: None, grants: None, signed_out: None };
+        let cookies = |set: HeaderValue| Cookies::parse(&headers(&[("cookie", set.to_str().unwrap().split(';').next().unwrap())]));
+        let (a, b) = (cookies(s.create(&session("a")).await.unwrap()), cookies(s.create(&session("b")).await.unwrap()));
+        let uri: Uri = "/web/".parse().unwrap();
+        s.end_for_device("u1", "a").await.unwrap();
+        assert_eq!(s.token_for(&Method::GET, &HeaderMap::new(), &uri, &a).await, None, "the revoked device's token is no longer injected");
+        assert!(s.get(&a).await.is_none());
+        assert_eq!(s.token_for(&Method::GET, &HeaderMap::new(), &uri, &b).await.as_deref(), Some("tok-b"));
+        s.end_for_device("u1", "unknown").await.unwrap();
     }
 }

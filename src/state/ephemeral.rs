@@ -136,6 +136,10 @@ pub trait Ephemeral: Send + Sync {
     /// `window` (which starts at the first hit after the previous window ended).
     async fn hit(&self, kind: Kind, key: &str, window: Duration) -> Result<u64, StateError>;
 
+    /// Take back one hit on `key` in its current window (never below zero, the window's end
+    /// unchanged): an attempt [`Ephemeral::hit`] counted that must not count after all.
+    async fn unhit(&self, kind: Kind, key: &str) -> Result<(), StateError>;
+
     /// Drop the expired entries of every kind; returns how many were dropped.
     async fn sweep(&self) -> Result<usize, StateError>;
 }

@@ -278,6 +278,16 @@ impl Ephemeral for MemoryEphemeral {
         Ok(w.hits)
     }
 
+    async fn unhit(&self, kind: Kind, key: &str) -> Result<(), StateError> {
+        let now = self.now();
+        if let Some(mut w) = self.rate.of(kind).get_mut(key) {
+            if w.ends > now && w.hits > 0 {
+                w.hits -= 1;
+            }
+        }
+        Ok(())
+    }
+
     async fn sweep(&self) -> Result<usize, StateError> {
         let now = self.now();
         Ok(self.once.sweep(now) + self.kv.sweep(now) + self.seen.sweep(now) + self.rate.sweep(now))

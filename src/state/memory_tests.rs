@@ -162,6 +162,24 @@ async fn rate_counts_per_fixed_window_and_is_bounded() {
 }
 
 #[tokio::test]
+async fn unhit_takes_one_back_in_the_window_never_below_zero() {
+    let s = store(10);
+    let k = Kind::Rate("guess");
+    assert_eq!(s.hit(k, "ip", MIN).await.unwrap(), 1);
+    assert_eq!(s.hit(k, "ip", MIN).await.unwrap(), 2);
+    s.unhit(k, "ip").await.unwrap();
+    assert_eq!(s.hit(k, "ip", MIN).await.unwrap(), 2);
+    for _ in 0..3 {
+        s.unhit(k, "ip").await.unwrap();
+    }
+    s.unhit(k, "absent").await.unwrap();
+    assert_eq!(s.hit(k, "ip", MIN).await.unwrap(), 1, "never below zero");
+    s.advance(Duration::from_secs(61));
+    s.unhit(k, "ip").await.unwrap();
+    assert_eq!(s.hit(k, "ip", MIN).await.unwrap(), 1, "an ended window starts afresh");
+}
+
+#[tokio::test]
 async fn sweep_covers_every_shape() {
     let s = store(10);
     s.put_once(Kind::Flow, "a", "c", MIN, vec![]).await.unwrap();

@@ -44,6 +44,51 @@ pub struct PostgresDurable {
     changes: broadcast::Sender<String>,
 }
 
+/// The connection options of `url`, with `tls` (when set) overriding its `sslmode`.
+fn options(url: &str, tls: Option<Tls>) -> Result<PgConnectOptions, StateError> {
+    let mut options = PgConnectOptions::from_str(url).map_err(|e| StateError::Start { backend: BACKEND, detail: format!("state.postgres.url is not usable: {e}") })?;
+    if let Some(tls) = tls {
+        options = options.ssl_mode(match tls {
+            Tls::Disable => PgSslMode::Disable,
+            Tls::Prefer => PgSslMode::Prefer,
+            Tls::Require => PgSslMode::Require,
+            Tls::VerifyCa => PgSslMode::VerifyCa,
+            Tls::VerifyFull => PgSslMode::VerifyFull,
+        });
+    }
+    Ok(options)
+}
+
+/// What `doctor` learns from a PostgreSQL server without changing anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    /// `SHOW server_version`.
+    pub server_version: String,
+    /// The newest migration applied successfully (`None`: the schema was never created).
+    pub applied: Option<i64>,
+    /// The newest migration this build carries (what [`PostgresDurable::open`] applies).
+    pub expected: i64,
+}
+
+/// Connect once to `url` (within [`ACQUIRE_TIMEOUT`]) and read the server's version and
+/// the migrations applied, without running any.
+pub async fn probe(url: &str, tls: Option<Tls>) -> Result<Probe, StateError> {
+    use sqlx::Connection;
+    let opts = options(url, tls)?;
+    let mut conn = tokio::time::timeout(ACQUIRE_TIMEOUT, sqlx::PgConnection::connect_with(&opts))
+        .await
+        .map_err(|_| StateError::Unavailable { backend: BACKEND, detail: format!("no answer within {ACQUIRE_TIMEOUT:?}") })?
+        .map_err(|e| match pg(e) {
+            StateError::Database(e) => StateError::Start { backend: BACKEND, detail: e.to_string() },
+            other => other,
+        })?;
+    let server_version: String = sqlx::query_scalar("SHOW server_version").fetch_one(&mut conn).await.map_err(pg)?;
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL").fetch_one(&mut conn).await.map_err(pg)?;
+    let applied = if exists { sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success").fetch_one(&mut conn).await.map_err(pg)? } else { None };
+    let _ = conn.close().await;
+    Ok(Probe { server_version, applied, expected: MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0) })
+}
+
 /// Unreachable → `Unavailable`; anything else the database said → `Database`.
 fn pg(e: sqlx::Error) -> StateError {
     let unavailable = match &e {
@@ -66,16 +111,7 @@ impl PostgresDurable {
     /// migrated refuses to start ([`StateError::Start`]).
     pub async fn open(url: &str, pool_size: u32, tls: Option<Tls>) -> Result<PostgresDurable, StateError> {
         let start = |detail: String| StateError::Start { backend: BACKEND, detail };
-        let mut options = PgConnectOptions::from_str(url).map_err(|e| start(format!("state.postgres.url is not usable: {e}")))?;
-        if let Some(tls) = tls {
-            options = options.ssl_mode(match tls {
-                Tls::Disable => PgSslMode::Disable,
-                Tls::Prefer => PgSslMode::Prefer,
-                Tls::Require => PgSslMode::Require,
-                Tls::VerifyCa => PgSslMode::VerifyCa,
-                Tls::VerifyFull => PgSslMode::VerifyFull,
-            });
-        }
+        let options = options(url, tls)?;
         let pool = PgPoolOptions::new()
             .max_connections(pool_size.max(1))
             .acquire_timeout(ACQUIRE_TIMEOUT)

@@ -106,6 +106,11 @@ if n == 1 then
 end
 return n";
 
+/// KEYS: entry. One hit fewer, never below zero (DECR keeps the TTL).
+const UNHIT: &str = "local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n > 0 then redis.call('DECR', KEYS[1]) end
+return 1";
+
 /// KEYS: indexes. Drops their expired members; returns how many.
 const SWEEP: &str = "local n = 0
 for _, k in ipairs(KEYS) do n = n + redis.call('ZREMRANGEBYSCORE', k, '-inf', now) end
@@ -119,6 +124,7 @@ struct Scripts {
     set: Script,
     first_seen: Script,
     hit: Script,
+    unhit: Script,
     sweep: Script,
 }
 
@@ -133,11 +139,12 @@ impl Scripts {
             set: s(SET),
             first_seen: s(FIRST_SEEN),
             hit: s(HIT),
+            unhit: s(UNHIT),
             sweep: s(SWEEP),
         }
     }
-    fn all(&self) -> [&Script; 8] {
-        [&self.put_once, &self.take, &self.list, &self.count, &self.set, &self.first_seen, &self.hit, &self.sweep]
+    fn all(&self) -> [&Script; 9] {
+        [&self.put_once, &self.take, &self.list, &self.count, &self.set, &self.first_seen, &self.hit, &self.unhit, &self.sweep]
     }
 }
 
@@ -320,6 +327,12 @@ impl Ephemeral for RedisEphemeral {
         let mut call = self.scripts.hit.key(self.key("rate", kind, key));
         call.key(self.index("rate", kind)).arg(key).arg(millis(window)).arg(self.caps.of(kind));
         Ok(u64::try_from(full(kind, self.run(call.invoke_async::<i64>(&mut c)).await?)?).unwrap_or(0))
+    }
+
+    async fn unhit(&self, kind: Kind, key: &str) -> Result<(), StateError> {
+        let mut c = self.conn.clone();
+        let call = self.scripts.unhit.key(self.key("rate", kind, key));
+        self.run(call.invoke_async::<i64>(&mut c)).await.map(|_| ())
     }
 
     async fn sweep(&self) -> Result<usize, StateError> {

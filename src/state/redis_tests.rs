@@ -153,6 +153,41 @@ async fn rate_counters_are_shared_per_fixed_window_and_bounded() {
     assert_eq!(b.count(Kind::Rate("sweep")).await.unwrap(), 1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hits_taken_back_on_either_proxy_and_never_below_zero() {
+    let (a, b, _, _) = pair(100).await;
+    let (k, w) = (Kind::Rate("guess"), MIN);
+    assert_eq!(a.hit(k, "ip", w).await.unwrap(), 1);
+    assert_eq!(b.hit(k, "ip", w).await.unwrap(), 2);
+    b.unhit(k, "ip").await.unwrap();
+    assert_eq!(a.hit(k, "ip", w).await.unwrap(), 2, "B took one back");
+    for _ in 0..3 {
+        a.unhit(k, "ip").await.unwrap();
+    }
+    b.unhit(k, "never-hit").await.unwrap();
+    assert_eq!(b.hit(k, "ip", w).await.unwrap(), 1, "never below zero");
+    assert_eq!(b.hit(k, "never-hit", w).await.unwrap(), 1);
+    // Hits from both proxies at once, each over-limit one taken back: exactly the limit passes.
+    let (a, b) = (Arc::new(a), Arc::new(b));
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move {
+                let n = s.hit(Kind::Rate("race"), "ip", MIN).await.unwrap();
+                if n > 5 {
+                    s.unhit(Kind::Rate("race"), "ip").await.unwrap();
+                }
+                n <= 5
+            })
+        })
+        .collect();
+    let mut passed = 0;
+    for t in tasks {
+        passed += t.await.unwrap() as usize;
+    }
+    assert_eq!(passed, 5);
+}
+
 #[tokio::test]
 async fn every_key_expires_on_its_own() {
     let (a, _, url, prefix) = pair(100).await;

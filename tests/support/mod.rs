@@ -9,6 +9,7 @@ pub mod browser;
 pub mod chromium;
 pub mod hostile_op;
 pub mod oidc_provider;
+pub mod pair;
 pub mod saml_idp;
 pub mod saml_signer;
 pub mod servers;
