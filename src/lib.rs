@@ -12,7 +12,8 @@
 //! - [`sso`]: the SSO plugin's HTTP API.
 //! - [`error`]: error enums and the single error → response mapping; [`pages`]: HTML pages.
 //! - [`state`]: ephemeral and durable state behind two traits (in memory + SQLite).
-//! - [`body`]: the streaming body type; [`logging`]: log setup.
+//! - [`body`]: the streaming body type; [`logging`]: log setup; [`resources`]: the open-files
+//!   limit and returning freed connection memory to the operating system.
 //! - [`doctor`]: the `doctor` command's checks of everything a sign-in depends on.
 
 pub mod body;
@@ -26,6 +27,7 @@ pub mod jellyfin;
 pub mod logging;
 pub mod pages;
 pub mod proxy;
+pub mod resources;
 pub mod router;
 pub mod server;
 pub mod state;

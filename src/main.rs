@@ -24,7 +24,7 @@ use jellyfin_sso_proxy::router::App;
 use jellyfin_sso_proxy::sso::Sso;
 use jellyfin_sso_proxy::state::{Caps, State};
 use jellyfin_sso_proxy::tls::{self, CertStore};
-use jellyfin_sso_proxy::{logging, server};
+use jellyfin_sso_proxy::{logging, resources, server};
 
 /// HTTPS reverse proxy that puts OpenID Connect and SAML single sign-on in front of Jellyfin.
 ///
@@ -134,6 +134,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     // a SO_REUSEPORT listener and its own upstream pool, so a request and its upstream
     // connection are driven by one thread without cross-thread wake-ups. Everything else
     // (signals, reloads, sweeps, identity provider warm-up) stays on this runtime.
+    resources::raise_open_files_limit(config.limits.max_connections);
     let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let listeners = server::bind_shared(config.listen, workers).with_context(|| format!("cannot listen on {}", config.listen))?;
     if config.jellyfin.api_key.is_none() {
@@ -152,6 +153,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     // Serve at once; a slow or hung Jellyfin must not delay the port (it is reported when known).
     tokio::spawn(check_jellyfin(sso.clone()));
     tokio::spawn(watch_certificates(certs, config.tls.reload_interval));
+    tokio::spawn(resources::return_memory_forever());
     tokio::spawn(async move {
         let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
         tokio::select! {

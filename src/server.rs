@@ -66,6 +66,7 @@ pub async fn run_with_permits(listener: TcpListener, app: Arc<App>, tls: TlsAcce
         let (app, tls, builder, stop_rx, limits) = (app.clone(), tls.clone(), builder.clone(), stop_rx.clone(), limits.clone());
         conns.spawn(async move {
             let _permit = permit;
+            let _counted = crate::resources::connection_opened();
             let stream = match tokio::time::timeout(limits.tls_handshake_timeout, tls.accept(tcp)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
