@@ -79,11 +79,14 @@ pub async fn run_with_permits(listener: TcpListener, app: Arc<App>, tls: TlsAcce
             let svc = service_fn(move |req| {
                 let guard = counted.start();
                 let fut = router::handle(app.clone(), req, peer);
-                async move {
+                // Boxed: hyper keeps a slot the size of the service's future in every
+                // connection, idle or not; a box makes that slot a pointer, and the request's
+                // future exists only while the request does (docs/benchmarks.md, idle connections).
+                Box::pin(async move {
                     let r = fut.await;
                     drop(guard);
                     r
-                }
+                })
             });
             serve_connection(builder, stream, svc, stop_rx, watch, requests).await;
         });
