@@ -76,15 +76,17 @@ log: { level: warn }
 YAML
 
 nginx -c "$T/upstream.conf" & PIDS+=($!)
-nginx -c "$T/proxy.conf" & PIDS+=($!)
+nginx -c "$T/proxy.conf" & NGX_PID=$!; PIDS+=($NGX_PID)
 "$BIN" --config "$T/proxy.yaml" 2>"$T/ours.log" & OURS_PID=$!; PIDS+=($OURS_PID)
 sleep 0.5; kill -0 $OURS_PID 2>/dev/null || { cat "$T/ours.log"; exit 1; }
 for p in $UP $NGX $OURS; do for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null && break; sleep 0.1; done; done
 
 rss_kib() { awk '/VmRSS/ {print $2}' /proc/"$1"/status; }
-nginx_rss_kib() { local t=0; for p in $(pgrep -f "nginx.*$T/proxy.conf"); do t=$((t + $(rss_kib "$p"))); done; echo $t; }
+# nginx's workers are renamed ("nginx: worker process"): find them as the master's children.
+nginx_pids() { echo "$NGX_PID" $(pgrep -P "$NGX_PID"); }
+nginx_rss_kib() { local t=0; for p in $(nginx_pids); do t=$((t + $(rss_kib "$p"))); done; echo $t; }
 cpu_s() { awk '{print ($14+$15)/100}' /proc/"$1"/stat; }   # utime+stime of one process
-nginx_cpu_s() { local t=0; for p in $(pgrep -f "nginx.*$T/proxy.conf"); do t=$(awk -v a="$t" -v b="$(cpu_s "$p")" 'BEGIN{print a+b}'); done; echo "$t"; }
+nginx_cpu_s() { local t=0; for p in $(nginx_pids); do t=$(awk -v a="$t" -v b="$(cpu_s "$p")" 'BEGIN{print a+b}'); done; echo "$t"; }
 IDLE_KIB=$(rss_kib $OURS_PID)
 
 # One load run against a target (ngx|ours) and protocol; prints "req/s p99_ms cpu_us_per_req".
