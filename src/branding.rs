@@ -107,7 +107,7 @@ pub async fn forward(app: &App, mut req: Request<Incoming>, ctx: &RequestContext
         Err(e) => return error::respond_as(&e, ctx.wants_json),
     };
     match rewrite {
-        Some((kind, addition, validator)) => rewrite_answer(resp, kind, &addition, validator.as_ref()).await,
+        Some((kind, addition, validator)) => Box::pin(rewrite_answer(resp, kind, &addition, validator.as_ref())).await,
         None => resp,
     }
 }

@@ -26,7 +26,7 @@ use jellyfin_sso_proxy::sso::Sso;
 use jellyfin_sso_proxy::state::{Caps, State};
 use jellyfin_sso_proxy::tls::{self, CertStore};
 use jellyfin_sso_proxy::reload::{self, Reloader, Trigger};
-use jellyfin_sso_proxy::{logging, server};
+use jellyfin_sso_proxy::{logging, resources, server};
 
 /// HTTPS reverse proxy that puts OpenID Connect and SAML single sign-on in front of Jellyfin.
 ///
@@ -217,6 +217,7 @@ async fn run(config: Config, reloading: Reloading) -> anyhow::Result<()> {
     // a SO_REUSEPORT listener and its own upstream pool, so a request and its upstream
     // connection are driven by one thread without cross-thread wake-ups. Everything else
     // (signals, reloads, sweeps, identity provider warm-up) stays on this runtime.
+    resources::raise_open_files_limit(config.limits.max_connections);
     let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let listeners = server::bind_shared(config.listen, workers).with_context(|| format!("cannot listen on {}", config.listen))?;
     if config.jellyfin.api_key.is_none() {
@@ -238,6 +239,7 @@ async fn run(config: Config, reloading: Reloading) -> anyhow::Result<()> {
     tokio::spawn(check_jellyfin(sso.clone()));
     let reloader = Reloader::new(reloading.path, sso.clone(), reloading.seen);
     tokio::spawn(watch_reloads(hup, certs, reloader, config.tls.reload_interval));
+    tokio::spawn(resources::return_memory_forever());
     tokio::spawn(async move {
         let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
         tokio::select! {

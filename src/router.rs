@@ -117,9 +117,11 @@ async fn serve(app: Arc<App>, mut req: Request<Incoming>, ctx: RequestContext) -
         (Some(r), _) => r,
         (None, Some(route)) => {
             let mut resp = match route {
-                SsoRoute::Health => app.health().await,
+                SsoRoute::Health => Box::pin(app.health()).await,
                 SsoRoute::LinkingPage => app.sso.linking_page(),
-                route => app.sso.handle(route, req, &ctx).await,
+                // Boxed, here and on the other rare branches: the future of `serve` is moved a
+                // few times per request, so it must not be as large as the largest handler.
+                route => Box::pin(app.sso.handle(route, req, &ctx)).await,
             };
             crate::pages::secure_headers(resp.headers_mut());
             resp
@@ -140,13 +142,16 @@ async fn serve(app: Arc<App>, mut req: Request<Incoming>, ctx: RequestContext) -
                 Intercept::Forward(req) => crate::branding::forward(&app, req, &ctx).await,
                 Intercept::Answer(r) => r,
                 Intercept::Buffered { parts, body, attempt } => {
-                    let r = app.upstream.forward_bytes(parts, body, &ctx).await;
-                    app.sso.password_outcome(attempt, r.as_ref().ok().map(|r| r.status())).await;
-                    r.unwrap_or_else(|e| error::respond_as(&e, ctx.wants_json))
+                    Box::pin(async {
+                        let r = app.upstream.forward_bytes(parts, body, &ctx).await;
+                        app.sso.password_outcome(attempt, r.as_ref().ok().map(|r| r.status())).await;
+                        r.unwrap_or_else(|e| error::respond_as(&e, ctx.wants_json))
+                    })
+                    .await
                 }
             };
             if let Some(session) = signing_out.filter(|_| resp.status().is_success()) {
-                app.sso.web_client_signed_out(&ctx, session).await;
+                Box::pin(app.sso.web_client_signed_out(&ctx, session)).await;
             }
             if injected {
                 mark_private(resp.headers_mut());

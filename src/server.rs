@@ -75,6 +75,7 @@ pub async fn run_with_permits(listener: TcpListener, app: Arc<App>, tls: TlsAcce
         let (app, tls, builder, stop_rx, limits) = (app.clone(), tls.clone(), builder.clone(), stop_rx.clone(), config.limits.clone());
         conns.spawn(async move {
             let _permit = permit;
+            let _counted = crate::resources::connection_opened();
             let stream = match tokio::time::timeout(limits.tls_handshake_timeout, tls.accept(tcp)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
@@ -87,11 +88,14 @@ pub async fn run_with_permits(listener: TcpListener, app: Arc<App>, tls: TlsAcce
             let svc = service_fn(move |req| {
                 let guard = counted.start();
                 let fut = router::handle(app.clone(), req, peer);
-                async move {
+                // Boxed: hyper keeps a slot the size of the service's future in every
+                // connection, idle or not; a box makes that slot a pointer, and the request's
+                // future exists only while the request does (docs/benchmarks.md, idle connections).
+                Box::pin(async move {
                     let r = fut.await;
                     drop(guard);
                     r
-                }
+                })
             });
             serve_connection(builder, stream, svc, stop_rx, watch, requests).await;
         });

@@ -232,7 +232,7 @@ impl Default for Limits {
             header_read_timeout: Duration::from_secs(30),
             tls_handshake_timeout: Duration::from_secs(10),
             max_header_bytes: 64 * 1024,
-            max_connections: 4096,
+            max_connections: 16384,
             idle_timeout: Duration::from_secs(120),
             upstream_connect_timeout: Duration::from_secs(5),
             upstream_header_timeout: Duration::from_secs(60),

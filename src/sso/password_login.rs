@@ -131,6 +131,12 @@ impl Sso {
     /// The router's hook: see the module documentation.
     pub async fn intercept_password(&self, req: Request<Incoming>, ctx: &RequestContext) -> Intercept {
         let Some(kind) = password_path(req.method(), req.uri().path(), self.config().public_url.base_path()) else { return Intercept::Forward(req) };
+        // Boxed: every forwarded request awaits this, and only the password paths need the
+        // large future below.
+        Box::pin(self.intercept_password_path(kind, req, ctx)).await
+    }
+
+    async fn intercept_password_path(&self, kind: PasswordPath, req: Request<Incoming>, ctx: &RequestContext) -> Intercept {
         let (parts, body) = req.into_parts();
         let body = match read_limited(&parts.headers, body).await {
             Ok(b) => b,

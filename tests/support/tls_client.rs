@@ -28,8 +28,8 @@ impl ServerCertVerifier for AcceptAny {
     }
 }
 
-/// Connect to `addr` over TLS offering `alpn` (e.g. `b"http/1.1"`).
-pub async fn connect(addr: SocketAddr, alpn: &[u8]) -> TlsStream<TcpStream> {
+/// A client config that offers `alpn` and accepts any certificate.
+pub fn client_config(alpn: &[u8]) -> Arc<rustls::ClientConfig> {
     let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
         .unwrap()
@@ -37,7 +37,12 @@ pub async fn connect(addr: SocketAddr, alpn: &[u8]) -> TlsStream<TcpStream> {
         .with_custom_certificate_verifier(Arc::new(AcceptAny))
         .with_no_client_auth();
     cfg.alpn_protocols = vec![alpn.to_vec()];
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+    Arc::new(cfg)
+}
+
+/// Connect to `addr` over TLS offering `alpn` (e.g. `b"http/1.1"`).
+pub async fn connect(addr: SocketAddr, alpn: &[u8]) -> TlsStream<TcpStream> {
+    let connector = tokio_rustls::TlsConnector::from(client_config(alpn));
     let tcp = TcpStream::connect(addr).await.unwrap();
     connector.connect(ServerName::try_from("localhost").unwrap(), tcp).await.unwrap()
 }
