@@ -1,7 +1,9 @@
 //! The XML of the plugin's saved configuration, read into a small element tree with line
 //! numbers, so every report can say where an element is.
 //!
-//! Jellyfin writes a plugin's configuration with .NET's `XmlSerializer`: elements only (no
+//! Jellyfin writes a plugin's configuration with .NET's `XmlSerializer` through an indented
+//! `XmlTextWriter` (jellyfin/jellyfin `Emby.Server.Implementations/Serialization/MyXmlSerializer.cs`,
+//! `SerializeToStream`): elements only (no
 //! attributes carry data), text escaped with the predefined entities and character
 //! references, `xsi:nil="true"` for a null `int?`. That is all this reader keeps; a DOCTYPE
 //! (entity definitions) is refused, so nothing in the file can expand. Broken XML is an error
@@ -37,6 +39,10 @@ pub struct XmlError {
     pub message: String,
 }
 
+/// The plugin's deepest element is at depth 9 (a folder id in a role mapping); anything far
+/// deeper is not its file, and would only cost stack when the tree is dropped.
+const MAX_DEPTH: usize = 64;
+
 /// Line and column (1-based) of byte `offset` in `text`.
 fn position(text: &str, offset: usize) -> (usize, usize) {
     let before = &text.as_bytes()[..offset.min(text.len())];
@@ -66,24 +72,27 @@ pub fn parse(text: &str) -> Result<Element, XmlError> {
             _ => (None, false),
         };
         if let Some(e) = start {
-                let name = String::from_utf8_lossy(e.local_name().as_ref()).into_owned();
-                let mut nil = false;
-                for a in e.attributes() {
-                    let a = a.map_err(|err| fail(at, format!("in <{name}>: {err}")))?;
-                    if a.key.local_name().as_ref() == b"nil" {
-                        nil = a.value.as_ref() == b"true";
-                    }
+            let name = String::from_utf8_lossy(e.local_name().as_ref()).into_owned();
+            let mut nil = false;
+            for a in e.attributes() {
+                let a = a.map_err(|err| fail(at, format!("in <{name}>: {err}")))?;
+                if a.key.local_name().as_ref() == b"nil" {
+                    nil = a.value.as_ref() == b"true";
                 }
-                if root.is_some() && stack.is_empty() {
-                    return Err(fail(at, format!("<{name}> after the end of the root element")));
-                }
-                let element = Element { name, line: position(text, at as usize).0, text: String::new(), nil, children: Vec::new() };
-                if empty {
-                    close(&mut stack, &mut root, element);
-                } else {
-                    stack.push(element);
-                }
-                continue;
+            }
+            if stack.len() >= MAX_DEPTH {
+                return Err(fail(at, format!("<{name}> is nested deeper than {MAX_DEPTH} elements")));
+            }
+            if root.is_some() && stack.is_empty() {
+                return Err(fail(at, format!("<{name}> after the end of the root element")));
+            }
+            let element = Element { name, line: position(text, at as usize).0, text: String::new(), nil, children: Vec::new() };
+            if empty {
+                close(&mut stack, &mut root, element);
+            } else {
+                stack.push(element);
+            }
+            continue;
         }
         match event {
             Event::Start(_) | Event::Empty(_) => {}
@@ -121,7 +130,7 @@ pub fn parse(text: &str) -> Result<Element, XmlError> {
     root.ok_or_else(|| XmlError { line: 1, column: 1, message: "no root element".into() })
 }
 
-fn close(stack: &mut Vec<Element>, root: &mut Option<Element>, element: Element) {
+fn close(stack: &mut [Element], root: &mut Option<Element>, element: Element) {
     match stack.last_mut() {
         Some(parent) => parent.children.push(element),
         None => *root = Some(element),
@@ -165,6 +174,8 @@ mod tests {
         let e = parse("<!DOCTYPE A [<!ENTITY x \"y\">]><A>&x;</A>").unwrap_err();
         assert!(e.message.contains("DOCTYPE"), "{e:?}");
         assert!(parse("").is_err());
+        let deep = format!("{}{}", "<a>".repeat(100), "</a>".repeat(100));
+        assert!(parse(&deep).unwrap_err().message.contains("deeper than 64"));
         assert!(parse("<A/><B/>").is_err());
     }
 }
