@@ -189,3 +189,81 @@ impl RawSamlConfig {
         (p.len() == before).then_some(provider)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use serde_json::json;
+
+    use super::super::{saml_from_json, MetadataSource, SamlMetadataConfig};
+
+    fn problems(json: serde_json::Value) -> Vec<(String, String)> {
+        saml_from_json("corp", &json, Path::new("/state")).unwrap_err().into_iter().map(|p| (p.path, p.message)).collect()
+    }
+
+    #[test]
+    fn with_metadata_the_endpoint_entity_id_and_certificate_are_optional() {
+        let p = saml_from_json("corp", &json!({ "samlClientId": "jf", "samlIdpMetadataUrl": "https://idp.example/metadata" }), Path::new("/state")).unwrap();
+        let md = p.metadata.as_ref().unwrap();
+        assert_eq!(md.source, MetadataSource::Url("https://idp.example/metadata".parse().unwrap()));
+        assert_eq!(md.refresh, SamlMetadataConfig::DEFAULT_REFRESH);
+        assert!(md.pinned.is_empty());
+        assert!(p.sso_url.is_none() && p.idp_entity_id.is_none() && p.certificates.is_empty());
+        assert!(!p.sign_requests && !p.require_encrypted_assertions && !p.allow_cbc_encryption && p.sp_key.is_none());
+        // Written back out and read again: the same provider.
+        let again = saml_from_json("corp", &p.to_plugin_json(), Path::new("/state")).unwrap();
+        assert_eq!(again.to_plugin_json(), p.to_plugin_json());
+        // A file, relative to the config's directory.
+        let p = saml_from_json("corp", &json!({ "samlClientId": "jf", "samlIdpMetadataFile": "idp.xml", "samlSpKeyFile": "k.pem", "samlSpCertificateFile": "c.pem", "samlSignRequests": true }), Path::new("/state")).unwrap();
+        assert_eq!(p.metadata.unwrap().source, MetadataSource::File("/state/idp.xml".into()));
+        assert_eq!(p.sp_key.unwrap().key, Path::new("/state/k.pem"));
+        assert!(p.sign_requests);
+        // Without metadata all three are required, as before.
+        let ps = problems(json!({ "samlClientId": "jf" }));
+        for field in ["samlEndpoint", "samlIdpEntityId", "samlCertificate"] {
+            assert!(ps.iter().any(|(p, m)| p == field && m.starts_with("is required")), "{field}: {ps:?}");
+        }
+    }
+
+    #[test]
+    fn metadata_settings_are_checked() {
+        let cases = [
+            (json!({ "samlIdpMetadataUrl": "http://idp.example/metadata" }), "samlIdpMetadataUrl", "plain http"),
+            (json!({ "samlIdpMetadataUrl": "ftp://idp.example/m" }), "samlIdpMetadataUrl", "http(s)"),
+            (json!({ "samlIdpMetadataUrl": "https://idp.example/m", "samlIdpMetadataFile": "m.xml" }), "samlIdpMetadataUrl", "not both"),
+            (json!({ "samlIdpMetadataUrl": "https://idp.example/m", "samlIdpMetadataRefresh": "0s" }), "samlIdpMetadataRefresh", "between"),
+            (json!({ "samlIdpMetadataUrl": "https://idp.example/m", "samlIdpMetadataRefresh": "soon" }), "samlIdpMetadataRefresh", "duration"),
+            (json!({ "samlIdpMetadataUrl": "https://idp.example/m", "samlIdpMetadataCertificate": "bm90IGEgY2VydA==" }), "samlIdpMetadataCertificate", "certificate"),
+            (json!({ "samlIdpMetadataCertificate": "x", "samlEndpoint": "https://i/sso", "samlIdpEntityId": "i", "samlCertificate": "x" }), "samlIdpMetadataCertificate", "no samlIdpMetadataUrl"),
+            (json!({ "samlIdpMetadataUrl": "https://idp.example/m", "samlSpKeyFile": "k.pem" }), "samlSpCertificateFile", "is required"),
+            (json!({ "samlIdpMetadataUrl": "https://idp.example/m", "samlSignRequests": [1] }), "samlSignRequests", ""),
+        ];
+        for (mut json, field, words) in cases {
+            json["samlClientId"] = json!("jf");
+            let ps = problems(json.clone());
+            assert!(ps.iter().any(|(p, m)| p == field && m.contains(words)), "{json}: {ps:?}");
+        }
+        // Plain http is fine on loopback, and anywhere with a pinned signer.
+        let cert = rcgen::generate_simple_self_signed(vec!["md".into()]).unwrap().cert;
+        for json in [
+            json!({ "samlClientId": "jf", "samlIdpMetadataUrl": "http://127.0.0.1:8080/metadata" }),
+            json!({ "samlClientId": "jf", "samlIdpMetadataUrl": "http://idp.example/metadata", "samlIdpMetadataCertificate": cert.pem() }),
+        ] {
+            saml_from_json("corp", &json, Path::new("/state")).unwrap();
+        }
+    }
+
+    #[test]
+    fn the_plugins_own_fields_are_accepted() {
+        let cert = rcgen::generate_simple_self_signed(vec!["idp".into()]).unwrap().cert;
+        let p = saml_from_json(
+            "corp",
+            &json!({ "samlEndpoint": "https://idp.example/sso", "samlClientId": "jf", "samlCertificate": cert.pem(), "samlIdpMetadataUrl": "https://idp.example/m", "portOverride": 8443, "newPath": true, "schemeOverride": "https", "enabled": true }),
+            Path::new("/state"),
+        )
+        .unwrap();
+        assert_eq!(p.sso_url.unwrap().as_str(), "https://idp.example/sso", "explicit settings are kept beside the metadata");
+        assert_eq!(p.certificates, [cert.der().to_vec()]);
+    }
+}

@@ -7,7 +7,6 @@
 //! both protocols, have one validator used by both.
 
 use std::path::Path;
-use std::time::Duration;
 
 use url::Url;
 
