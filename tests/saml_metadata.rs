@@ -28,10 +28,15 @@ struct Setup {
 /// The double, a samlify IdP for provider `corp` (`sign`, `options`), and a proxy whose
 /// provider `corp` is `provider(&idp)` (YAML lines, indented six spaces).
 async fn setup(sign: &str, options: IdpOptions, provider: impl Fn(&SamlIdp) -> String) -> Setup {
+    setup_for("corp", sign, options, provider).await
+}
+
+/// [`setup`], with the IdP configured from the SP metadata of provider `idp_for`.
+async fn setup_for(idp_for: &str, sign: &str, options: IdpOptions, provider: impl Fn(&SamlIdp) -> String) -> Setup {
     let jf = jellyfin_double::JellyfinDouble::start(Default::default()).await;
     let listener = TestProxy::reserve();
     let port = listener.local_addr().unwrap().port();
-    let idp = SamlIdp::start_with(&format!("https://127.0.0.1:{port}/sso/SAML/metadata/corp"), sign, options, accounts()).await;
+    let idp = SamlIdp::start_with(&format!("https://127.0.0.1:{port}/sso/SAML/metadata/{idp_for}"), sign, options, accounts()).await;
     let yaml = format!(
         "jellyfin:\n  url: {}\n  api_key: test-api-key\nproviders:\n  saml:\n    corp:\n      samlClientId: jellyfin\n      usernameAttribute: uid\n      roles: [media]\n{}",
         jf.url(),
@@ -73,8 +78,10 @@ async fn signs_in(proxy: &TestProxy, provider: &str) -> bool {
 async fn start_location(proxy: &TestProxy, provider: &str) -> String {
     let mut b = Browser::new();
     let page = b.follow(&proxy.url(&format!("/sso/SAML/start/{provider}")), |u| at_idp(u)).await;
-    assert!(at_idp(&page.url), "{}", page.url);
-    page.url
+    assert!(page.status.is_redirection(), "{} {}: {}", page.url, page.status, page.body);
+    let location = page.headers["location"].to_str().unwrap().to_string();
+    assert!(at_idp(&location), "{location}");
+    location
 }
 
 async fn chromium_login(start_url: &str) -> Value {
@@ -105,7 +112,7 @@ async fn chromium_signs_in_with_signed_requests_and_encrypted_assertions_from_me
     let sp = reqwest::Client::builder().danger_accept_invalid_certs(true).build().unwrap().get(s.proxy.url("/sso/SAML/metadata/corp")).send().await.unwrap().text().await.unwrap();
     assert!(sp.contains("AuthnRequestsSigned=\"true\""), "{sp}");
     assert!(sp.contains("use=\"signing\"") && sp.contains("use=\"encryption\""), "{sp}");
-    let dir = s.proxy.dir.path();
+    let dir = s.proxy.dir.path().join("data");
     let key_mode = std::fs::metadata(dir.join("saml-sp.key")).map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777);
     assert_eq!(key_mode.ok(), Some(0o600), "the SP key is generated in state_dir, owner-only");
     let cert = std::fs::read_to_string(dir.join("saml-sp.crt")).unwrap();
@@ -248,7 +255,7 @@ async fn metadata_not_signed_by_the_pinned_certificate_is_refused() {
     let (signer_key, intruder) = (KeyPair::generate(keys.path(), "md-signer"), KeyPair::generate(keys.path(), "intruder"));
     let signer = Signer::new(keys.path());
     let server = MetadataServer::start(None).await;
-    let s = setup("response", IdpOptions::default(), |idp| format!("      samlIdpMetadataUrl: {}\n", idp.metadata_url())).await;
+    let s = setup_for("pinned", "response", IdpOptions::default(), |idp| format!("      samlIdpMetadataUrl: {}\n", idp.metadata_url())).await;
     let body = json!({ "samlClientId": "jellyfin", "samlIdpMetadataUrl": server.url, "samlIdpMetadataCertificate": signer_key.cert_b64(), "roles": ["media"], "usernameAttribute": "uid" });
     let doc = |signed_by: &KeyPair| signer.sign_first_of(&idp_metadata(&s.idp.entity_id, &s.idp.sso_url, &[&s.idp.cert_b64], Some(&signed_by.cert_b64())), signed_by, &[METADATA_ROOT]);
 
@@ -276,7 +283,7 @@ async fn metadata_not_signed_by_the_pinned_certificate_is_refused() {
 /// URL instead of the endpoint and certificate, is accepted as it is and signs in at once.
 #[tokio::test]
 async fn plugin_json_with_only_a_metadata_url_is_accepted_by_the_admin_api() {
-    let s = setup("response", IdpOptions::default(), |idp| format!("      samlIdpMetadataUrl: {}\n", idp.metadata_url())).await;
+    let s = setup_for("plugin", "response", IdpOptions::default(), |idp| format!("      samlIdpMetadataUrl: {}\n", idp.metadata_url())).await;
     let body = json!({
         "samlClientId": "jellyfin", "samlIdpMetadataUrl": s.idp.metadata_url(), "enabled": true,
         "enableAuthorization": true, "enableAllFolders": false, "enabledFolders": [], "adminRoles": [], "roles": ["media"],

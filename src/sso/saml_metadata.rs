@@ -119,15 +119,16 @@ pub fn merge(cfg: &SamlConfig, from_metadata: Option<&IdpDescriptor>) -> Result<
 /// The descriptor in use, and the metadata's refresh state.
 pub struct MetadataCache {
     current: RwLock<Option<Arc<IdpDescriptor>>>,
-    /// When the metadata was last read (with or without success).
+    /// When the metadata was last read (with or without success), and why that failed.
     last_attempt: Mutex<Option<Instant>>,
+    last_error: Mutex<Option<String>>,
     /// One fetch at a time.
     fetching: tokio::sync::Mutex<()>,
 }
 
 impl MetadataCache {
     pub fn new(initial: Option<IdpDescriptor>) -> MetadataCache {
-        MetadataCache { current: RwLock::new(initial.map(Arc::new)), last_attempt: Mutex::new(None), fetching: tokio::sync::Mutex::new(()) }
+        MetadataCache { current: RwLock::new(initial.map(Arc::new)), last_attempt: Mutex::new(None), last_error: Mutex::new(None), fetching: tokio::sync::Mutex::new(()) }
     }
 
     pub fn current(&self) -> Option<Arc<IdpDescriptor>> {
@@ -136,8 +137,14 @@ impl MetadataCache {
 
     /// Read the metadata now and, when it is good, use it. A failure keeps the last good copy.
     pub async fn refresh(&self, cfg: &SamlConfig, http: &reqwest::Client) -> Result<(), SamlError> {
-        let Some(md) = &cfg.metadata else { return Ok(()) };
         let _one = self.fetching.lock().await;
+        let result = self.refresh_locked(cfg, http).await;
+        *self.last_error.lock().expect("metadata lock") = result.as_ref().err().map(ToString::to_string);
+        result
+    }
+
+    async fn refresh_locked(&self, cfg: &SamlConfig, http: &reqwest::Client) -> Result<(), SamlError> {
+        let Some(md) = &cfg.metadata else { return Ok(()) };
         *self.last_attempt.lock().expect("metadata lock") = Some(Instant::now());
         let xml = read(&md.source, http).await?;
         let parsed = parse(&xml, md, cfg.idp_entity_id.as_deref(), SystemTime::now())?;
@@ -169,18 +176,24 @@ impl MetadataCache {
     }
 
     /// The descriptor, reading the metadata first if there is no good copy yet.
+    /// A fetch under way is waited for; one that failed a moment ago is not repeated.
     pub async fn get(&self, cfg: &SamlConfig, http: &reqwest::Client) -> Result<Arc<IdpDescriptor>, SamlError> {
         if let Some(d) = self.current() {
             return Ok(d);
         }
-        let recent = self.last_attempt.lock().expect("metadata lock").is_some_and(|t| t.elapsed() < RETRY_WITHOUT_COPY);
-        if !recent {
-            if let Err(e) = self.refresh(cfg, http).await {
-                tracing::error!(provider = %cfg.name, error = %e, "SAML metadata unavailable");
-                return Err(e);
-            }
+        let _one = self.fetching.lock().await;
+        if let Some(d) = self.current() {
+            return Ok(d);
         }
-        self.current().ok_or_else(|| SamlError::Metadata("not read yet; try again in a few seconds".into()))
+        let recent = self.last_attempt.lock().expect("metadata lock").is_some_and(|t| t.elapsed() < RETRY_WITHOUT_COPY);
+        if recent {
+            let why = self.last_error.lock().expect("metadata lock").clone().unwrap_or_default();
+            return Err(SamlError::Metadata(format!("could not be read a moment ago ({why})")));
+        }
+        let result = self.refresh_locked(cfg, http).await;
+        *self.last_error.lock().expect("metadata lock") = result.as_ref().err().map(ToString::to_string);
+        result.inspect_err(|e| tracing::error!(provider = %cfg.name, error = %e, "SAML metadata unavailable"))?;
+        self.current().ok_or_else(|| SamlError::Metadata("is not loaded".into()))
     }
 }
 
