@@ -113,10 +113,15 @@ fn saml_responses_of_any_bytes_are_refused_without_panic() {
     let cfg = SamlConfig {
         name: "p".into(),
         enabled: true,
-        sso_url: url::Url::parse("https://idp.example/sso").unwrap(),
+        sso_url: Some(url::Url::parse("https://idp.example/sso").unwrap()),
         sp_entity_id: "sp".into(),
-        idp_entity_id: "https://idp.example".into(),
+        idp_entity_id: Some("https://idp.example".into()),
         certificates: vec![cert.der().to_vec()],
+        metadata: None,
+        sp_key: None,
+        sign_requests: false,
+        require_encrypted_assertions: false,
+        allow_cbc_encryption: false,
         role_attribute: "Role".into(),
         username_attribute: None,
         clock_skew: std::time::Duration::from_secs(60),
@@ -125,8 +130,10 @@ fn saml_responses_of_any_bytes_are_refused_without_panic() {
         slo_url: None,
         session: Default::default(),
     };
-    let idp = SamlIdp::new(cfg, |p| format!("https://media.example{p}")).unwrap();
-    let (_, tracker) = idp.start("r").unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let key = jellyfin_sso_proxy::sso::saml_keys::SpKeys::new(keys.path()).get(None).unwrap();
+    let idp = SamlIdp::new(cfg, |p| format!("https://media.example{p}"), key, reqwest::Client::new()).unwrap();
+    let (_, tracker) = tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(idp.start("r")).unwrap();
     let replay = saml::InMemoryReplayCache::new(100);
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig { cases: 512, ..ProptestConfig::default() });
     let strategy = prop_oneof![

@@ -61,6 +61,10 @@ impl Sso {
             }
         }
         let provider = self.registry.build(protocol, name, &body)?;
+        if let super::registry::Provider::Saml(idp) = &provider {
+            // Metadata from a URL is read now, so a provider that cannot work is refused here.
+            idp.descriptor().await.map_err(|e| SsoError::BadRequest(e.to_string()))?;
+        }
         self.state.durable.put_provider(StoredProvider { protocol: protocol.as_str().into(), name: name.into(), json: body.clone() }).await?;
         let json = provider.to_plugin_json();
         self.registry.install_api(provider, body);

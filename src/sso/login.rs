@@ -154,7 +154,7 @@ impl Sso {
                 (url.to_string(), PendingFlow::Oidc { provider: name.clone(), linking, auth, next })
             }
             Provider::Saml(idp) => {
-                let (url, tracker) = idp.start(&id).map_err(|e| super::saml_login::saml_error(&name, e))?;
+                let (url, tracker) = idp.start(&id).await.map_err(|e| super::saml_login::saml_error(&name, e))?;
                 let sealed = tracker.to_payload().seal(&self.seal_key).map_err(|e| SsoError::Storage(format!("cannot seal the SAML tracker: {e}")))?;
                 (url, PendingFlow::Saml { provider: name.clone(), linking, tracker: sealed, next })
             }

@@ -54,8 +54,11 @@ pub mod revalidate;
 pub mod revocation;
 pub mod route;
 pub mod saml;
+pub mod saml_crypto;
+pub mod saml_keys;
 pub mod saml_login;
 pub mod saml_logout;
+pub mod saml_metadata;
 pub mod session;
 pub mod sessions_api;
 pub mod token_crypto;
@@ -150,11 +153,27 @@ impl Sso {
     /// lifecycle (max age, re-validation).
     pub async fn sweep_forever(self: Arc<Self>) {
         tokio::spawn(self.clone().lifecycle_forever());
+        tokio::spawn(self.clone().saml_metadata_forever());
         let mut tick = tokio::time::interval(Duration::from_secs(30));
         loop {
             tick.tick().await;
             if let Err(e) = self.state.ephemeral.sweep().await {
                 tracing::warn!(error = %e, "sweeping expired state failed");
+            }
+        }
+    }
+
+    /// Keep every SAML provider's IdP metadata fresh, forever: each is re-read when its
+    /// `samlIdpMetadataRefresh` has passed (at once on start); a failure keeps the last good copy.
+    async fn saml_metadata_forever(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            for p in self.registry.list(Protocol::Saml) {
+                if let registry::Provider::Saml(idp) = p {
+                    idp.refresh_if_due().await;
+                }
             }
         }
     }

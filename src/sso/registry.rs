@@ -119,6 +119,8 @@ pub struct Registry {
     public_url: PublicUrl,
     state_dir: PathBuf,
     http: reqwest::Client,
+    /// Our SAML SP key pairs (generated in `state_dir` on first use).
+    sp_keys: super::saml_keys::SpKeys,
 }
 
 impl Registry {
@@ -126,7 +128,7 @@ impl Registry {
     /// not shadowed by the file. A provider that fails to build is logged and left out: one
     /// broken provider never stops the others.
     pub fn load(config: &Config, stored: impl IntoIterator<Item = (Protocol, String, serde_json::Value)>, http: reqwest::Client) -> Registry {
-        let registry = Registry { providers: RwLock::new(HashMap::new()), api_json: RwLock::new(HashMap::new()), public_url: config.public_url.clone(), state_dir: config.state_dir.clone(), http };
+        let registry = Registry { providers: RwLock::new(HashMap::new()), api_json: RwLock::new(HashMap::new()), public_url: config.public_url.clone(), state_dir: config.state_dir.clone(), sp_keys: super::saml_keys::SpKeys::new(&config.state_dir), http };
         for cfg in config.providers() {
             let name = cfg.name().to_string();
             match registry.runtime(cfg) {
@@ -261,7 +263,8 @@ impl Registry {
     }
 
     fn saml_runtime(&self, cfg: SamlConfig) -> Result<SamlIdp, super::saml::SamlError> {
-        SamlIdp::new(cfg, |path| self.public_url.join(path))
+        let key = self.sp_keys.get(cfg.sp_key.as_ref())?;
+        SamlIdp::new(cfg, |path| self.public_url.join(path), key, self.http.clone())
     }
 
     pub fn install(&self, provider: Provider, source: Source) {

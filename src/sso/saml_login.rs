@@ -84,5 +84,6 @@ pub fn saml_error(provider: &str, e: SamlError) -> SsoError {
         SamlError::Full => SsoError::ReplayCacheFull,
         SamlError::Setup(detail) => SsoError::IdpUnavailable { provider, detail },
         SamlError::Backend(detail) => SsoError::Storage(detail),
+        e @ SamlError::Metadata(_) => SsoError::IdpUnavailable { provider, detail: e.to_string() },
     }
 }

@@ -6,10 +6,11 @@
 //!   library leaves to its caller: `IssueInstant` within the clock skew and ten minutes, and
 //!   the request `ID` never seen before (the ephemeral replay set). Then the sessions of
 //!   that `SessionIndex` (or, without one, of that NameID at this provider) are revoked and
-//!   a `LogoutResponse` (library-built, unsigned: the proxy has no SP key) goes back to the
-//!   IdP's single logout URL when one is configured (`samlLogoutEndpoint`).
+//!   a `LogoutResponse` (library-built; signed over the query with our SP key when
+//!   `samlSignRequests` is on) goes back to the IdP's single logout URL when there is one
+//!   (`samlLogoutEndpoint`, or the IdP metadata's HTTP-Redirect SingleLogoutService).
 //! - SP-initiated: `/sso/logout` of a SAML session sends a `LogoutRequest` (library-built,
-//!   unsigned) to `samlLogoutEndpoint`; the IdP's `LogoutResponse` arriving here changes
+//!   signed like the LogoutResponse) to that URL; the IdP's `LogoutResponse` arriving here changes
 //!   nothing (the session was ended before the request was sent) and lands on Jellyfin's
 //!   login page.
 
@@ -36,10 +37,10 @@ const MAX_AGE: Duration = Duration::from_secs(600);
 /// [`MAX_AGE`] of `now`. Not yet checked for replay (that needs the ephemeral state).
 pub fn verify_logout_request(idp: &SamlIdp, binding: Binding, body: &str, now: SystemTime) -> Result<ParsedLogoutRequest, SsoError> {
     let name = &idp.config.name;
-    let (sp, descriptor) = idp.parts();
+    let (sp, descriptor) = idp.parts().map_err(|e| saml_error(name, e))?;
     let parsed = sp
         .consume_logout_request(
-            descriptor,
+            &descriptor,
             ConsumeLogoutRequest {
                 peer_crypto_policy: None,
                 body: body.as_bytes(),
@@ -98,7 +99,7 @@ impl Sso {
         };
         let n = self.revoke_all(&mints, Why::SamlLogout).await?;
         tracing::info!(provider = %name, sessions = n, "SAML single logout from the IdP");
-        if idp.config.slo_url.is_none() {
+        if !idp.has_idp_logout() {
             let mut r = Response::new(full("<!doctype html><title>Signed out</title><p>Signed out.</p>"));
             *r.status_mut() = StatusCode::OK;
             return Ok(r);
@@ -115,8 +116,11 @@ impl Sso {
 
     /// `/sso/logout` of a SAML session: the LogoutRequest to the IdP, if it has an SLO URL.
     pub(super) fn saml_logout_request(&self, idp: &SamlIdp, subject: &str, session_index: Option<&str>) -> Option<String> {
-        idp.config.slo_url.as_ref()?;
-        let (sp, descriptor) = idp.parts();
+        if !idp.has_idp_logout() {
+            return None;
+        }
+        let (sp, descriptor) = idp.parts().ok()?;
+        let descriptor = &*descriptor;
         let name_id = NameId::new(subject, NameIdFormat::Unspecified);
         let started = sp.start_logout(descriptor, StartLogout { name_id: &name_id, session_index, relay_state: None, reason: None, binding: Binding::HttpRedirect });
         match started {

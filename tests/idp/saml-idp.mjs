@@ -7,11 +7,18 @@
 //     "key": "/path/idp.key", "cert": "/path/idp.crt",   PEM signing key and certificate
 //     "sp_metadata_url": "https://127.0.0.1:P/sso/SAML/metadata/NAME",  fetched at first use
 //     "sign": "response" | "assertion" | "both",
+//     "want_signed_requests": true,          AuthnRequests must be signed by the SP's metadata key
+//                                            (HTTP-Redirect: SigAlg + Signature over the query)
+//     "encrypt": "gcm" | "cbc",              encrypt assertions to the SP metadata's encryption
+//                                            key (RSA-OAEP-MGF1P key transport, AES-256); the
+//                                            Response signature, if any, covers the ciphertext
 //     "accounts": [{ "login", "password", "name_id", "attributes": { "Role": ["a", "b"], ... } }] }
 // Prints one line `SAML_IDP_READY {"sso_url": "...", "port": N}` when it listens.
 //
-// GET  /sso?SAMLRequest&RelayState    (HTTP-Redirect binding) parses the AuthnRequest and shows
-//      a login form: inputs `login`, `password`, submit button id `submit`.
+// GET  /metadata                     the IdP's own metadata, as samlify writes it.
+// GET  /sso?SAMLRequest&RelayState    (HTTP-Redirect binding) parses the AuthnRequest (verifying
+//      its signature when want_signed_requests; a refusal is a 403 page naming samlify's error)
+//      and shows a login form: inputs `login`, `password`, submit button id `submit`.
 // POST /login                         checks the password and answers with the usual
 //      auto-submitting HTML form that POSTs SAMLResponse and RelayState to the SP's ACS.
 // The ACS is the AuthnRequest's AssertionConsumerServiceURL, which must be one the SP's
@@ -98,10 +105,23 @@ const pending = new Map();
 
 async function handle(req, res) {
   const url = new URL(req.url, 'http://127.0.0.1');
+  if (req.method === 'GET' && url.pathname === '/metadata') {
+    res.writeHead(200, { 'content-type': 'application/samlmetadata+xml' });
+    return res.end(idp.getMetadata());
+  }
   if (req.method === 'GET' && url.pathname === '/sso') {
     const s = await serviceProvider();
     const query = Object.fromEntries(url.searchParams);
-    const parsed = await idp.parseLoginRequest(s, 'redirect', { query, octetString: '' });
+    // SAML Bindings §3.4.4.1: the signed octets are the query's own SAMLRequest, RelayState
+    // and SigAlg parameters, as sent (still URL-encoded), in that order.
+    const raw = new Map((req.url.split('?')[1] || '').split('&').map((kv) => [kv.split('=')[0], kv]));
+    const octetString = ['SAMLRequest', 'RelayState', 'SigAlg'].filter((k) => raw.has(k)).map((k) => raw.get(k)).join('&');
+    let parsed;
+    try {
+      parsed = await idp.parseLoginRequest(s, 'redirect', { query, octetString });
+    } catch (e) {
+      return page(res, 403, `AuthnRequest refused: ${esc(e.message)}`);
+    }
     const request = parsed.extract.request;
     const acs = request.assertionConsumerServiceUrl || acsUrls[0];
     if (!acsUrls.includes(acs)) return page(res, 400, `unregistered ACS ${esc(acs)}`);
@@ -119,7 +139,9 @@ async function handle(req, res) {
     if (!p) return page(res, 400, 'unknown login request');
     if (!account || account.password !== form.get('password')) return page(res, 401, 'wrong password');
     pending.delete(form.get('key'));
-    const { context } = await idp.createLoginResponse(sp, { extract: { request: p.request } }, 'post', {}, responseXml(p.request, p.acs, account));
+    // With encryption the assertion is encrypted first and the Response signed after, so its
+    // signature covers the ciphertext (samlify's encryptThenSign).
+    const { context } = await idp.createLoginResponse(sp, { extract: { request: p.request } }, 'post', {}, responseXml(p.request, p.acs, account), !!cfg.encrypt);
     return page(res, 200, `<form method="post" action="${esc(p.acs)}">` +
       `<input type="hidden" name="SAMLResponse" value="${esc(context)}">` +
       (p.relay ? `<input type="hidden" name="RelayState" value="${esc(p.relay)}">` : '') +
@@ -153,6 +175,10 @@ server.listen(0, '127.0.0.1', () => {
     singleLogoutService: [{ Binding: B.redirect, Location: `http://127.0.0.1:${port}/slo` }],
     nameIDFormat: ['urn:oasis:names:tc:SAML:2.0:nameid-format:persistent'],
     requestSignatureAlgorithm: 'http://www.w3.org/2001/04/xmldsig-more#rsa-sha256',
+    wantAuthnRequestsSigned: !!cfg.want_signed_requests,
+    isAssertionEncrypted: !!cfg.encrypt,
+    dataEncryptionAlgorithm: cfg.encrypt === 'cbc' ? 'http://www.w3.org/2001/04/xmlenc#aes256-cbc' : 'http://www.w3.org/2009/xmlenc11#aes256-gcm',
+    keyEncryptionAlgorithm: 'http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p',
   });
   console.log(`SAML_IDP_READY ${JSON.stringify({ sso_url: ssoUrl, port })}`);
 });

@@ -135,12 +135,27 @@ impl SamlConfig {
         use base64::Engine;
         let certs: Vec<String> = self.certificates.iter().map(|c| base64::engine::general_purpose::STANDARD.encode(c)).collect();
         let mut m = self.grants.to_plugin_json();
+        let (metadata_url, metadata_file) = match self.metadata.as_ref().map(|m| &m.source) {
+            Some(super::MetadataSource::Url(u)) => (u.as_str().to_string(), String::new()),
+            Some(super::MetadataSource::File(f)) => (String::new(), f.display().to_string()),
+            None => (String::new(), String::new()),
+        };
+        let pinned: Vec<String> = self.metadata.iter().flat_map(|m| &m.pinned).map(|c| base64::engine::general_purpose::STANDARD.encode(c)).collect();
         let own = serde_json::json!({
-            "samlEndpoint": self.sso_url.as_str(),
+            "samlEndpoint": self.sso_url.as_ref().map(|u| u.as_str()).unwrap_or_default(),
             "samlLogoutEndpoint": self.slo_url.as_ref().map(|u| u.as_str()).unwrap_or_default(),
             "samlClientId": self.sp_entity_id,
-            "samlIdpEntityId": self.idp_entity_id,
+            "samlIdpEntityId": self.idp_entity_id.clone().unwrap_or_default(),
             "samlCertificate": if certs.len() == 1 { serde_json::json!(certs[0]) } else { serde_json::json!(certs) },
+            "samlIdpMetadataUrl": metadata_url,
+            "samlIdpMetadataFile": metadata_file,
+            "samlIdpMetadataCertificate": pinned,
+            "samlIdpMetadataRefresh": humantime::format_duration(self.metadata.as_ref().map_or(super::SamlMetadataConfig::DEFAULT_REFRESH, |m| m.refresh)).to_string(),
+            "samlSignRequests": self.sign_requests,
+            "samlRequireEncryptedAssertions": self.require_encrypted_assertions,
+            "samlAllowCbcEncryption": self.allow_cbc_encryption,
+            "samlSpKeyFile": self.sp_key.as_ref().map(|k| k.key.display().to_string()).unwrap_or_default(),
+            "samlSpCertificateFile": self.sp_key.as_ref().map(|k| k.cert.display().to_string()).unwrap_or_default(),
             "enabled": self.enabled,
             "roleAttribute": self.role_attribute,
             "usernameAttribute": self.username_attribute.clone().unwrap_or_default(),
@@ -148,6 +163,15 @@ impl SamlConfig {
             "schemeOverride": "",
             "displayName": self.display_name.clone().unwrap_or_default(),
         });
+        // What is not set is left out, so the JSON reads back as the same provider.
+        let mut own = own;
+        if let Some(o) = own.as_object_mut() {
+            for k in ["samlCertificate", "samlIdpMetadataUrl", "samlIdpMetadataFile", "samlIdpMetadataCertificate", "samlSpKeyFile", "samlSpCertificateFile"] {
+                if o.get(k).is_some_and(|v| v.as_str() == Some("") || v.as_array().is_some_and(Vec::is_empty)) {
+                    o.remove(k);
+                }
+            }
+        }
         m.extend(own.as_object().expect("object literal").clone());
         m.extend(self.session.to_plugin_json());
         serde_json::Value::Object(m)

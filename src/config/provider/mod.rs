@@ -11,6 +11,7 @@
 mod json;
 mod preset;
 mod raw;
+mod saml;
 mod session;
 mod validate;
 
@@ -129,24 +130,38 @@ impl OidcConfig {
     }
 }
 
-/// A validated SAML provider.
+/// A validated SAML provider. With [`SamlConfig::metadata`], the IdP's entity id, endpoints
+/// and signing certificates come from its metadata; what is set here explicitly wins
+/// (certificates: both are trusted).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SamlConfig {
     pub name: String,
     /// The label on the login page's button (`displayName`); the name when unset.
     pub display_name: Option<String>,
     pub enabled: bool,
-    /// The IdP's single sign-on URL (`samlEndpoint`), HTTP-Redirect binding.
-    pub sso_url: Url,
+    /// The IdP's single sign-on URL (`samlEndpoint`), HTTP-Redirect binding; from the
+    /// metadata when unset.
+    pub sso_url: Option<Url>,
     /// The IdP's single logout URL (`samlLogoutEndpoint`), HTTP-Redirect binding: where
     /// `/sso/logout` sends a LogoutRequest and where LogoutResponses go.
     pub slo_url: Option<Url>,
     /// Our SP entity id (`samlClientId`), the Audience the IdP must address.
     pub sp_entity_id: String,
-    /// The IdP's entity id: the Issuer its responses must carry.
-    pub idp_entity_id: String,
-    /// Signing certificates of the IdP, DER (several for key rollover).
+    /// The IdP's entity id: the Issuer its responses must carry (from the metadata when unset).
+    pub idp_entity_id: Option<String>,
+    /// Signing certificates of the IdP, DER (several for key rollover); may be empty with metadata.
     pub certificates: Vec<Vec<u8>>,
+    /// `samlIdpMetadataUrl` / `samlIdpMetadataFile`.
+    pub metadata: Option<SamlMetadataConfig>,
+    /// Our signing and decryption key pair; `None`: the one generated in `state_dir`.
+    pub sp_key: Option<SpKeyFiles>,
+    /// `samlSignRequests`: sign AuthnRequests and our logout messages.
+    pub sign_requests: bool,
+    /// `samlRequireEncryptedAssertions`: refuse a response whose assertion is not encrypted.
+    pub require_encrypted_assertions: bool,
+    /// `samlAllowCbcEncryption`: accept AES-CBC encrypted assertions (ADFS, Entra); then the
+    /// Response itself must be signed, so the ciphertext is authenticated before decryption.
+    pub allow_cbc_encryption: bool,
     /// The attribute that carries roles (`Role` as in the plugin).
     pub role_attribute: String,
     /// An attribute to use as the Jellyfin username instead of the NameID.
@@ -155,6 +170,34 @@ pub struct SamlConfig {
     pub grants: GrantRules,
     /// When its sessions end (sign-out, max age).
     pub session: SessionRules,
+}
+
+/// Where a SAML provider's IdP metadata comes from, how often it is re-read, and the
+/// certificates it must be signed with (none pinned: accepted unsigned, as over HTTPS).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SamlMetadataConfig {
+    pub source: MetadataSource,
+    /// `samlIdpMetadataRefresh` (default [`SamlMetadataConfig::DEFAULT_REFRESH`]).
+    pub refresh: std::time::Duration,
+    /// `samlIdpMetadataCertificate`: the metadata must carry a signature by one of these (DER).
+    pub pinned: Vec<Vec<u8>>,
+}
+
+impl SamlMetadataConfig {
+    pub const DEFAULT_REFRESH: std::time::Duration = std::time::Duration::from_secs(3600);
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetadataSource {
+    Url(Url),
+    File(std::path::PathBuf),
+}
+
+/// `samlSpKeyFile` and `samlSpCertificateFile` (PEM), resolved against the config's directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpKeyFiles {
+    pub key: std::path::PathBuf,
+    pub cert: std::path::PathBuf,
 }
 
 /// The sign-in protocol of a provider.

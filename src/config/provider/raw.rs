@@ -97,6 +97,19 @@ pub struct RawSamlConfig {
     pub(super) saml_certificate: Field<OneOrMany>,
     pub(super) saml_certificate_file: Field<PathBuf>,
     pub(super) saml_idp_entity_id: Field<String>,
+    pub(super) saml_idp_metadata_url: Field<String>,
+    pub(super) saml_idp_metadata_file: Field<PathBuf>,
+    pub(super) saml_idp_metadata_certificate: Field<OneOrMany>,
+    pub(super) saml_idp_metadata_certificate_file: Field<PathBuf>,
+    pub(super) saml_idp_metadata_refresh: Field<String>,
+    pub(super) saml_sign_requests: Field<bool>,
+    pub(super) saml_require_encrypted_assertions: Field<bool>,
+    pub(super) saml_allow_cbc_encryption: Field<bool>,
+    pub(super) saml_sp_key_file: Field<PathBuf>,
+    pub(super) saml_sp_certificate_file: Field<PathBuf>,
+    /// The plugin's own fields that mean nothing here (accepted so its JSON works as it is).
+    pub(super) port_override: Field<serde_json::Value>,
+    pub(super) new_path: Field<serde_json::Value>,
     pub(super) enabled: Field<bool>,
     pub(super) role_attribute: Field<String>,
     pub(super) username_attribute: Field<String>,
@@ -112,8 +125,10 @@ pub struct RawSamlConfig {
 }
 
 pub(super) const SAML_KEYS: &[&str] = &[
-    "samlEndpoint", "samlLogoutEndpoint", "samlClientId", "samlCertificate", "samlCertificateFile", "samlIdpEntityId", "enabled", "roleAttribute", "usernameAttribute",
-    "clockSkew", "schemeOverride", "displayName",
+    "samlEndpoint", "samlLogoutEndpoint", "samlClientId", "samlCertificate", "samlCertificateFile", "samlIdpEntityId", "samlIdpMetadataUrl",
+    "samlIdpMetadataFile", "samlIdpMetadataCertificate", "samlIdpMetadataCertificateFile", "samlIdpMetadataRefresh", "samlSignRequests",
+    "samlRequireEncryptedAssertions", "samlAllowCbcEncryption", "samlSpKeyFile", "samlSpCertificateFile", "enabled", "roleAttribute",
+    "usernameAttribute", "clockSkew", "schemeOverride", "portOverride", "newPath", "displayName",
 ];
 
 /// A string or a list of strings.

@@ -1,5 +1,5 @@
-//! Validation of provider settings: raw ([`RawOidcConfig`], [`RawSamlConfig`]) → typed
-//! ([`OidcConfig`], [`SamlConfig`]).
+//! Validation of provider settings: raw ([`RawOidcConfig`]) → typed ([`OidcConfig`]), and
+//! the helpers the SAML validator (`saml.rs`) shares.
 //!
 //! One validator per protocol serves `proxy.yaml` and the admin API's `Add` body, so both
 //! accept and refuse exactly the same things. Each problem is recorded with its dotted path
@@ -7,12 +7,11 @@
 //! both protocols, have one validator used by both.
 
 use std::path::Path;
-use std::time::Duration;
 
 use url::Url;
 
-use super::raw::{known_keys, OneOrMany, RawGrants, RawOidcConfig, RawSamlConfig, OID_KEYS, SAML_KEYS};
-use super::{GrantRules, OidcConfig, Preset, SamlConfig, TokenAuthMethod};
+use super::raw::{known_keys, OneOrMany, RawGrants, RawOidcConfig, OID_KEYS};
+use super::{GrantRules, OidcConfig, Preset, TokenAuthMethod};
 use crate::config::field::{join, Field, Problems};
 use crate::config::secret;
 
@@ -21,7 +20,7 @@ const DEFAULT_MAX_APP_PASSWORDS: u32 = 10;
 const MAX_APP_PASSWORDS_LIMIT: u32 = 100;
 
 impl RawGrants {
-    fn validate(self, prefix: &str, p: &mut Problems) -> GrantRules {
+    pub(super) fn validate(self, prefix: &str, p: &mut Problems) -> GrantRules {
         let f = |k: &str| join(prefix, k);
         let rules = GrantRules {
             enable_authorization: p.take(&f("enableAuthorization"), self.enable_authorization, false),
@@ -102,7 +101,7 @@ fn required_url(p: &mut Problems, path: &str, f: Field<String>, what: &str, sche
 }
 
 /// `displayName`: a label shown on the login page (escaped there), at most 100 characters.
-fn display_name(p: &mut Problems, path: &str, f: Field<String>) -> Option<String> {
+pub(super) fn display_name(p: &mut Problems, path: &str, f: Field<String>) -> Option<String> {
     let label = opt_string(p, path, f)?;
     if label.chars().count() > 100 || label.chars().any(char::is_control) {
         p.push(path, "must be at most 100 characters, without control characters");
@@ -110,7 +109,7 @@ fn display_name(p: &mut Problems, path: &str, f: Field<String>) -> Option<String
     Some(label)
 }
 
-fn opt_string(p: &mut Problems, path: &str, f: Field<String>) -> Option<String> {
+pub(super) fn opt_string(p: &mut Problems, path: &str, f: Field<String>) -> Option<String> {
     p.opt(path, f).map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
 }
 
@@ -220,98 +219,3 @@ pub fn parse_certificates(texts: &[String]) -> Result<Vec<Vec<u8>>, String> {
     Ok(out)
 }
 
-impl RawSamlConfig {
-    /// Validate into a [`SamlConfig`], recording problems under `prefix` (e.g.
-    /// `providers.saml.corp`); `base_dir` resolves a relative `samlCertificateFile`.
-    pub fn validate(self, name: &str, prefix: &str, base_dir: &Path, p: &mut Problems) -> Option<SamlConfig> {
-        let before = p.len();
-        let f = |k: &str| join(prefix, k);
-        p.unknown(prefix, &self.unknown, &known_keys(SAML_KEYS));
-        if !valid_provider_name(name) {
-            p.push(prefix, "provider names may use letters, digits, `_`, `-` and `.` (at most 64)");
-        }
-        let sso_url = required_url(p, &f("samlEndpoint"), self.saml_endpoint, "the identity provider's SAML sign-on URL", |u| match u.scheme() {
-            "https" | "http" => Ok(()),
-            _ => Err("must be an http(s) URL"),
-        });
-        let slo_url = match opt_string(p, &f("samlLogoutEndpoint"), self.saml_logout_endpoint) {
-            None => None,
-            Some(s) => match Url::parse(&s) {
-                Ok(u) if matches!(u.scheme(), "https" | "http") => Some(u),
-                Ok(_) => {
-                    p.push(f("samlLogoutEndpoint"), "must be an http(s) URL");
-                    None
-                }
-                Err(e) => {
-                    p.push(f("samlLogoutEndpoint"), format!("not a URL: {e}"));
-                    None
-                }
-            },
-        };
-        let sp_entity_id = opt_string(p, &f("samlClientId"), self.saml_client_id);
-        if sp_entity_id.as_ref().is_none_or(|s| s.chars().any(char::is_whitespace)) {
-            p.push(f("samlClientId"), "is required: this proxy's entity id at the identity provider (no spaces)");
-        }
-        let idp_entity_id = opt_string(p, &f("samlIdpEntityId"), self.saml_idp_entity_id);
-        if idp_entity_id.is_none() {
-            p.push(f("samlIdpEntityId"), "is required: the identity provider's entity id (the Issuer of its responses)");
-        }
-        let inline = p.opt(&f("samlCertificate"), self.saml_certificate);
-        let file = p.opt(&f("samlCertificateFile"), self.saml_certificate_file);
-        let certs = match (inline, file) {
-            (Some(_), Some(_)) => {
-                p.push(f("samlCertificate"), "set either `samlCertificate` or `samlCertificateFile`, not both");
-                None
-            }
-            (None, None) => {
-                p.push(f("samlCertificate"), "is required (or samlCertificateFile): the identity provider's signing certificate (unsigned responses are never accepted)");
-                None
-            }
-            (Some(OneOrMany::One(s)), None) => Some(vec![s]),
-            (Some(OneOrMany::Many(v)), None) => Some(v),
-            (None, Some(path)) => match std::fs::read_to_string(base_dir.join(&path)) {
-                Ok(text) => Some(vec![text]),
-                Err(e) => {
-                    p.push(f("samlCertificateFile"), format!("cannot read {}: {e}", base_dir.join(&path).display()));
-                    None
-                }
-            },
-        };
-        let certificates = certs.and_then(|c| match parse_certificates(&c) {
-            Ok(d) if !d.is_empty() => Some(d),
-            Ok(_) => {
-                p.push(f("samlCertificate"), "holds no certificate");
-                None
-            }
-            Err(e) => {
-                p.push(f("samlCertificate"), e);
-                None
-            }
-        });
-        let clock_skew = p.parse(&f("clockSkew"), self.clock_skew, Duration::from_secs(60), |s| {
-            humantime::parse_duration(s).map_err(|e| format!("not a duration like `60s`: {e}"))
-        });
-        if clock_skew > Duration::from_secs(600) {
-            p.push(f("clockSkew"), "must be at most 10m");
-        }
-        let _ = p.opt(&f("schemeOverride"), self.scheme_override);
-        let grants = self.grants.validate(prefix, p);
-        let session = self.session.validate(prefix, false, p);
-        let provider = SamlConfig {
-            name: name.to_string(),
-            display_name: display_name(p, &f("displayName"), self.display_name),
-            enabled: p.take(&f("enabled"), self.enabled, true),
-            sso_url: sso_url?,
-            slo_url,
-            sp_entity_id: sp_entity_id?,
-            idp_entity_id: idp_entity_id?,
-            certificates: certificates?,
-            role_attribute: opt_string(p, &f("roleAttribute"), self.role_attribute).unwrap_or_else(|| "Role".to_string()),
-            username_attribute: opt_string(p, &f("usernameAttribute"), self.username_attribute),
-            clock_skew,
-            grants,
-            session,
-        };
-        (p.len() == before).then_some(provider)
-    }
-}
