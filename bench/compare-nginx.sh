@@ -7,9 +7,15 @@
 #   bash bench/compare-nginx.sh            # full run (~4 minutes)
 #   DURATION=5 bash bench/compare-nginx.sh # shorter wrk/h2load runs
 #   BIN=/path/to/other/build bash bench/compare-nginx.sh   # measure another build (A/B)
+#   METRICS=on bash bench/compare-nginx.sh       # the proxy with metrics.listen set (and scraped)
+#   METRICS=compare bash bench/compare-nginx.sh  # also: a second proxy with metrics on, measured
+#                                                # against the first in ROUNDS interleaved rounds
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-15}
+METRICS=${METRICS:-off}
+ROUNDS=${ROUNDS:-3}
+case $METRICS in off|on|compare) ;; *) echo "METRICS must be off, on or compare" >&2; exit 2;; esac
 
 need=()
 command -v nginx  >/dev/null || need+=(nginx-light)
@@ -21,7 +27,7 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 if [ -z "${BIN:-}" ]; then
   cargo build --release -q
-  BIN=$PWD/target/release/jellyfin-sso-proxy
+  BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/jellyfin-sso-proxy
 fi
 
 T=$(mktemp -d)
@@ -30,7 +36,7 @@ cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-UP=$(free_port); NGX=$(free_port); OURS=$(free_port)
+UP=$(free_port); NGX=$(free_port); OURS=$(free_port); MET=$(free_port); OURS_M=$(free_port); MET_M=$(free_port)
 
 # Content: 1 KiB and 1 GiB files.
 mkdir -p "$T/www"
@@ -69,12 +75,22 @@ tls: { cert: $T/cert.pem, key: $T/key.pem }
 jellyfin: { url: "http://127.0.0.1:$UP" }
 log: { level: warn }
 YAML
+if [ "$METRICS" = on ]; then echo "metrics: { listen: 127.0.0.1:$MET }" >> "$T/proxy.yaml"; fi
+# The second proxy of METRICS=compare: the same, with metrics on.
+sed -e "s/127.0.0.1:$OURS/127.0.0.1:$OURS_M/g" -e "s#$T/state#$T/state-m#" "$T/proxy.yaml" | grep -v '^metrics:' > "$T/proxy-m.yaml"
+echo "metrics: { listen: 127.0.0.1:$MET_M }" >> "$T/proxy-m.yaml"
 
 nginx -c "$T/upstream.conf" & PIDS+=($!)
 nginx -c "$T/proxy.conf" & PIDS+=($!)
 "$BIN" --config "$T/proxy.yaml" 2>"$T/ours.log" & OURS_PID=$!; PIDS+=($OURS_PID)
+WAIT_PORTS="$UP $NGX $OURS"
+if [ "$METRICS" = compare ]; then
+  "$BIN" --config "$T/proxy-m.yaml" 2>"$T/ours-m.log" & OURS_M_PID=$!; PIDS+=($OURS_M_PID)
+  WAIT_PORTS="$WAIT_PORTS $OURS_M $MET_M"
+fi
+[ "$METRICS" = on ] && WAIT_PORTS="$WAIT_PORTS $MET"
 sleep 0.5; kill -0 $OURS_PID 2>/dev/null || { cat "$T/ours.log"; exit 1; }
-for p in $UP $NGX $OURS; do for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null && break; sleep 0.1; done; done
+for p in $WAIT_PORTS; do for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null && break; sleep 0.1; done; done
 
 rss_kib() { awk '/VmRSS/ {print $2}' /proc/"$1"/status; }
 nginx_rss_kib() { local t=0; for p in $(pgrep -f "nginx.*$T/proxy.conf"); do t=$((t + $(rss_kib "$p"))); done; echo $t; }
@@ -108,6 +124,11 @@ download() { # url flags → MB/s (median of 3)
 for u in "https://127.0.0.1:$NGX/1k.bin" "https://127.0.0.1:$OURS/1k.bin"; do
   code=$(curl -k -s -o /dev/null -w '%{http_code}' "$u"); [ "$code" = 200 ] || { echo "setup broken: $u answered $code" >&2; exit 1; }
 done
+# With metrics on, Prometheus scrapes while the load runs (every second here, far more often
+# than a real scrape interval, so the cost of encoding is in the numbers).
+scraper() { while true; do curl -s -o /dev/null "http://127.0.0.1:$1/metrics" || true; sleep 1; done; }
+if [ "$METRICS" = on ]; then scraper $MET & PIDS+=($!); fi
+if [ "$METRICS" = compare ]; then scraper $MET_M & PIDS+=($!); fi
 echo "running (each load ${DURATION}s)..." >&2
 read -r N1 NP1 < <(wrk_run "https://127.0.0.1:$NGX/1k.bin")
 read -r O1 OP1 < <(wrk_run "https://127.0.0.1:$OURS/1k.bin")
@@ -127,6 +148,21 @@ OD2=$(download "https://127.0.0.1:$OURS/1g.bin" --http2)
 sleep 1
 AFTER_KIB=$(rss_kib $OURS_PID)
 NGX_KIB=$(nginx_rss_kib)
+
+# Metrics off against on: the same build, same config but metrics.listen, interleaved.
+if [ "$METRICS" = compare ]; then
+  echo "metrics off vs on: $ROUNDS interleaved rounds..." >&2
+  OFF1=(); ON1=(); OFF2=(); ON2=()
+  for r in $(seq "$ROUNDS"); do
+    read -r a _ < <(wrk_run "https://127.0.0.1:$OURS/1k.bin"); OFF1+=("$a")
+    read -r a _ < <(wrk_run "https://127.0.0.1:$OURS_M/1k.bin"); ON1+=("$a")
+    OFF2+=("$(h2_run "https://127.0.0.1:$OURS/1k.bin")")
+    ON2+=("$(h2_run "https://127.0.0.1:$OURS_M/1k.bin")")
+  done
+  mean() { printf '%s\n' "$@" | awk '{s+=$1} END {printf "%.0f", s/NR}'; }
+  list() { local IFS=/; echo "$*"; }
+  SCRAPED=$(curl -s "http://127.0.0.1:$MET_M/metrics" | awk '/^jsp_http_requests_total/ {s+=$2} END {printf "%.0f", s}')
+fi
 
 avg() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.0f", (a+b)/2}'; }
 avgf() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", (a+b)/2}'; }
@@ -149,5 +185,22 @@ download $((BEFORE_DL/1024)) MiB, peak during it $((PEAK/1024)) MiB (growth $(((
 nginx TLS proxy (master + 2 workers) after all runs: $((NGX_KIB/1024)) MiB.
 MD
 )
+if [ "$METRICS" = compare ]; then
+  report+=$(cat <<MD
+
+
+Metrics off vs on (same build; the second proxy has \`metrics.listen\` and is scraped every
+second during its runs; $ROUNDS interleaved rounds, off then on, each ${DURATION}s):
+
+| measure | metrics off | metrics on | ratio (on / off) |
+|---|---:|---:|---:|
+| 1 KiB GET, HTTP/1.1, 64 conns (req/s, mean; runs $(list "${OFF1[@]}") vs $(list "${ON1[@]}")) | $(mean "${OFF1[@]}") | $(mean "${ON1[@]}") | $(ratio "$(mean "${ON1[@]}")" "$(mean "${OFF1[@]}")") |
+| 1 KiB GET, HTTP/2, 64 conns x 10 streams (req/s, mean; runs $(list "${OFF2[@]}") vs $(list "${ON2[@]}")) | $(mean "${OFF2[@]}") | $(mean "${ON2[@]}") | $(ratio "$(mean "${ON2[@]}")" "$(mean "${OFF2[@]}")") |
+
+Requests the metrics-on proxy counted (jsp_http_requests_total, all series): $SCRAPED.
+MD
+)
+fi
+[ "$METRICS" = on ] && report+=$'\n\n(metrics on: `metrics.listen` set and scraped every second)'
 echo "$report"
 echo "$report" > bench/results-latest.md

@@ -14,7 +14,10 @@
 //! - [`state`]: ephemeral and durable state behind two traits (in memory + SQLite).
 //! - [`body`]: the streaming body type; [`logging`]: log setup.
 //! - [`doctor`]: the `doctor` command's checks of everything a sign-in depends on.
+//! - [`metrics`]: the Prometheus registry and the operator's listener (`/metrics`, `/healthz`,
+//!   `/readyz`), with [`health`] answering what it asks; [`audit`]: the audit log (JSON lines).
 
+pub mod audit;
 pub mod body;
 pub mod branding;
 pub mod config;
@@ -22,8 +25,10 @@ pub mod context;
 pub mod cookie;
 pub mod doctor;
 pub mod error;
+pub mod health;
 pub mod jellyfin;
 pub mod logging;
+pub mod metrics;
 pub mod pages;
 pub mod proxy;
 pub mod router;

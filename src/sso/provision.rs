@@ -55,16 +55,24 @@ pub struct Provisioner {
     info: RwLock<Option<(PublicSystemInfo, Instant)>>,
     /// Users the proxy creates get `IsHidden` (not on the login screen's user list).
     hide_new_users: bool,
+    /// Every mint is counted and audited here, the one place that records them.
+    obs: super::observe::Observer,
 }
 
 impl Provisioner {
     pub fn new(jellyfin: Jellyfin, durable: Arc<dyn Durable>, http: reqwest::Client) -> Provisioner {
-        Provisioner { jellyfin, durable, http, info: RwLock::new(None), hide_new_users: false }
+        Provisioner { jellyfin, durable, http, info: RwLock::new(None), hide_new_users: false, obs: Default::default() }
     }
 
     /// Create users hidden from the login screen (`sso.login_page.hide_public_users`).
     pub fn hide_new_users(mut self, hide: bool) -> Provisioner {
         self.hide_new_users = hide;
+        self
+    }
+
+    /// Report mints to `obs` (the metrics and the audit log).
+    pub fn observed(mut self, obs: super::observe::Observer) -> Provisioner {
+        self.obs = obs;
         self
     }
 
@@ -132,6 +140,8 @@ impl Provisioner {
             last_validated: None,
             app_password_id,
         };
+        // The session exists in Jellyfin from here on, recorded or not.
+        self.obs.minted(how, who, user_id, &device.device_id);
         self.durable.record_mint(mint).await.map_err(|e| {
             tracing::error!(error = %e, device = %device.device_id, "a minted Jellyfin session could not be recorded");
             SsoError::from(e)

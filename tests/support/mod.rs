@@ -196,10 +196,16 @@ impl ProxyProcess {
     /// serving. `extra_yaml` follows `jellyfin:\n  url: …`, so indented lines extend the
     /// `jellyfin` section and unindented ones add top-level settings.
     pub async fn start(dir: &Path, jellyfin_url: &str, extra_yaml: &str) -> ProxyProcess {
-        let port = free_port();
-        let yaml = format!(
-            "listen: 127.0.0.1:{port}\npublic_url: https://127.0.0.1:{port}\nlog:\n  level: info\njellyfin:\n  url: {jellyfin_url}\n{extra_yaml}"
-        );
+        Self::start_on_port(dir, free_port(), jellyfin_url, extra_yaml).await
+    }
+
+    /// [`ProxyProcess::start`] on `port` (known before, e.g. for an identity provider's
+    /// redirect URI).
+    pub async fn start_on_port(dir: &Path, port: u16, jellyfin_url: &str, extra_yaml: &str) -> ProxyProcess {
+        // A `log:` section of the caller's replaces the default one (it must keep `level: info`,
+        // which the start-up line needs).
+        let log = if extra_yaml.lines().any(|l| l.starts_with("log:")) { "" } else { "log:\n  level: info\n" };
+        let yaml = format!("listen: 127.0.0.1:{port}\npublic_url: https://127.0.0.1:{port}\n{log}jellyfin:\n  url: {jellyfin_url}\n{extra_yaml}");
         std::fs::write(dir.join("proxy.yaml"), yaml).unwrap();
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_jellyfin-sso-proxy"))
             .arg("--config")
