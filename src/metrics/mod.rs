@@ -127,7 +127,7 @@ impl Metrics {
         r.register("state_errors", "State backend operations that failed, by store (durable, ephemeral) and backend", state_errors.clone());
         let reloads = Family::<ResultLabels, Counter>::default();
         for result in ["success", "failure"] {
-            reloads.get_or_create(&ResultLabels { result });
+            let _ = reloads.get_or_create(&ResultLabels { result });
         }
         r.register("config_reloads", "Reloads of proxy.yaml, by result", reloads.clone());
         let cert_expiry = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
