@@ -10,11 +10,13 @@
 #   PAIRS=7 DURATION=5 bash bench/compare-nginx.sh
 #   STREAM=0 bash bench/compare-nginx.sh   # small requests only
 #   BIN=/path/to/other/build bash bench/compare-nginx.sh   # measure another build (A/B)
+#   METRICS=on bash bench/compare-nginx.sh   # the proxy with metrics.listen set
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10}
 PAIRS=${PAIRS:-5}
 STREAM=${STREAM:-1}
+METRICS=${METRICS:-off}
 
 need=()
 command -v nginx  >/dev/null || need+=(nginx-light)
@@ -74,6 +76,7 @@ tls: { cert: $T/cert.pem, key: $T/key.pem }
 jellyfin: { url: "http://127.0.0.1:$UP" }
 log: { level: warn }
 YAML
+if [ "$METRICS" = on ]; then echo "metrics: { listen: 127.0.0.1:$(free_port) }" >> "$T/proxy.yaml"; fi
 
 nginx -c "$T/upstream.conf" & PIDS+=($!)
 nginx -c "$T/proxy.conf" & NGX_PID=$!; PIDS+=($NGX_PID)

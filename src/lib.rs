@@ -17,7 +17,10 @@
 //! - [`reload`]: live reload of `proxy.yaml` on SIGHUP or a change of the file.
 //! - [`doctor`]: the `doctor` command's checks of everything a sign-in depends on.
 //! - [`plugin_import`]: the `import-plugin-config` command (the SSO plugin's XML → providers, links).
+//! - [`metrics`]: the Prometheus registry and the operator's listener (`/metrics`, `/healthz`,
+//!   `/readyz`), with [`health`] answering what it asks; [`audit`]: the audit log (JSON lines).
 
+pub mod audit;
 pub mod body;
 pub mod branding;
 pub mod config;
@@ -27,8 +30,10 @@ pub mod doctor;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod health;
 pub mod jellyfin;
 pub mod logging;
+pub mod metrics;
 pub mod pages;
 pub mod plugin_import;
 pub mod proxy;

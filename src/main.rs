@@ -25,6 +25,10 @@ use jellyfin_sso_proxy::router::App;
 use jellyfin_sso_proxy::sso::Sso;
 use jellyfin_sso_proxy::state::{Caps, State};
 use jellyfin_sso_proxy::tls::{self, CertStore};
+use jellyfin_sso_proxy::audit::Audit;
+use jellyfin_sso_proxy::health::Readiness;
+use jellyfin_sso_proxy::metrics::{self, Metrics};
+use jellyfin_sso_proxy::sso::observe::Observer;
 use jellyfin_sso_proxy::reload::{self, Reloader, Trigger};
 use jellyfin_sso_proxy::{logging, resources, server};
 
@@ -205,11 +209,22 @@ async fn run(config: Config, reloading: Reloading) -> anyhow::Result<()> {
         tracing::warn!(cert = %config.tls.cert.display(), "no certificate configured: generated a self-signed one for localhost; browsers will warn until you install a real one");
     }
     let acceptor = TlsAcceptor::from(certs.server_config());
+    // Metrics are counted only when someone can read them (`metrics.listen`).
+    let metrics = if config.metrics.listen.is_some() { Metrics::new() } else { Metrics::off() };
+    let audit = match &config.log.audit {
+        Some(path) => Audit::open(path).with_context(|| format!("cannot open the audit log {} (log.audit)", path.display()))?,
+        None => Audit::off(),
+    };
     let caps = Caps { flows: config.sso.max_pending_flows, completions: config.sso.max_pending_flows, ..Caps::default() };
-    let state = State::open(&config.state, &config.state_dir, caps).await.context("state")?;
+    let mut state = State::open(&config.state, &config.state_dir, caps).await.context("state")?;
+    if metrics.enabled() {
+        let m = metrics.clone();
+        state = state.observed((config.state.durable.name(), config.state.ephemeral.name()), Arc::new(move |store, backend| m.state_error(store, backend)));
+    }
     let limits = &config.limits;
     let jellyfin = Jellyfin::new(&config.jellyfin.url, config.jellyfin.api_key.clone(), limits.upstream_connect_timeout, limits.upstream_header_timeout);
-    let sso = Arc::new(Sso::new(config.clone(), state, jellyfin).await.context("state")?);
+    let observer = Observer::new(metrics.clone(), audit);
+    let sso = Arc::new(Sso::with_observer(config.clone(), state, jellyfin, observer).await.context("state")?);
     tokio::spawn(sso.clone().sweep_forever());
     tokio::spawn(sso.clone().watch_providers(jellyfin_sso_proxy::sso::PROVIDER_REREAD));
 
@@ -231,6 +246,14 @@ async fn run(config: Config, reloading: Reloading) -> anyhow::Result<()> {
     if let Some(addr) = config.http_redirect_listen {
         let l = server::bind(addr).with_context(|| format!("cannot listen on {addr} (http_redirect_listen)"))?;
         tokio::spawn(server::run_redirect(l, config.public_url.clone(), stopped(stop_rx.clone())));
+    }
+    if let Some(addr) = config.metrics.listen {
+        let l = server::bind(addr).with_context(|| format!("cannot listen on {addr} (metrics.listen)"))?;
+        // Its own pool on this runtime, and the state as the SSO side sees it.
+        let upstream = Upstream::new(&config.jellyfin.url, limits.upstream_connect_timeout, limits.upstream_header_timeout);
+        let readiness = Arc::new(Readiness::new(upstream, sso.state().clone(), certs.clone()));
+        tokio::spawn(metrics::listener::run(l, metrics.clone(), readiness, stopped(stop_rx.clone())));
+        tracing::info!(%addr, "metrics, /healthz and /readyz listening");
     }
     // Installed before "serving" is logged: from then on SIGHUP reloads instead of ending the process.
     let hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;

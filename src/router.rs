@@ -8,8 +8,8 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Instant;
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -18,28 +18,34 @@ use tracing::Instrument;
 use crate::body::Body;
 use crate::config::{Config, LegacyAuth};
 use crate::context::RequestContext;
+use crate::audit::{self, Origin};
 use crate::error::{self, ErrorNote};
+use crate::health::JellyfinProbe;
+use crate::metrics::{Metrics, MethodLabel, RouteClass};
 use crate::jellyfin::credentials::translate_legacy;
 use crate::proxy::{headers::redacted_path, Upstream};
 use crate::sso::http::json_response;
 use crate::sso::password_login::Intercept;
 use crate::sso::{Sso, SsoRoute};
 
-/// How long a health answer is reused, so the endpoint cannot be used to hammer Jellyfin.
-const HEALTH_CACHE: Duration = Duration::from_secs(1);
-
 /// Everything a request may need, shared by the connections of one worker.
 pub struct App {
     pub upstream: Upstream,
     pub sso: Arc<Sso>,
-    health: Mutex<Option<(Instant, bool)>>,
+    /// The metrics the SSO side was given (off unless `metrics.listen` is set).
+    pub metrics: Metrics,
+    health: JellyfinProbe,
 }
 
 impl App {
     /// The application for one worker: its own pool of connections to Jellyfin (`upstream`),
-    /// the shared SSO side (which holds the configuration in service).
+    /// the shared SSO side (which holds the configuration in service). Requests, connections
+    /// and the upstream are counted in the metrics the SSO side reports to (`sso.obs`), so
+    /// there is one set for the process.
     pub fn new(upstream: Upstream, sso: Arc<Sso>) -> App {
-        App { upstream, sso, health: Mutex::new(None) }
+        let metrics = sso.obs.metrics.clone();
+        let upstream = upstream.observed(metrics.clone());
+        App { health: JellyfinProbe::new(upstream.clone()), upstream, sso, metrics }
     }
 
     /// The configuration in service now; a reload replaces it between two reads, so a
@@ -51,25 +57,7 @@ impl App {
     /// `GET /sso/health`: 200 when the proxy is up and Jellyfin answers, 503 otherwise.
     /// Anonymous callers learn only up/down; the reason goes to the log.
     async fn health(&self) -> Response<Body> {
-        let cached = self.health.lock().expect("health lock").filter(|(at, _)| at.elapsed() < HEALTH_CACHE);
-        let up = match cached {
-            Some((_, up)) => up,
-            None => {
-                let up = match self.upstream.probe(Duration::from_secs(3)).await {
-                    Ok(s) if s.is_success() => true,
-                    Ok(s) => {
-                        tracing::warn!(jellyfin = %self.upstream.display(), status = %s, "health: Jellyfin answered with an error");
-                        false
-                    }
-                    Err(e) => {
-                        tracing::warn!(jellyfin = %self.upstream.display(), error = %e, "health: Jellyfin is not reachable");
-                        false
-                    }
-                };
-                *self.health.lock().expect("health lock") = Some((Instant::now(), up));
-                up
-            }
-        };
+        let up = self.health.up().await;
         let body = serde_json::json!({ "proxy": "up", "jellyfin": if up { "up" } else { "down" } });
         json_response(if up { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, body.to_string().into_bytes())
     }
@@ -95,6 +83,11 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
     // At ERROR level so the span is on whenever anything is logged: every line written while
     // this request is handled, the access line included, carries its id.
     let span = tracing::error_span!("request", id = %ctx.id);
+    // With an audit log, its events know which request and client they belong to.
+    if app.sso.obs.audit.enabled() {
+        let origin = Origin { request_id: ctx.id.to_string(), client: ctx.client_ip };
+        return Ok(audit::with_origin(origin, serve(app, req, ctx).instrument(span)).await);
+    }
     Ok(serve(app, req, ctx).instrument(span).await)
 }
 
@@ -113,6 +106,7 @@ async fn serve(app: Arc<App>, mut req: Request<Incoming>, ctx: RequestContext) -
         Some(SsoRoute::Logout | SsoRoute::Health) => None,
         _ => app.sso.pending_provider_logout(&method, req.headers(), &ctx).await,
     };
+    let class = if pending.is_some() || route.is_some() { RouteClass::Sso } else { RouteClass::Forwarded };
     let resp = match (pending, route) {
         (Some(r), _) => r,
         (None, Some(route)) => {
@@ -161,7 +155,9 @@ async fn serve(app: Arc<App>, mut req: Request<Incoming>, ctx: RequestContext) -
     };
 
     let status = resp.status().as_u16();
-    let ms = start.elapsed().as_secs_f64() * 1000.0;
+    let took = start.elapsed();
+    app.metrics.request(class, MethodLabel::of(&method), status, took);
+    let ms = took.as_secs_f64() * 1000.0;
     let peer = ctx.peer;
     match resp.extensions().get::<ErrorNote>() {
         Some(ErrorNote(reason)) => {

@@ -28,6 +28,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::body::{empty, Body};
 use crate::config::{Limits, PublicUrl};
+use crate::metrics::TlsFailure;
 use crate::router::{self, App};
 
 /// Serve HTTPS on `listener` until `shutdown` completes, then drain within the grace period.
@@ -76,10 +77,17 @@ pub async fn run_with_permits(listener: TcpListener, app: Arc<App>, tls: TlsAcce
         conns.spawn(async move {
             let _permit = permit;
             let _counted = crate::resources::connection_opened();
+            let _open = app.metrics.connection();
             let stream = match tokio::time::timeout(limits.tls_handshake_timeout, tls.accept(tcp)).await {
                 Ok(Ok(s)) => s,
-                Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+                Ok(Err(e)) => {
+                    app.metrics.tls_failed(TlsFailure::of(&e));
+                    return tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                }
+                Err(_) => {
+                    app.metrics.tls_failed(TlsFailure::Timeout);
+                    return tracing::debug!(%peer, "TLS handshake timed out");
+                }
             };
             let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
             let watch = Watch { idle: limits.idle_timeout, dead: limits.idle_timeout.max(limits.upstream_header_timeout) + DEAD_GRACE, h2 };

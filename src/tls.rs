@@ -103,6 +103,14 @@ impl CertStore {
         Ok(true)
     }
 
+    /// When the certificate in service (its leaf) expires; `None` if it cannot be read.
+    pub fn not_after(&self) -> Option<SystemTime> {
+        use x509_cert::der::Decode;
+        let current = self.current.read().expect("cert lock").clone();
+        let cert = x509_cert::Certificate::from_der(current.cert.first()?.as_ref()).ok()?;
+        Some(cert.tbs_certificate.validity.not_after.to_system_time())
+    }
+
     /// rustls server config: TLS 1.2 and 1.3, ALPN h2 then http/1.1, certificate from this store.
     pub fn server_config(self: &Arc<Self>) -> Arc<ServerConfig> {
         let mut cfg = ServerConfig::builder_with_provider(Arc::new(default_provider()))

@@ -12,6 +12,7 @@
 pub mod field;
 mod live;
 pub mod locate;
+pub mod metrics;
 pub mod password_login;
 pub mod provider;
 mod raw;
@@ -87,6 +88,8 @@ pub struct Config {
     pub saml_providers: Vec<SamlConfig>,
     /// Which password logins reach Jellyfin (`password_login:`).
     pub password_login: password_login::PasswordLogin,
+    /// The operator's listener (`metrics:`), off by default.
+    pub metrics: metrics::MetricsConfig,
 }
 
 impl Config {
@@ -253,6 +256,8 @@ pub struct LogConfig {
     /// A tracing filter: `info`, `debug`, `info,jellyfin_sso_proxy=debug`, ...
     pub level: String,
     pub format: LogFormat,
+    /// `log.audit`: the audit log's file (JSON lines), when set.
+    pub audit: Option<PathBuf>,
 }
 
 /// Why the configuration could not be loaded.

@@ -30,12 +30,13 @@ pub(super) struct RawConfig {
     pub(super) state: Field<RawState>,
     pub(super) providers: Field<RawProviders>,
     pub(super) password_login: Field<super::password_login::RawPasswordLogin>,
+    pub(super) metrics: Field<super::metrics::RawMetrics>,
     #[serde(flatten)]
     pub(super) unknown: Unknown,
 }
 pub(super) const TOP_KEYS: &[&str] = &[
     "listen", "public_url", "http_redirect_listen", "trusted_proxies", "state_dir", "tls", "jellyfin", "limits", "log", "sso",
-    "state", "providers", "password_login",
+    "state", "providers", "password_login", "metrics",
 ];
 
 #[derive(Deserialize, Default)]
@@ -158,7 +159,8 @@ pub(super) const LIMIT_KEYS: &[&str] = &[
 pub(super) struct RawLog {
     pub(super) level: Field<String>,
     pub(super) format: Field<String>,
+    pub(super) audit: Field<PathBuf>,
     #[serde(flatten)]
     pub(super) unknown: Unknown,
 }
-pub(super) const LOG_KEYS: &[&str] = &["level", "format"];
+pub(super) const LOG_KEYS: &[&str] = &["level", "format", "audit"];

@@ -31,6 +31,16 @@ pub enum DurableBackend {
     Postgres(PostgresConfig),
 }
 
+impl DurableBackend {
+    /// The name used in `state.durable`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            DurableBackend::Sqlite => "sqlite",
+            DurableBackend::Postgres(_) => "postgres",
+        }
+    }
+}
+
 /// What may be lost on restart (`state.ephemeral`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum EphemeralBackend {
@@ -38,6 +48,16 @@ pub enum EphemeralBackend {
     Memory,
     /// `redis`: Redis or Valkey, shared by every proxy pointed at it.
     Redis(RedisConfig),
+}
+
+impl EphemeralBackend {
+    /// The name used in `state.ephemeral`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            EphemeralBackend::Memory => "memory",
+            EphemeralBackend::Redis(_) => "redis",
+        }
+    }
 }
 
 /// `state.postgres`.

@@ -183,6 +183,7 @@ pub(super) fn config(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Prob
         "json" => Ok(LogFormat::Json),
         _ => Err("must be `human` or `json`"),
     });
+    let audit = p.opt("log.audit", rlog.audit).map(|f| base_dir.join(f));
 
     let rs = section(&mut p, "sso", raw.sso);
     p.unknown("sso", &rs.unknown, SSO_KEYS);
@@ -226,6 +227,8 @@ pub(super) fn config(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Prob
     }
 
     let password_login = section(&mut p, "password_login", raw.password_login).validate(&mut p);
+    let public: Vec<(&str, SocketAddr)> = std::iter::once(("listen", listen)).chain(http_redirect_listen.map(|a| ("http_redirect_listen", a))).collect();
+    let metrics = section(&mut p, "metrics", raw.metrics).validate(&mut p, &public);
     let mut sso = sso;
     // With passwords for SSO users refused, Jellyfin's password form only misleads them: the
     // login page hides it (and the public user list) unless the operator said otherwise.
@@ -245,11 +248,12 @@ pub(super) fn config(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Prob
         tls,
         jellyfin,
         limits,
-        log: LogConfig { level, format },
+        log: LogConfig { level, format, audit },
         sso,
         state,
         oidc_providers,
         saml_providers,
         password_login,
+        metrics,
     })
 }

@@ -8,7 +8,7 @@
 
 pub mod headers;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::header::{HeaderValue, HOST};
 use http::{Request, Response, StatusCode, Uri, Version};
@@ -24,6 +24,7 @@ use url::Url;
 use crate::body::{stream, Body};
 use crate::context::RequestContext;
 use crate::error::ProxyError;
+use crate::metrics::{Metrics, UpstreamFailure};
 
 /// The pooled HTTP client to Jellyfin and the rules for using it.
 #[derive(Clone)]
@@ -35,6 +36,8 @@ pub struct Upstream {
     authority: http::uri::Authority,
     display: String,
     header_timeout: Duration,
+    /// Time to Jellyfin's response headers, connect errors and timeouts are counted here.
+    metrics: Metrics,
 }
 
 impl Upstream {
@@ -62,7 +65,14 @@ impl Upstream {
             authority: uri.authority().cloned().expect("validated URL has a host"),
             display: url.origin().ascii_serialization(),
             header_timeout,
+            metrics: Metrics::off(),
         }
+    }
+
+    /// The same upstream, counting in `metrics`.
+    pub fn observed(mut self, metrics: Metrics) -> Upstream {
+        self.metrics = metrics;
+        self
     }
 
     /// Forward one request (from `ctx.peer`) to Jellyfin and return its response, streaming.
@@ -74,7 +84,8 @@ impl Upstream {
         let (mut parts, body) = req.into_parts();
         self.prepare(&mut parts, upgrade, ctx)?;
         let up_req = Request::from_parts(parts, body);
-        let resp = self.answer(tokio::time::timeout(self.header_timeout, self.client.request(up_req)).await)?;
+        let started = Instant::now();
+        let resp = self.answer(tokio::time::timeout(self.header_timeout, self.client.request(up_req)).await, started)?;
 
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             match client_upgrade {
@@ -108,7 +119,8 @@ impl Upstream {
         parts.headers.remove(http::header::TRANSFER_ENCODING);
         parts.headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
         let up_req = Request::from_parts(parts, Full::new(body));
-        let resp = self.answer(tokio::time::timeout(self.header_timeout, self.buffered.request(up_req)).await)?;
+        let started = Instant::now();
+        let resp = self.answer(tokio::time::timeout(self.header_timeout, self.buffered.request(up_req)).await, started)?;
         let (mut parts, body) = resp.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers, false);
         Ok(Response::from_parts(parts, stream(body)))
@@ -134,18 +146,28 @@ impl Upstream {
         Ok(())
     }
 
-    /// Jellyfin's response headers, or why there are none.
+    /// Jellyfin's response headers (asked for at `started`), or why there are none.
     fn answer(
         &self,
         r: Result<Result<Response<Incoming>, hyper_util::client::legacy::Error>, tokio::time::error::Elapsed>,
+        started: Instant,
     ) -> Result<Response<Incoming>, ProxyError> {
         match r {
-            Err(_) => Err(ProxyError::Timeout { upstream: self.display.clone(), timeout: self.header_timeout }),
-            Ok(Err(source)) if source.is_connect() => Err(ProxyError::Unreachable { upstream: self.display.clone(), source }),
+            Err(_) => {
+                self.metrics.upstream_failed(UpstreamFailure::Timeout);
+                Err(ProxyError::Timeout { upstream: self.display.clone(), timeout: self.header_timeout })
+            }
+            Ok(Err(source)) if source.is_connect() => {
+                self.metrics.upstream_failed(UpstreamFailure::Connect);
+                Err(ProxyError::Unreachable { upstream: self.display.clone(), source })
+            }
             // The client's own body broke (e.g. malformed chunked encoding): its fault, a 400.
             Ok(Err(source)) if client_body_failed(&source) => Err(ProxyError::BadRequest("the request body was malformed or cut off".into())),
             Ok(Err(source)) => Err(ProxyError::Upstream { upstream: self.display.clone(), source }),
-            Ok(Ok(r)) => Ok(r),
+            Ok(Ok(r)) => {
+                self.metrics.upstream_headers(started.elapsed());
+                Ok(r)
+            }
         }
     }
 

@@ -168,6 +168,7 @@ impl Sso {
         let record = AppPassword { id: id.clone(), user_id: asker.user_id.clone(), name: name.into(), hash: hash(&self.state.key, &password), created_at: now_secs(), last_used_at: None, last_device: None };
         self.state.durable.add_app_password(record).await?;
         tracing::info!(user = %asker.user_id, id = %id, "app password created");
+        self.obs.app_password("app_password.created", &asker.user_id, None, &id, None);
         let body = serde_json::json!({ "id": id, "name": name, "password": password });
         Ok(json_response(StatusCode::OK, body.to_string().into_bytes()))
     }
@@ -180,8 +181,10 @@ impl Sso {
                 tracing::warn!(device = %m.device_id, error = %e, "revoked app password: the device could not be deleted in Jellyfin");
             }
             self.state.durable.remove_mint(&m.user_id, &m.device_id).await?;
+            self.obs.revoked(super::revocation::Why::AppPasswordRevoked, &m);
         }
         tracing::info!(user = %record.user_id, id = %record.id, "app password revoked");
+        self.obs.app_password("app_password.revoked", &record.user_id, None, &record.id, None);
         Ok(())
     }
 

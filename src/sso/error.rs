@@ -93,6 +93,42 @@ pub enum LogoutTokenError {
     Replayed,
 }
 
+impl SsoError {
+    /// Why, as one of a fixed set of short names: the `reason` label of refused logins in the
+    /// metrics and the `reason` of the audit log. Every variant maps to a constant, so the set
+    /// is bounded by this match and grows only with the enum.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            SsoError::NotFound | SsoError::NotFoundWhat(_) => "not_found",
+            SsoError::Unauthorized => "unauthorized",
+            SsoError::Forbidden(_) => "forbidden",
+            SsoError::Conflict(_) => "conflict",
+            SsoError::UnknownProvider(_) => "unknown_provider",
+            SsoError::Busy(_) | SsoError::ReplayCacheFull => "busy",
+            SsoError::TooManyStarts { .. } | SsoError::TooManyAttempts { .. } => "rate_limited",
+            SsoError::State(TakeError::Unknown) => "state_unknown",
+            SsoError::State(TakeError::Expired) => "state_expired",
+            SsoError::State(TakeError::WrongBrowser) => "state_wrong_browser",
+            SsoError::State(TakeError::Backend(_)) | SsoError::Storage(_) => "storage",
+            SsoError::StorageUnavailable(_) => "storage_unavailable",
+            SsoError::MissingState => "state_missing",
+            SsoError::IdpUnavailable { .. } => "idp_unavailable",
+            SsoError::IdpRefused { .. } => "idp_refused",
+            SsoError::InvalidToken { .. } => "invalid_token",
+            SsoError::NotAllowed { .. } => "not_allowed",
+            SsoError::BadRequest(_) => "bad_request",
+            SsoError::TooLarge(_) => "too_large",
+            SsoError::BodyTimeout(_) => "body_timeout",
+            SsoError::AdminNotAdopted(_) => "admin_not_adopted",
+            SsoError::LinkedElsewhere(_) => "linked_elsewhere",
+            SsoError::NoApiKey => "no_api_key",
+            SsoError::Csrf => "csrf",
+            SsoError::LogoutToken { .. } => "logout_token",
+            SsoError::Jellyfin(_) => "jellyfin",
+        }
+    }
+}
+
 impl From<TakeError> for SsoError {
     fn from(e: TakeError) -> Self {
         match e {

@@ -240,6 +240,8 @@ impl Sso {
         };
         let set = self.sessions.create(&session).await?;
         r.headers_mut().insert(SET_COOKIE, set);
+        let name = result.user.get("Name").and_then(|v| v.as_str()).unwrap_or(&pending.identity.username);
+        self.obs.login_succeeded(&pending.identity, &session.user_id, name);
         Ok(r)
     }
 }

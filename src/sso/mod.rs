@@ -36,12 +36,14 @@ pub mod error;
 pub mod http;
 pub mod identity;
 pub mod legacy_links;
+pub mod idp_http;
 pub mod linking_page;
 pub mod links;
 pub mod login;
 pub mod login_page;
 pub mod logout;
 pub mod mac;
+pub mod observe;
 pub mod oidc;
 pub mod oidc_login;
 pub mod oidc_types;
@@ -99,6 +101,8 @@ pub struct Sso {
     link_guard: attempts::Attempts,
     /// The brute-force guard of Jellyfin's password endpoints.
     pub password_guard: brute_force::Guard,
+    /// The metrics and the audit log ([`observe`]).
+    pub obs: observe::Observer,
 }
 
 /// How often the stored providers are re-read ([`Sso::watch_providers`]): other proxies
@@ -128,7 +132,12 @@ impl Sso {
     /// Build the SSO side from its parts (made once, in `main`): the state, the Jellyfin
     /// client, and the providers of `proxy.yaml` plus those stored through the admin API.
     pub async fn new(config: Arc<Config>, state: State, jellyfin: Jellyfin) -> Result<Sso, crate::state::StateError> {
-        let http = idp_http_client();
+        Self::with_observer(config, state, jellyfin, observe::Observer::default()).await
+    }
+
+    /// [`Sso::new`], reporting to `obs` (the metrics and the audit log).
+    pub async fn with_observer(config: Arc<Config>, state: State, jellyfin: Jellyfin, obs: observe::Observer) -> Result<Sso, crate::state::StateError> {
+        let http = idp_http::IdpHttp::new(idp_http_client(), obs.metrics.clone());
         let stored = state.durable.providers().await?;
         let stored = stored.into_iter().filter_map(|p| Protocol::from_name(&p.protocol).map(|proto| (proto, p.name, p.json)));
         let registry = Registry::load(&config, stored, http.clone());
@@ -136,7 +145,9 @@ impl Sso {
         let seal_key = state.key;
         Ok(Sso {
             registry,
-            provision: Provisioner::new(jellyfin.clone(), state.durable.clone(), http).hide_new_users(config.get().sso.login_page.hide_public_users),
+            provision: Provisioner::new(jellyfin.clone(), state.durable.clone(), http.client().clone())
+                .hide_new_users(config.get().sso.login_page.hide_public_users)
+                .observed(obs.clone()),
             sessions: Sessions::new(state.ephemeral.clone(), config.get().sso.session_ttl, config.get().public_url.origin()),
             callers: Callers::new(jellyfin.clone(), state.ephemeral.clone()),
             replay: replay::AssertionReplay::new(state.ephemeral.clone()),
@@ -146,6 +157,7 @@ impl Sso {
             state,
             config,
             seal_key,
+            obs,
         })
     }
 
@@ -240,10 +252,23 @@ impl Sso {
                 let p = self.registry.enabled(protocol, &provider)?;
                 self.begin(p, http::query_flag(&req, "isLinking"), ctx).await
             }
-            // A login that comes back for a provider a reload removed says so.
-            SsoRoute::OidcCallback { provider } => self.oidc_callback(self.registry.enabled(Protocol::Oidc, &provider).map_err(gone)?, &req, ctx).await,
-            SsoRoute::SamlAcs { provider } => self.saml_acs(self.registry.enabled(Protocol::Saml, &provider).map_err(gone)?, req, ctx).await,
-            SsoRoute::Auth { protocol, provider } => self.auth(self.registry.enabled(protocol, &provider).map_err(gone)?, req, ctx).await,
+            // A login that comes back for a provider a reload removed says so. A login's refusal is counted where it happens (callback or Auth); its success
+            // when Auth has the Jellyfin session (login::auth).
+            SsoRoute::OidcCallback { provider } => {
+                let p = self.registry.enabled(Protocol::Oidc, &provider).map_err(gone)?;
+                let r = self.oidc_callback(p, &req, ctx).await;
+                self.refused(Protocol::Oidc, &provider, r)
+            }
+            SsoRoute::SamlAcs { provider } => {
+                let p = self.registry.enabled(Protocol::Saml, &provider).map_err(gone)?;
+                let r = self.saml_acs(p, req, ctx).await;
+                self.refused(Protocol::Saml, &provider, r)
+            }
+            SsoRoute::Auth { protocol, provider } => {
+                let p = self.registry.enabled(protocol, &provider).map_err(gone)?;
+                let r = self.auth(p, req, ctx).await;
+                self.refused(protocol, &provider, r)
+            }
             SsoRoute::SamlMetadata { provider } => self.saml_metadata(self.registry.enabled(Protocol::Saml, &provider)?),
             SsoRoute::GetNames { protocol } => Ok(self.get_names(protocol)),
             SsoRoute::GetProviders { protocol } => {
@@ -255,28 +280,38 @@ impl Sso {
                 self.states().await
             }
             SsoRoute::AddProvider { protocol, provider } => {
-                admin("add providers").await?;
-                self.add_provider(protocol, &provider, req).await
+                let by = admin("add providers").await?;
+                let r = self.add_provider(protocol, &provider, req).await?;
+                self.obs.admin_change(&by, "provider.added", protocol, &provider);
+                Ok(r)
             }
             SsoRoute::DelProvider { protocol, provider } => {
-                admin("delete providers").await?;
-                self.del_provider(protocol, &provider).await
+                let by = admin("delete providers").await?;
+                let r = self.del_provider(protocol, &provider).await?;
+                self.obs.admin_change(&by, "provider.removed", protocol, &provider);
+                Ok(r)
             }
             SsoRoute::Links { protocol, user } => {
                 self.callers.authorize(h, u, Rule::UserOrAdmin(&user), "read another user's links").await?;
                 self.links(protocol, &user).await
             }
             SsoRoute::Link { protocol, provider, user } => {
-                self.callers.authorize(h, u, Rule::UserOrAdmin(&user), "link another user's account").await?;
-                self.link(protocol, &provider, &user, req, ctx).await
+                let by = self.callers.authorize(h, u, Rule::UserOrAdmin(&user), "link another user's account").await?;
+                let r = self.link(protocol, &provider, &user, req, ctx).await?;
+                self.obs.admin_change(&by, "link.added", protocol, &user);
+                Ok(r)
             }
             SsoRoute::Unlink { protocol, provider, user, subject } => {
-                self.callers.authorize(h, u, Rule::UserOrAdmin(&user), "remove another user's links").await?;
-                self.unlink(protocol, &provider, &user, &subject).await
+                let by = self.callers.authorize(h, u, Rule::UserOrAdmin(&user), "remove another user's links").await?;
+                let r = self.unlink(protocol, &provider, &user, &subject).await?;
+                self.obs.admin_change(&by, "link.removed", protocol, &user);
+                Ok(r)
             }
             SsoRoute::Unregister { username } => {
-                admin("unregister users").await?;
-                self.unregister(&username, req).await
+                let by = admin("unregister users").await?;
+                let r = self.unregister(&username, req).await?;
+                self.obs.admin_change(&by, "user.unregistered", Protocol::Oidc, &username);
+                Ok(r)
             }
             SsoRoute::Picker => Ok(self.picker_page()),
             SsoRoute::DeviceLinkPage => self.link_page(ctx).await,
@@ -315,6 +350,14 @@ impl Sso {
             }
             SsoRoute::Health | SsoRoute::LinkingPage | SsoRoute::Unknown => Err(SsoError::NotFound),
         }
+    }
+
+    /// Report a refused login step at a provider that is configured (the registry found it).
+    fn refused(&self, protocol: Protocol, provider: &str, r: Result<Response<Body>, SsoError>) -> Result<Response<Body>, SsoError> {
+        if let Err(e) = &r {
+            self.obs.login_refused(protocol, provider, e);
+        }
+        r
     }
 
     /// Every enabled provider of both protocols (for the linking page and start-up checks).

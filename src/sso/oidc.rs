@@ -81,7 +81,7 @@ impl AuthRequest {
 pub struct OidcProvider {
     pub config: OidcConfig,
     redirect_uri: RedirectUrl,
-    pub(super) http: reqwest::Client,
+    pub(super) http: super::idp_http::IdpHttp,
     discovered: RwLock<Option<Arc<Discovered>>>,
     last_jwks_refetch: std::sync::Mutex<Option<Instant>>,
 }
@@ -92,7 +92,8 @@ pub(super) fn short(e: impl std::fmt::Display) -> String {
 }
 
 impl OidcProvider {
-    pub fn new(config: OidcConfig, redirect_uri: &str, http: reqwest::Client) -> OidcProvider {
+    pub fn new(config: OidcConfig, redirect_uri: &str, http: super::idp_http::IdpHttp) -> OidcProvider {
+        let http = http.for_provider(&config.name);
         OidcProvider {
             config,
             redirect_uri: RedirectUrl::new(redirect_uri.to_string()).expect("public_url joins are valid URLs"),
@@ -139,7 +140,7 @@ impl OidcProvider {
     async fn fetch_discovery(&self) -> Result<Discovered, OidcError> {
         let issuer = self.config.issuer.as_str().trim_end_matches('/');
         let url = format!("{issuer}/.well-known/openid-configuration");
-        let resp = self.http.get(&url).send().await.map_err(|e| OidcError::Discovery(format!("{url}: {}", short(e))))?;
+        let resp = self.http.timed(self.http.get(&url).send()).await.map_err(|e| OidcError::Discovery(format!("{url}: {}", short(e))))?;
         if !resp.status().is_success() {
             return Err(OidcError::Discovery(format!("{url} answered {}", resp.status())));
         }
@@ -242,7 +243,7 @@ impl OidcProvider {
             (TokenAuthMethod::ClientSecretPost, Some(secret)) => form.push(("client_secret".into(), secret.expose().to_string())),
             _ => {}
         }
-        let resp = builder.form(&form).send().await.map_err(|e| OidcError::Par(short(e)))?;
+        let resp = self.http.timed(builder.form(&form).send()).await.map_err(|e| OidcError::Par(short(e)))?;
         let status = resp.status();
         let body: Value = resp.json().await.map_err(|e| OidcError::Par(format!("{status}: {}", short(e))))?;
         let request_uri = body.get("request_uri").and_then(Value::as_str).ok_or_else(|| OidcError::Par(format!("{status}: {}", short(&body))))?;

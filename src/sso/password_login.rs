@@ -156,6 +156,7 @@ impl Sso {
             Ok(Ok(())) => {}
             Ok(Err(wait)) => {
                 tracing::warn!(target: "audit", client = %ip, user = %username, retry_after = wait.as_secs(), "password login refused: too many failures");
+                self.obs.password_refused(&username, "too_many_failures");
                 return Intercept::Answer(jellyfin_error(StatusCode::TOO_MANY_REQUESTS, Some(wait.as_secs().max(1))));
             }
             Err(e) => {
@@ -179,6 +180,7 @@ impl Sso {
         if let Some(refusal) = self.policy_refuses(&username, ip).await {
             let _ = self.password_guard.failed(ip, &username).await;
             tracing::warn!(target: "audit", client = %ip, user = %username, reason = refusal, "password login refused by password_login policy");
+            self.obs.password_refused(&username, refusal);
             return Intercept::Answer(jellyfin_error(StatusCode::UNAUTHORIZED, None));
         }
         Intercept::Buffered { parts, body, attempt: Attempt { ip, username } }
@@ -251,6 +253,7 @@ impl Sso {
         self.provision.record_with(&who, &user.id, &device, How::AppPassword, Some(record.id.clone())).await?;
         self.state.durable.touch_app_password(&record.id, &device.device, now_secs()).await?;
         tracing::info!(user = %user.name, app_password = %record.id, device = %device.device_id, "signed in with an app password");
+        self.obs.app_password("app_password.used", &user.id, Some(&user.name), &record.id, Some(&device.device_id));
         let json = serde_json::to_vec(&result).expect("AuthenticationResult serializes");
         Ok(Some(super::http::json_response(StatusCode::OK, json)))
     }

@@ -57,11 +57,13 @@ pub struct Provisioner {
     /// Users the proxy creates get `IsHidden` (not on the login screen's user list).
     /// (An atomic: a reload changes it for users created after.)
     hide_new_users: std::sync::atomic::AtomicBool,
+    /// Every mint is counted and audited here, the one place that records them.
+    obs: super::observe::Observer,
 }
 
 impl Provisioner {
     pub fn new(jellyfin: Jellyfin, durable: Arc<dyn Durable>, http: reqwest::Client) -> Provisioner {
-        Provisioner { jellyfin, durable, http, info: RwLock::new(None), hide_new_users: Default::default() }
+        Provisioner { jellyfin, durable, http, info: RwLock::new(None), hide_new_users: Default::default(), obs: Default::default() }
     }
 
     /// Create users hidden from the login screen (`sso.login_page.hide_public_users`).
@@ -73,6 +75,12 @@ impl Provisioner {
     /// [`Provisioner::hide_new_users`] on the running provisioner (a reload).
     pub fn set_hide_new_users(&self, hide: bool) {
         self.hide_new_users.store(hide, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Report mints to `obs` (the metrics and the audit log).
+    pub fn observed(mut self, obs: super::observe::Observer) -> Provisioner {
+        self.obs = obs;
+        self
     }
 
     /// Jellyfin's public info, cached for a few minutes.
@@ -139,6 +147,8 @@ impl Provisioner {
             last_validated: None,
             app_password_id,
         };
+        // The session exists in Jellyfin from here on, recorded or not.
+        self.obs.minted(how, who, user_id, &device.device_id);
         self.durable.record_mint(mint).await.map_err(|e| {
             tracing::error!(error = %e, device = %device.device_id, "a minted Jellyfin session could not be recorded");
             SsoError::from(e)

@@ -118,7 +118,7 @@ pub struct Registry {
     api_json: RwLock<HashMap<Key, serde_json::Value>>,
     public_url: PublicUrl,
     state_dir: PathBuf,
-    http: reqwest::Client,
+    http: super::idp_http::IdpHttp,
     /// Our SAML SP key pairs (generated in `state_dir` on first use).
     sp_keys: super::saml_keys::SpKeys,
 }
@@ -127,7 +127,7 @@ impl Registry {
     /// The file's providers, then the stored API providers `(protocol, name, plugin JSON)`
     /// not shadowed by the file. A provider that fails to build is logged and left out: one
     /// broken provider never stops the others.
-    pub fn load(config: &Config, stored: impl IntoIterator<Item = (Protocol, String, serde_json::Value)>, http: reqwest::Client) -> Registry {
+    pub fn load(config: &Config, stored: impl IntoIterator<Item = (Protocol, String, serde_json::Value)>, http: super::idp_http::IdpHttp) -> Registry {
         let registry = Registry { providers: RwLock::new(HashMap::new()), api_json: RwLock::new(HashMap::new()), public_url: config.public_url.clone(), state_dir: config.state_dir.clone(), sp_keys: super::saml_keys::SpKeys::new(&config.state_dir), http };
         for cfg in config.providers() {
             let name = cfg.name().to_string();

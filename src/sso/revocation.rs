@@ -29,9 +29,26 @@ pub enum Why {
     MaxAge,
     Revalidation,
     SamlLogout,
+    /// The app password that minted it was revoked.
+    AppPasswordRevoked,
 }
 
 impl Why {
+    /// The `why` label of the revocation metric and the audit log.
+    pub fn label(self) -> &'static str {
+        match self {
+            Why::SignOut => "sign_out",
+            Why::BackChannel => "backchannel",
+            Why::FrontChannel => "frontchannel",
+            Why::SessionsApi => "sessions_api",
+            Why::Unlinked => "unlinked",
+            Why::MaxAge => "max_age",
+            Why::Revalidation => "revalidation",
+            Why::SamlLogout => "saml_logout",
+            Why::AppPasswordRevoked => "app_password_revoked",
+        }
+    }
+
     fn as_str(self) -> &'static str {
         match self {
             Why::SignOut => "signed out",
@@ -42,6 +59,7 @@ impl Why {
             Why::MaxAge => "older than sessionMaxAge",
             Why::Revalidation => "failed re-validation",
             Why::SamlLogout => "SAML single logout",
+            Why::AppPasswordRevoked => "its app password was revoked",
         }
     }
 }
@@ -62,6 +80,7 @@ impl Sso {
             tracing::warn!(user = %m.user_id, device = %m.device_id, error = %e, "the browser session of a revoked Jellyfin session could not be ended; its token is refused by Jellyfin");
         }
         tracing::info!(user = %m.user_id, device = %m.device_id, provider = %m.provider, why = why.as_str(), "Jellyfin session revoked");
+        self.obs.revoked(why, m);
         Ok(())
     }
 

@@ -17,6 +17,7 @@ pub mod ephemeral;
 pub mod import;
 pub mod key;
 pub mod memory;
+pub mod observed;
 #[cfg(test)]
 mod memory_tests;
 pub mod postgres;
@@ -145,6 +146,18 @@ pub async fn open_durable(config: &StateConfig, dir: &Path) -> Result<Arc<dyn Du
         }
         DurableBackend::Postgres(pg) => Arc::new(PostgresDurable::open(pg.url.expose(), pg.pool_size, pg.tls).await?),
     })
+}
+
+impl State {
+    /// Both halves, with every backend failure reported to `on_error` (store, backend name),
+    /// e.g. to count them ([`observed`]); `backends` names the durable and ephemeral backends.
+    pub fn observed(self, backends: (&'static str, &'static str), on_error: observed::OnError) -> State {
+        State {
+            durable: Arc::new(observed::ObservedDurable::new(self.durable, backends.0, on_error.clone())),
+            ephemeral: Arc::new(observed::ObservedEphemeral::new(self.ephemeral, backends.1, on_error)),
+            key: self.key,
+        }
+    }
 }
 
 /// Seconds since the Unix epoch.

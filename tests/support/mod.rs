@@ -200,12 +200,19 @@ impl ProxyProcess {
         Self::start_with(dir, free_port(), jellyfin_url, extra_yaml, &[]).await
     }
 
+    /// [`ProxyProcess::start`] on `port` (known before, e.g. for an identity provider's
+    /// redirect URI).
+    pub async fn start_on_port(dir: &Path, port: u16, jellyfin_url: &str, extra_yaml: &str) -> ProxyProcess {
+        Self::start_with(dir, port, jellyfin_url, extra_yaml, &[]).await
+    }
+
     /// Like [`ProxyProcess::start`], on `port`, with `envs` added to the environment (e.g.
     /// `HTTP_PROXY`, which the proxy's identity-provider client honours like any other).
     pub async fn start_with(dir: &Path, port: u16, jellyfin_url: &str, extra_yaml: &str, envs: &[(&str, &str)]) -> ProxyProcess {
-        let yaml = format!(
-            "listen: 127.0.0.1:{port}\npublic_url: https://127.0.0.1:{port}\nlog:\n  level: info\njellyfin:\n  url: {jellyfin_url}\n{extra_yaml}"
-        );
+        // A `log:` section of the caller's replaces the default one (it must keep `level: info`,
+        // which the start-up line needs).
+        let log = if extra_yaml.lines().any(|l| l.starts_with("log:")) { "" } else { "log:\n  level: info\n" };
+        let yaml = format!("listen: 127.0.0.1:{port}\npublic_url: https://127.0.0.1:{port}\n{log}jellyfin:\n  url: {jellyfin_url}\n{extra_yaml}");
         Self::start_yaml(dir, port, &yaml).await
     }
 
