@@ -16,6 +16,7 @@ mod durable_tests;
 pub mod ephemeral;
 pub mod import;
 pub mod key;
+pub mod link_cache;
 pub mod memory;
 #[cfg(test)]
 mod memory_tests;
@@ -30,6 +31,7 @@ mod redis_tests;
 #[path = "../../tests/support/servers.rs"]
 pub(crate) mod servers;
 pub mod sqlite;
+mod sqlite_rows;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
