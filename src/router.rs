@@ -101,10 +101,12 @@ async fn serve(app: Arc<App>, mut req: Request<Incoming>, ctx: RequestContext) -
     let uri = req.uri().clone();
 
     let route = SsoRoute::parse(&method, uri.path(), app.config().public_url.base_path());
+    // The browser session, fetched once on first use by the checks below.
+    let session = app.sso.sessions.lookup(&ctx.cookies);
     // A browser whose provider sign-out is still due goes through /sso/logout first.
     let pending = match &route {
         Some(SsoRoute::Logout | SsoRoute::Health) => None,
-        _ => app.sso.pending_provider_logout(&method, req.headers(), &ctx).await,
+        _ => app.sso.pending_provider_logout(&method, req.headers(), &session).await,
     };
     let class = if pending.is_some() || route.is_some() { RouteClass::Sso } else { RouteClass::Forwarded };
     let resp = match (pending, route) {
@@ -129,8 +131,8 @@ async fn serve(app: Arc<App>, mut req: Request<Incoming>, ctx: RequestContext) -
             }
             // The web client signing out with this browser's minted token: forwarded
             // untouched, Jellyfin's answer passed back unchanged, the proxy's side ended after.
-            let signing_out = app.sso.web_client_signing_out(&method, &uri, req.headers(), &ctx).await;
-            let injected = app.sso.sessions.inject(&method, req.headers_mut(), &uri, &ctx.cookies).await;
+            let signing_out = app.sso.web_client_signing_out(&method, &uri, req.headers(), &session).await;
+            let injected = session.inject(&method, req.headers_mut(), &uri).await;
             // Jellyfin's password endpoints pass the SSO side first (app passwords, policy, guard).
             let mut resp = match app.sso.intercept_password(req, &ctx).await {
                 Intercept::Forward(req) => crate::branding::forward(&app, req, &ctx).await,

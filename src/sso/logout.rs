@@ -20,7 +20,7 @@ use super::http::redirect;
 use super::identity::Protocol;
 use super::registry::Provider;
 use super::revocation::Why;
-use super::session::{BrowserSession, SignedOut};
+use super::session::{BrowserSession, SessionLookup, SignedOut};
 use super::{token_crypto, Sso};
 use crate::body::Body;
 use crate::context::RequestContext;
@@ -104,8 +104,8 @@ impl Sso {
 
     /// Before forwarding: is this the web client signing out with this browser's own session
     /// token? Returns that session, to finish the job once Jellyfin has answered.
-    pub async fn web_client_signing_out(&self, method: &Method, uri: &Uri, headers: &HeaderMap, ctx: &RequestContext) -> Option<BrowserSession> {
-        if method != Method::POST || ctx.cookies.session.is_none() {
+    pub async fn web_client_signing_out(&self, method: &Method, uri: &Uri, headers: &HeaderMap, session: &SessionLookup<'_>) -> Option<BrowserSession> {
+        if method != Method::POST || !session.has_cookie() {
             return None;
         }
         let path = uri.path().strip_prefix(self.config().public_url.base_path()).unwrap_or(uri.path());
@@ -113,7 +113,7 @@ impl Sso {
             return None;
         }
         let token = presented_token(headers, uri)?;
-        self.sessions.get(&ctx.cookies).await.filter(|s| s.signed_out.is_none() && !s.token.is_empty() && s.token == token)
+        session.get().await.filter(|s| s.signed_out.is_none() && !s.token.is_empty() && s.token == token).cloned()
     }
 
     /// After Jellyfin accepted the web client's sign-out of `session`'s token.
@@ -146,12 +146,13 @@ impl Sso {
     }
 
     /// A page load (a top-level navigation) of a browser whose provider logout is still
-    /// due: the redirect to `/sso/logout`.
-    pub async fn pending_provider_logout(&self, method: &Method, headers: &HeaderMap, ctx: &RequestContext) -> Option<Response<Body>> {
-        if method != Method::GET || ctx.cookies.session.is_none() || !is_navigation(headers) {
+    /// due: the redirect to `/sso/logout`. The session is `session`, the request's one
+    /// lookup shared with token injection.
+    pub async fn pending_provider_logout(&self, method: &Method, headers: &HeaderMap, session: &SessionLookup<'_>) -> Option<Response<Body>> {
+        if method != Method::GET || !session.has_cookie() || !is_navigation(headers) {
             return None;
         }
-        self.sessions.get(&ctx.cookies).await?.signed_out?;
+        session.get().await?.signed_out.as_ref()?;
         Some(redirect(&format!("{}/sso/logout", self.config().public_url.base_path())))
     }
 }

@@ -166,14 +166,18 @@ impl Sessions {
         self.ephemeral.set(Kind::Session, &digest(id), value, self.ttl()).await
     }
 
-    /// The token to inject for this request, if any.
-    pub async fn token_for(&self, method: &Method, headers: &HeaderMap, uri: &Uri, cookies: &Cookies) -> Option<String> {
-        if !(method == Method::GET || method == Method::HEAD) || has_credentials(headers, uri) || !same_origin(headers, &self.origin) {
-            return None;
-        }
+    /// This request's browser session for forwarding decisions, looked up at most once
+    /// however many checks ask ([`SessionLookup`]).
+    pub fn lookup<'a>(&'a self, cookies: &'a Cookies) -> SessionLookup<'a> {
+        SessionLookup { sessions: self, cookies, found: tokio::sync::OnceCell::new() }
+    }
+
+    /// The session of these cookies, waiting at most [`LOOKUP_TIMEOUT`]; a failing or slow
+    /// lookup is `None` (logged), so ordinary traffic goes on without it.
+    async fn find_bounded(&self, cookies: &Cookies) -> Option<BrowserSession> {
         let id = cookies.session.as_deref().filter(|c| looks_like_token(c))?;
         match tokio::time::timeout(LOOKUP_TIMEOUT, self.ephemeral.get(Kind::Session, &digest(id))).await {
-            Ok(Ok(Some(bytes))) => serde_json::from_slice::<BrowserSession>(&bytes).ok().filter(|s| s.signed_out.is_none()).map(|s| s.token),
+            Ok(Ok(Some(bytes))) => serde_json::from_slice::<BrowserSession>(&bytes).ok(),
             Ok(Ok(None)) => None,
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "browser session lookup failed; forwarding without it");
@@ -186,9 +190,47 @@ impl Sessions {
         }
     }
 
+    /// The token to inject for this request, if any.
+    pub async fn token_for(&self, method: &Method, headers: &HeaderMap, uri: &Uri, cookies: &Cookies) -> Option<String> {
+        self.lookup(cookies).token_for(method, headers, uri).await
+    }
+}
+
+/// One request's browser session, fetched from the ephemeral state on first use only: the
+/// router's checks before forwarding (a provider logout still due, the web client signing
+/// out, token injection) share one lookup. Nothing is fetched for a request without a
+/// session cookie, or one no check needs it for.
+pub struct SessionLookup<'a> {
+    sessions: &'a Sessions,
+    cookies: &'a Cookies,
+    found: tokio::sync::OnceCell<Option<BrowserSession>>,
+}
+
+impl SessionLookup<'_> {
+    /// Does the request carry a session cookie at all? (No lookup.)
+    pub fn has_cookie(&self) -> bool {
+        self.cookies.session.is_some()
+    }
+
+    /// The session (see [`Sessions::find_bounded`]).
+    pub async fn get(&self) -> Option<&BrowserSession> {
+        if !self.has_cookie() {
+            return None;
+        }
+        self.found.get_or_init(|| self.sessions.find_bounded(self.cookies)).await.as_ref()
+    }
+
+    /// The token to inject for this request, if any.
+    pub async fn token_for(&self, method: &Method, headers: &HeaderMap, uri: &Uri) -> Option<String> {
+        if !(method == Method::GET || method == Method::HEAD) || has_credentials(headers, uri) || !same_origin(headers, &self.sessions.origin) {
+            return None;
+        }
+        self.get().await.filter(|s| s.signed_out.is_none()).map(|s| s.token.clone())
+    }
+
     /// Add `Authorization: MediaBrowser Token="…"` when the rules allow; true if it did.
-    pub async fn inject(&self, method: &Method, headers: &mut HeaderMap, uri: &Uri, cookies: &Cookies) -> bool {
-        if let Some(token) = self.token_for(method, headers, uri, cookies).await {
+    pub async fn inject(&self, method: &Method, headers: &mut HeaderMap, uri: &Uri) -> bool {
+        if let Some(token) = self.token_for(method, headers, uri).await {
             if let Ok(v) = HeaderValue::from_str(&format!("MediaBrowser Token=\"{token}\"")) {
                 headers.insert(AUTHORIZATION, v);
                 return true;

@@ -16,6 +16,7 @@ mod durable_tests;
 pub mod ephemeral;
 pub mod import;
 pub mod key;
+pub mod link_cache;
 pub mod memory;
 pub mod observed;
 #[cfg(test)]
@@ -33,6 +34,7 @@ mod redis_tests;
 pub(crate) mod servers;
 pub mod sqlite;
 mod sqlite_legacy;
+mod sqlite_rows;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -7,7 +7,15 @@
 //!
 //! Durability: WAL journal with `synchronous=FULL`, so a write is on stable storage before it
 //! is acknowledged and survives `kill -9` and power loss; foreign keys on; a busy timeout so
-//! concurrent writers wait for each other instead of failing. The file holds provider
+//! concurrent writers wait for each other instead of failing. One exception, the record of a
+//! minted Jellyfin session (one per login): it is written through its own connection with
+//! `synchronous=NORMAL`, so it is in the WAL (in the OS, surviving `kill -9`) when
+//! acknowledged, and on stable storage at the next fsynced commit or checkpoint. A power
+//! loss can therefore forget the last seconds of those records, never a link, provider or
+//! app password, and never corrupt the file: a session minted just before it stays valid in
+//! Jellyfin but is not listed, revoked at sign-out or re-validated by the proxy (an
+//! administrator can still end it in Jellyfin). That fsync was most of a login's cost.
+//! Link lookups are served from an exact in-process copy ([`super::link_cache`]). The file holds provider
 //! secrets: it is created owner-only (0600), and SQLite gives its WAL files the same mode.
 //!
 //! A database that cannot be read (not a database, corrupt, `quick_check` failing, or a schema
@@ -24,6 +32,8 @@ use sqlx::{Row, SqliteExecutor};
 
 use super::durable::{normalise_user_id, AppPassword, Durable, ImportBatch, LegacyLink, Link, MintedSession, StoredProvider};
 use super::sqlite_legacy as legacy;
+use super::link_cache::LinkCache;
+use super::sqlite_rows::{all, app_password_from, int, link_from, mint_from, APP_PASSWORD, LINK, MINT};
 use super::StateError;
 
 /// The database's file name in the state directory.
@@ -34,6 +44,9 @@ static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
 /// The SQLite backend. Cheap to share: a pool of connections.
 pub struct SqliteDurable {
     pool: SqlitePool,
+    /// One connection with `synchronous=NORMAL`, for minted-session records only.
+    mints: SqlitePool,
+    links: LinkCache,
     path: PathBuf,
 }
 
@@ -55,7 +68,14 @@ impl SqliteDurable {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await.map_err(|e| classify(&path, e))?;
+        // No ping before each use: a SQLite connection is a file handle on a worker thread, not
+        // a socket that can die, and the ping is one more hop to that thread per query.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .test_before_acquire(false)
+            .connect_with(options.clone())
+            .await
+            .map_err(|e| classify(&path, e))?;
         let check: Vec<String> = sqlx::query_scalar("PRAGMA quick_check").fetch_all(&pool).await.map_err(|e| classify(&path, e))?;
         if check != ["ok"] {
             return Err(StateError::Corrupt { path, detail: format!("quick_check: {}", check.join("; ")) });
@@ -64,7 +84,13 @@ impl SqliteDurable {
             MigrateError::Execute(e) => classify(&path, e),
             source => StateError::Migrate { path: path.clone(), source },
         })?;
-        Ok(SqliteDurable { pool, path })
+        let mints = SqlitePoolOptions::new()
+            .max_connections(1)
+            .test_before_acquire(false)
+            .connect_with(options.synchronous(SqliteSynchronous::Normal))
+            .await
+            .map_err(|e| classify(&path, e))?;
+        Ok(SqliteDurable { pool, mints, links: LinkCache::default(), path })
     }
 
     /// The database file.
@@ -74,6 +100,7 @@ impl SqliteDurable {
 
     /// Close every connection (checkpointing the WAL); later calls fail.
     pub async fn close(&self) {
+        self.mints.close().await;
         self.pool.close().await;
     }
 
@@ -120,26 +147,6 @@ fn classify(path: &Path, e: sqlx::Error) -> StateError {
     StateError::Open { path: path.to_path_buf(), source: e }
 }
 
-fn int(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-fn uint(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or(0)
-}
-
-const LINK: &str = "SELECT protocol, provider, subject, user_id, linked_at FROM links";
-
-fn link_from(row: &SqliteRow) -> Result<Link, sqlx::Error> {
-    Ok(Link {
-        protocol: row.try_get(0)?,
-        provider: row.try_get(1)?,
-        subject: row.try_get(2)?,
-        user_id: row.try_get(3)?,
-        linked_at: uint(row.try_get(4)?),
-    })
-}
-
 async fn upsert_link<'e>(e: impl SqliteExecutor<'e>, l: &Link) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO links (protocol, provider, subject, user_id, user_key, linked_at) VALUES (?, ?, ?, ?, ?, ?)
@@ -169,52 +176,18 @@ async fn upsert_provider<'e>(e: impl SqliteExecutor<'e>, p: &StoredProvider) -> 
     Ok(())
 }
 
-const MINT: &str = "SELECT user_id, device_id, provider, protocol, subject, sid, id_token, refresh_token, how, client, device_name,
-    minted_at, last_validated, app_password_id FROM minted_sessions";
-
-fn mint_from(row: &SqliteRow) -> Result<MintedSession, sqlx::Error> {
-    Ok(MintedSession {
-        user_id: row.try_get(0)?,
-        device_id: row.try_get(1)?,
-        provider: row.try_get(2)?,
-        protocol: row.try_get(3)?,
-        subject: row.try_get(4)?,
-        sid: row.try_get(5)?,
-        id_token: row.try_get(6)?,
-        refresh_token: row.try_get(7)?,
-        how: row.try_get(8)?,
-        client: row.try_get(9)?,
-        device_name: row.try_get(10)?,
-        minted_at: uint(row.try_get(11)?),
-        last_validated: row.try_get::<Option<i64>, _>(12)?.map(uint),
-        app_password_id: row.try_get(13)?,
-    })
-}
-
-const APP_PASSWORD: &str = "SELECT id, user_id, name, hash, created_at, last_used_at, last_device FROM app_passwords";
-
-fn app_password_from(row: &SqliteRow) -> Result<AppPassword, sqlx::Error> {
-    Ok(AppPassword {
-        id: row.try_get(0)?,
-        user_id: row.try_get(1)?,
-        name: row.try_get(2)?,
-        hash: row.try_get(3)?,
-        created_at: uint(row.try_get(4)?),
-        last_used_at: row.try_get::<Option<i64>, _>(5)?.map(uint),
-        last_device: row.try_get(6)?,
-    })
-}
-
-fn all<T>(rows: Vec<SqliteRow>, f: fn(&SqliteRow) -> Result<T, sqlx::Error>) -> Result<Vec<T>, StateError> {
-    Ok(rows.iter().map(f).collect::<Result<_, _>>()?)
-}
-
 #[async_trait]
 impl Durable for SqliteDurable {
     async fn link(&self, protocol: &str, provider: &str, subject: &str) -> Result<Option<Link>, StateError> {
+        let generation = match self.links.get(protocol, provider, subject) {
+            Ok(found) => return Ok(found),
+            Err(generation) => generation,
+        };
         let q = format!("{LINK} WHERE protocol = ? AND provider = ? AND subject = ?");
         let row = sqlx::query(&q).bind(protocol).bind(provider).bind(subject).fetch_optional(&self.pool).await?;
-        Ok(row.as_ref().map(link_from).transpose()?)
+        let found = row.as_ref().map(link_from).transpose()?;
+        self.links.fill(generation, protocol, provider, subject, found.clone());
+        Ok(found)
     }
 
     async fn links_of_user(&self, user_id: &str) -> Result<Vec<Link>, StateError> {
@@ -223,29 +196,41 @@ impl Durable for SqliteDurable {
     }
 
     async fn put_link(&self, link: Link) -> Result<(), StateError> {
-        Ok(upsert_link(&self.pool, &link).await?)
+        let done = upsert_link(&self.pool, &link).await;
+        self.links.invalidate();
+        Ok(done?)
     }
 
     async fn remove_link(&self, protocol: &str, provider: &str, user_id: &str, subject: &str) -> Result<u64, StateError> {
-        let mut tx = self.pool.begin().await?;
-        let done = sqlx::query("DELETE FROM links WHERE protocol = ? AND provider = ? AND user_key = ? AND subject = ?")
-            .bind(protocol)
-            .bind(provider)
-            .bind(normalise_user_id(user_id))
-            .bind(subject)
-            .execute(&mut *tx)
-            .await?;
-        let legacy = legacy::remove(&mut *tx, protocol, provider, user_id, subject).await?;
-        tx.commit().await?;
-        Ok(done.rows_affected() + legacy)
+        let done = async {
+            let mut tx = self.pool.begin().await?;
+            let done = sqlx::query("DELETE FROM links WHERE protocol = ? AND provider = ? AND user_key = ? AND subject = ?")
+                .bind(protocol)
+                .bind(provider)
+                .bind(normalise_user_id(user_id))
+                .bind(subject)
+                .execute(&mut *tx)
+                .await?;
+            let legacy = legacy::remove(&mut *tx, protocol, provider, user_id, subject).await?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(done.rows_affected() + legacy)
+        }
+        .await;
+        self.links.invalidate();
+        Ok(done?)
     }
 
     async fn remove_links_of_user(&self, user_id: &str) -> Result<u64, StateError> {
-        let mut tx = self.pool.begin().await?;
-        let done = sqlx::query("DELETE FROM links WHERE user_key = ?").bind(normalise_user_id(user_id)).execute(&mut *tx).await?;
-        let legacy = legacy::remove_of_user(&mut *tx, user_id).await?;
-        tx.commit().await?;
-        Ok(done.rows_affected() + legacy)
+        let done = async {
+            let mut tx = self.pool.begin().await?;
+            let done = sqlx::query("DELETE FROM links WHERE user_key = ?").bind(normalise_user_id(user_id)).execute(&mut *tx).await?;
+            let legacy = legacy::remove_of_user(&mut *tx, user_id).await?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(done.rows_affected() + legacy)
+        }
+        .await;
+        self.links.invalidate();
+        Ok(done?)
     }
 
     async fn legacy_link(&self, protocol: &str, provider: &str, name: &str) -> Result<Option<LegacyLink>, StateError> {
@@ -256,8 +241,11 @@ impl Durable for SqliteDurable {
         Ok(legacy::of_user(&self.pool, user_id).await?)
     }
 
+    /// Writes a subject link: the link cache is emptied, whatever the outcome.
     async fn claim_legacy_link(&self, protocol: &str, provider: &str, name: &str, subject: &str, at: u64) -> Result<Option<LegacyLink>, StateError> {
-        Ok(legacy::claim(&self.pool, protocol, provider, name, subject, at).await?)
+        let done = legacy::claim(&self.pool, protocol, provider, name, subject, at).await;
+        self.links.invalidate();
+        Ok(done?)
     }
 
     async fn providers(&self) -> Result<Vec<StoredProvider>, StateError> {
@@ -285,16 +273,20 @@ impl Durable for SqliteDurable {
     }
 
     async fn import(&self, batch: ImportBatch) -> Result<(), StateError> {
-        let mut tx = self.pool.begin().await?;
-        for l in &batch.links {
-            upsert_link(&mut *tx, l).await?;
+        let done = async {
+            let mut tx = self.pool.begin().await?;
+            for l in &batch.links {
+                upsert_link(&mut *tx, l).await?;
+            }
+            legacy::import(&mut tx, &batch).await?;
+            for p in &batch.providers {
+                upsert_provider(&mut *tx, p).await?;
+            }
+            tx.commit().await
         }
-        legacy::import(&mut tx, &batch).await?;
-        for p in &batch.providers {
-            upsert_provider(&mut *tx, p).await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        .await;
+        self.links.invalidate();
+        Ok(done?)
     }
 
     async fn record_mint(&self, m: MintedSession) -> Result<(), StateError> {
@@ -324,7 +316,7 @@ impl Durable for SqliteDurable {
         .bind(int(m.minted_at))
         .bind(m.last_validated.map(int))
         .bind(&m.app_password_id)
-        .execute(&self.pool)
+        .execute(&self.mints)
         .await?;
         Ok(())
     }
