@@ -172,11 +172,16 @@ fn saml_idp() -> &'static Saml {
         let cfg = SamlConfig {
             name: "test".into(),
             enabled: true,
-            sso_url: url::Url::parse("https://idp.example/realms/media/protocol/saml").unwrap(),
+            sso_url: Some(url::Url::parse("https://idp.example/realms/media/protocol/saml").unwrap()),
             slo_url: Some(url::Url::parse("https://idp.example/realms/media/protocol/saml").unwrap()),
             sp_entity_id: "jellyfin-proxy".into(),
-            idp_entity_id: "https://idp.example/realms/media".into(),
+            idp_entity_id: Some("https://idp.example/realms/media".into()),
             certificates: vec![der],
+            metadata: None,
+            sp_key: None,
+            sign_requests: false,
+            require_encrypted_assertions: false,
+            allow_cbc_encryption: false,
             role_attribute: "Role".into(),
             username_attribute: None,
             clock_skew: Duration::from_secs(60),
@@ -184,8 +189,13 @@ fn saml_idp() -> &'static Saml {
             display_name: None,
             session: Default::default(),
         };
-        let idp = SamlIdp::new(cfg, |p| format!("https://media.example{p}")).unwrap();
-        let (_, tracker) = idp.start("relay").unwrap();
+        // Our SP key pair, generated once into a directory of this process.
+        let keys = std::env::temp_dir().join(format!("jsp-fuzz-sp-{}", std::process::id()));
+        std::fs::create_dir_all(&keys).unwrap();
+        let key = jellyfin_sso_proxy::sso::saml_keys::SpKeys::new(&keys).get(None).unwrap();
+        let idp = SamlIdp::new(cfg, |p| format!("https://media.example{p}"), key, reqwest::Client::new()).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let (_, tracker) = runtime.block_on(idp.start("relay")).unwrap();
         Saml { idp, tracker, replay: saml::InMemoryReplayCache::new(100) }
     })
 }

@@ -55,7 +55,7 @@ async fn world(provider: &str) -> World {
         account("u-boss", json!({"preferred_username": "boss", "groups": ["jellyfin-admins"]})),
         account("u-dave", json!({"preferred_username": "dave.new", "groups": []})),
     ];
-    let op = OpenIdProvider::start(&OpConfig { clients: vec![client], accounts, par: false }).await;
+    let op = OpenIdProvider::start(&OpConfig { clients: vec![client], accounts, par: false, ..Default::default() }).await;
     let dir = tempfile::tempdir().unwrap();
     let state_yaml = if support::shared_state_wanted() { support::shared_state_yaml(dir.path()) } else { String::new() };
     World { jf, op, listener, dir, state_yaml }

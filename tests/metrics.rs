@@ -41,6 +41,7 @@ pub async fn setup(top_yaml: &str) -> Setup {
         clients: vec![OpClient::basic(port, "corp")],
         accounts: vec![account("u-alice", &["jellyfin-users"]), account("u-mallory", &["other"])],
         par: false,
+        ..Default::default()
     })
     .await;
     let dir = tempfile::tempdir().unwrap();

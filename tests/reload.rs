@@ -38,7 +38,7 @@ async fn world() -> World {
     let mut client = OpClient::basic(port, "first");
     client.redirect_uris = ["first", "second", "api"].iter().map(|p| format!("https://127.0.0.1:{port}/sso/OID/redirect/{p}")).collect();
     let accounts = vec![account("u-alice", &["jellyfin-users"]), account("u-mallory", &["other"])];
-    let op = OpenIdProvider::start(&OpConfig { clients: vec![client], accounts, par: false }).await;
+    let op = OpenIdProvider::start(&OpConfig { clients: vec![client], accounts, par: false, ..Default::default() }).await;
     World { jf: JellyfinDouble::start(DoubleOptions::default()).await, op, port, dir: tempfile::tempdir().unwrap() }
 }
 

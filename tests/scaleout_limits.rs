@@ -32,6 +32,7 @@ async fn setup(extra_yaml: &str, logout_to_b: bool) -> Setup {
         clients: vec![OpClient::basic(ports.public, "op")],
         accounts: vec![OpAccount { login: "u-alice".into(), password: "pw".into(), claims: json!({"preferred_username": "alice"}), userinfo_only: vec![] }],
         par: false,
+        ..Default::default()
     };
     let op = if logout_to_b {
         let uri = format!("https://127.0.0.1:{}/sso/OID/backchannel-logout/op", ports.b_port);

@@ -104,6 +104,7 @@ impl SsoError {
             SsoError::Forbidden(_) => "forbidden",
             SsoError::Conflict(_) => "conflict",
             SsoError::UnknownProvider(_) => "unknown_provider",
+            SsoError::ProviderGone(_) => "provider_gone",
             SsoError::Busy(_) | SsoError::ReplayCacheFull => "busy",
             SsoError::TooManyStarts { .. } | SsoError::TooManyAttempts { .. } => "rate_limited",
             SsoError::State(TakeError::Unknown) => "state_unknown",

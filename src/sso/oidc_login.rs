@@ -186,7 +186,7 @@ mod tests {
         let mut j = json!({"oidEndpoint": "https://id.example.com", "oidClientId": "jf", "oidSecret": "s"});
         j.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
         let cfg = oidc_from_json("p", &j, std::path::Path::new("/nonexistent")).unwrap();
-        OidcProvider::new(cfg, "https://jf.example/sso/OID/redirect/p", reqwest::Client::new())
+        OidcProvider::new(cfg, "https://jf.example/sso/OID/redirect/p", crate::sso::idp_http::IdpHttp::new(reqwest::Client::new(), Default::default()))
     }
 
     #[test]

@@ -264,7 +264,7 @@ impl Registry {
 
     fn saml_runtime(&self, cfg: SamlConfig) -> Result<SamlIdp, super::saml::SamlError> {
         let key = self.sp_keys.get(cfg.sp_key.as_ref())?;
-        SamlIdp::new(cfg, |path| self.public_url.join(path), key, self.http.clone())
+        SamlIdp::new(cfg, |path| self.public_url.join(path), key, self.http.client().clone())
     }
 
     pub fn install(&self, provider: Provider, source: Source) {
@@ -342,7 +342,7 @@ mod tests {
     #[test]
     fn a_reload_keeps_unchanged_providers_rebuilds_changed_ones_and_leaves_api_providers() {
         let stored = [(Protocol::Oidc, "api".to_string(), api_json("from-api")), (Protocol::Oidc, "shadowed".to_string(), api_json("hidden"))];
-        let r = Registry::load(&config(&format!("{}{}{}", oid("same", "a"), oid("edited", "b"), oid("shadowed", "file"))), stored, reqwest::Client::new());
+        let r = Registry::load(&config(&format!("{}{}{}", oid("same", "a"), oid("edited", "b"), oid("shadowed", "file"))), stored, crate::sso::idp_http::IdpHttp::new(reqwest::Client::new(), Default::default()));
         let (same, api) = (r.enabled(Protocol::Oidc, "same").unwrap(), r.enabled(Protocol::Oidc, "api").unwrap());
 
         let next = config(&format!("{}{}{}", oid("same", "a"), oid("edited", "b2"), oid("new", "c")));

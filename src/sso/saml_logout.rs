@@ -104,9 +104,9 @@ impl Sso {
             *r.status_mut() = StatusCode::OK;
             return Ok(r);
         }
-        let (sp, descriptor) = idp.parts();
+        let (sp, descriptor) = idp.parts().map_err(|e| saml_error(&name, e))?;
         let d = sp
-            .build_logout_response(descriptor, &parsed, LogoutStatus::Success, parsed.relay_state.as_deref().or(relay.as_deref()), Binding::HttpRedirect)
+            .build_logout_response(&descriptor, &parsed, LogoutStatus::Success, parsed.relay_state.as_deref().or(relay.as_deref()), Binding::HttpRedirect)
             .map_err(|e| saml_error(&name, SamlError::from(e)))?;
         match d {
             Dispatch::Redirect(url) => Ok(redirect(url.as_str())),

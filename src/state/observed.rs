@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
-use super::durable::{AppPassword, Durable, Link, MintedSession, StoredProvider};
+use super::durable::{AppPassword, Durable, ImportBatch, LegacyLink, Link, MintedSession, StoredProvider};
 use super::ephemeral::{Ephemeral, Kind, TakeError};
 use super::StateError;
 
@@ -93,6 +93,9 @@ impl Ephemeral for ObservedEphemeral {
     async fn hit(&self, kind: Kind, key: &str, window: Duration) -> Result<u64, StateError> {
         self.r.check(self.inner.hit(kind, key, window).await)
     }
+    async fn unhit(&self, kind: Kind, key: &str) -> Result<(), StateError> {
+        self.r.check(self.inner.unhit(kind, key).await)
+    }
     async fn sweep(&self) -> Result<usize, StateError> {
         self.r.check(self.inner.sweep().await)
     }
@@ -115,6 +118,15 @@ impl Durable for ObservedDurable {
     async fn remove_links_of_user(&self, user_id: &str) -> Result<u64, StateError> {
         self.r.check(self.inner.remove_links_of_user(user_id).await)
     }
+    async fn legacy_link(&self, protocol: &str, provider: &str, name: &str) -> Result<Option<LegacyLink>, StateError> {
+        self.r.check(self.inner.legacy_link(protocol, provider, name).await)
+    }
+    async fn legacy_links_of_user(&self, user_id: &str) -> Result<Vec<LegacyLink>, StateError> {
+        self.r.check(self.inner.legacy_links_of_user(user_id).await)
+    }
+    async fn claim_legacy_link(&self, protocol: &str, provider: &str, name: &str, subject: &str, at: u64) -> Result<Option<LegacyLink>, StateError> {
+        self.r.check(self.inner.claim_legacy_link(protocol, provider, name, subject, at).await)
+    }
     async fn providers(&self) -> Result<Vec<StoredProvider>, StateError> {
         self.r.check(self.inner.providers().await)
     }
@@ -127,8 +139,8 @@ impl Durable for ObservedDurable {
     async fn remove_provider(&self, protocol: &str, name: &str) -> Result<bool, StateError> {
         self.r.check(self.inner.remove_provider(protocol, name).await)
     }
-    async fn import(&self, links: Vec<Link>, providers: Vec<StoredProvider>) -> Result<(), StateError> {
-        self.r.check(self.inner.import(links, providers).await)
+    async fn import(&self, batch: ImportBatch) -> Result<(), StateError> {
+        self.r.check(self.inner.import(batch).await)
     }
     async fn record_mint(&self, mint: MintedSession) -> Result<(), StateError> {
         self.r.check(self.inner.record_mint(mint).await)

@@ -213,12 +213,17 @@ impl ProxyProcess {
         // which the start-up line needs).
         let log = if extra_yaml.lines().any(|l| l.starts_with("log:")) { "" } else { "log:\n  level: info\n" };
         let yaml = format!("listen: 127.0.0.1:{port}\npublic_url: https://127.0.0.1:{port}\n{log}jellyfin:\n  url: {jellyfin_url}\n{extra_yaml}");
-        Self::start_yaml(dir, port, &yaml).await
+        Self::start_yaml_with(dir, port, &yaml, envs).await
     }
 
     /// Start the binary on `dir/proxy.yaml` holding exactly `yaml`, which listens on `port`
     /// and logs the `serving` line (at `info` for the proxy's own target).
     pub async fn start_yaml(dir: &Path, port: u16, yaml: &str) -> ProxyProcess {
+        Self::start_yaml_with(dir, port, yaml, &[]).await
+    }
+
+    /// [`ProxyProcess::start_yaml`] with `envs` added to the environment.
+    pub async fn start_yaml_with(dir: &Path, port: u16, yaml: &str, envs: &[(&str, &str)]) -> ProxyProcess {
         std::fs::write(dir.join("proxy.yaml"), yaml).unwrap();
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_jellyfin-sso-proxy"))
             .arg("--config")

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use url::Url;
 
-use super::raw::{known_keys, OneOrMany, RawGrants, RawOidcConfig, OID_KEYS};
+use super::raw::{known_keys, RawGrants, RawOidcConfig, OID_KEYS};
 use super::{GrantRules, OidcConfig, Preset, TokenAuthMethod};
 use crate::config::field::{join, Field, Problems};
 use crate::config::secret;
