@@ -94,6 +94,7 @@ impl Reloader {
         *self.seen.lock().expect("stamp lock") = stamp(&self.path);
         let outcome = self.run();
         report(trigger, &self.path, &outcome);
+        self.sso.obs.metrics.config_reloaded(outcome.result());
         outcome
     }
 

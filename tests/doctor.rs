@@ -137,13 +137,19 @@ async fn the_shared_state_backends_are_each_checked_and_a_stopped_one_is_named_w
         assert!(!out.contains("db-secret"), "the password is never shown:\n{out}");
     };
 
+    // The newest migration this build ships (migrations/postgres/NNNN_*.sql).
+    let latest = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres"))
+        .unwrap()
+        .filter_map(|e| e.unwrap().file_name().to_str()?.split('_').next()?.parse::<u32>().ok())
+        .max()
+        .unwrap();
     // A database no proxy has migrated yet: reachable, but not at the expected migration.
     let (ok, out) = run(config(&redis.url())).await;
     assert!(!ok, "{out}");
     has(&out, &[
         "✓ PostgreSQL ",
         &format!("at {pg_at} is reachable"),
-        "✗ PostgreSQL schema at migration none, this version needs 1",
+        &format!("✗ PostgreSQL schema at migration none, this version needs {latest}"),
         "fix: start the proxy once: it applies the migrations itself",
         &format!("✓ Redis at {redis_at} is reachable and writable under the key prefix `doc:`"),
     ]);
@@ -152,7 +158,7 @@ async fn the_shared_state_backends_are_each_checked_and_a_stopped_one_is_named_w
     jellyfin_sso_proxy::state::PostgresDurable::open(&db, 1, None).await.unwrap().close().await;
     let (ok, out) = run(config(&redis.url())).await;
     assert!(ok, "{out}");
-    has(&out, &["✓ PostgreSQL schema at migration 1, the one this version expects", "all checks passed"]);
+    has(&out, &[&format!("✓ PostgreSQL schema at migration {latest}, the one this version expects"), "all checks passed"]);
 
     // A Redis user that may not write under the prefix.
     let client = ::redis::Client::open(redis.url()).unwrap();

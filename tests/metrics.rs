@@ -144,7 +144,16 @@ async fn counters_move_with_real_traffic_and_logins() {
         let _ = tcp.read(&mut [0u8; 512]).await;
     }
 
-    let m = scrape(s.metrics_port).await;
+    // The failed handshake is counted just after the proxy's alert reaches the client: wait
+    // for it (bounded) rather than race it.
+    let mut m = scrape(s.metrics_port).await;
+    for _ in 0..50 {
+        if value(&m, r#"jsp_tls_handshake_failures_total{reason="invalid_message"}"#) >= 1.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        m = scrape(s.metrics_port).await;
+    }
     let reqs = |route: &str, method: &str, status: &str| value(&m, &format!(r#"jsp_http_requests_total{{route="{route}",method="{method}",status="{status}"}}"#));
     assert_eq!(reqs("forwarded", "GET", "2xx"), 1.0, "/System/Info/Public: {m}");
     assert_eq!(reqs("forwarded", "GET", "4xx"), 1.0, "the double's 404 for /metrics: {m}");

@@ -126,7 +126,7 @@ impl Metrics {
         let state_errors = Family::default();
         r.register("state_errors", "State backend operations that failed, by store (durable, ephemeral) and backend", state_errors.clone());
         let reloads = Family::<ResultLabels, Counter>::default();
-        for result in ["success", "failure"] {
+        for result in ["applied", "invalid", "needs_restart"] {
             let _ = reloads.get_or_create(&ResultLabels { result });
         }
         r.register("config_reloads", "Reloads of proxy.yaml, by result", reloads.clone());
@@ -239,10 +239,11 @@ impl Metrics {
         }
     }
 
-    /// A reload of `proxy.yaml` was applied (`true`) or refused (`false`).
-    pub fn config_reloaded(&self, ok: bool) {
+    /// A reload of `proxy.yaml` ended with `result`: `applied`, `invalid` or `needs_restart`
+    /// (`reload::Outcome::result`, a closed set).
+    pub fn config_reloaded(&self, result: &'static str) {
         if let Some(m) = &self.0 {
-            m.reloads.get_or_create(&ResultLabels { result: if ok { "success" } else { "failure" } }).inc();
+            m.reloads.get_or_create(&ResultLabels { result }).inc();
         }
     }
 
@@ -324,13 +325,13 @@ mod tests {
         let m = Metrics::new();
         m.login("pocket", "oid", Ok(()));
         m.login("pocket", "oid", Err("not_allowed"));
-        m.config_reloaded(false);
+        m.config_reloaded("invalid");
         m.sample(Some(3), Some(2), Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_900_000_000)));
         let text = m.render();
         assert!(text.contains(r#"jsp_logins_total{provider="pocket",protocol="oid",result="success",reason=""} 1"#), "{text}");
         assert!(text.contains(r#"jsp_logins_total{provider="pocket",protocol="oid",result="refused",reason="not_allowed"} 1"#), "{text}");
-        assert!(text.contains(r#"jsp_config_reloads_total{result="failure"} 1"#), "{text}");
-        assert!(text.contains(r#"jsp_config_reloads_total{result="success"} 0"#), "{text}");
+        assert!(text.contains(r#"jsp_config_reloads_total{result="invalid"} 1"#), "{text}");
+        assert!(text.contains(r#"jsp_config_reloads_total{result="applied"} 0"#), "{text}");
         assert!(text.contains("jsp_pending_flows 3\n") && text.contains("jsp_proxy_sessions 2\n"), "{text}");
         assert!(text.contains("jsp_tls_certificate_expiry_timestamp_seconds 1900000000"), "{text}");
     }

@@ -111,7 +111,7 @@ impl Sessions {
         let value = serde_json::to_vec(session).expect("session serializes");
         let ttl = self.ttl();
         self.ephemeral.set(Kind::Session, &digest(&id), value, ttl).await?;
-        self.ephemeral.set(Kind::Session, &device_key(&session.user_id, &session.device_id), digest(&id).to_vec(), ttl).await?;
+        self.ephemeral.set(Kind::DeviceSession, &device_key(&session.user_id, &session.device_id), digest(&id).to_vec(), ttl).await?;
         Ok(cookie::set(cookie::SESSION, &id, SameSite::Strict, ttl))
     }
 
@@ -120,11 +120,11 @@ impl Sessions {
     /// nothing may be injected for it any more.
     pub async fn end_for_device(&self, user_id: &str, device_id: &str) -> Result<(), StateError> {
         let key = device_key(user_id, device_id);
-        if let Some(session) = self.ephemeral.get(Kind::Session, &key).await? {
+        if let Some(session) = self.ephemeral.get(Kind::DeviceSession, &key).await? {
             if let Ok(session) = <[u8; 32]>::try_from(session.as_slice()) {
                 self.ephemeral.delete(Kind::Session, &session).await?;
             }
-            self.ephemeral.delete(Kind::Session, &key).await?;
+            self.ephemeral.delete(Kind::DeviceSession, &key).await?;
         }
         Ok(())
     }

@@ -30,6 +30,9 @@ pub enum Kind {
     Completion,
     /// A browser session, keyed by the cookie's digest.
     Session,
+    /// Which browser session holds the token minted for a Jellyfin device (so a revocation
+    /// on any proxy ends it); kept apart from [`Kind::Session`] so sessions count right.
+    DeviceSession,
     /// Who a Jellyfin token belongs to, keyed by the token's digest.
     Caller,
     /// SAML assertion ids seen, until their NotOnOrAfter.
@@ -48,6 +51,7 @@ impl Kind {
             Kind::Flow => "flow",
             Kind::Completion => "completion",
             Kind::Session => "session",
+            Kind::DeviceSession => "device-session",
             Kind::Caller => "caller",
             Kind::SamlAssertion => "saml-assertion",
             Kind::LogoutJti => "logout-jti",
@@ -150,7 +154,7 @@ mod tests {
 
     #[test]
     fn kinds_have_distinct_names() {
-        let kinds = [Kind::Flow, Kind::Completion, Kind::Session, Kind::Caller, Kind::SamlAssertion, Kind::LogoutJti, Kind::Rate("x")];
+        let kinds = [Kind::Flow, Kind::Completion, Kind::Session, Kind::DeviceSession, Kind::Caller, Kind::SamlAssertion, Kind::LogoutJti, Kind::Rate("x")];
         let names: std::collections::HashSet<_> = kinds.iter().map(|k| k.to_string()).collect();
         assert_eq!(names.len(), kinds.len());
         assert_eq!(Kind::Rate("login-ip").to_string(), "rate:login-ip");

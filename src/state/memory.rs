@@ -48,7 +48,7 @@ impl Caps {
         let cap = match kind {
             Kind::Flow => self.flows,
             Kind::Completion => self.completions,
-            Kind::Session => self.sessions,
+            Kind::Session | Kind::DeviceSession => self.sessions,
             Kind::Caller => self.callers,
             Kind::SamlAssertion | Kind::LogoutJti => self.replay,
             Kind::Rate(_) => self.rate,
