@@ -120,6 +120,7 @@ pub fn translate_legacy(headers: &mut HeaderMap, uri: &mut Uri) -> bool {
     let legacy_query = pairs.iter().any(|(k, _)| is_legacy_query_key(k));
     let emby_scheme = header_params(headers, "authorization").filter(|(s, _)| s.eq_ignore_ascii_case("Emby"));
     let legacy_headers = LEGACY_HEADERS.iter().any(|h| headers.contains_key(*h));
+    let emby_present = emby_scheme.is_some();
     if !(legacy_query || legacy_headers || emby_scheme.is_some()) {
         return false;
     }
@@ -144,6 +145,14 @@ pub fn translate_legacy(headers: &mut HeaderMap, uri: &mut Uri) -> bool {
                 params.push(("Token".into(), t));
             }
             None => rename_query = legacy_query,
+        }
+        // Only parameters whose names are plain words survive the rebuild: a name with a quote
+        // or a comma in it (never one Jellyfin knows) would shift the quoting of the header we
+        // write and hide the parameters after it, the token among them.
+        params.retain(|(k, _)| !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'));
+        if emby_present {
+            // Replaced below when anything is left to say; never left behind in the Emby scheme.
+            headers.remove(http::header::AUTHORIZATION);
         }
         if !params.is_empty() {
             let refs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
