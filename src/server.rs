@@ -350,22 +350,68 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// worker's own runtime.
 ///
 /// SO_REUSEPORT alone would let a second copy of the proxy (same user) share the port and
-/// silently take half the connections, so the address is first bound without it: in use by
-/// anyone, that fails as a plain bind does. It also resolves port 0 to one port for all.
+/// silently take half the connections. So the first socket is bound *without* it (in use by
+/// anyone, that fails as a plain bind does) and only then marked reusable, before it listens:
+/// the others join its group, while any later socket that does not do the same (a second
+/// proxy's first socket included) is refused with "address in use". There is no moment at
+/// which the port is free. Port 0 resolves to one port for all.
 pub fn bind_shared(addr: SocketAddr, n: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
-    let addr = bind_with(addr, false)?.local_addr()?;
-    (0..n.max(1)).map(|_| bind_with(addr, true).and_then(TcpListener::into_std)).collect()
+    let first = new_socket(addr)?;
+    first.bind(addr)?;
+    let addr = first.local_addr()?;
+    first.set_reuseport(true)?;
+    let mut listeners = vec![first.listen(1024)?.into_std()?];
+    for _ in 1..n.max(1) {
+        listeners.push(bind_with(addr, true)?.into_std()?);
+    }
+    Ok(listeners)
 }
 
-fn bind_with(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener> {
+fn new_socket(addr: SocketAddr) -> std::io::Result<tokio::net::TcpSocket> {
     let socket = match addr {
         SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
         SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
     };
     socket.set_reuseaddr(true)?;
+    Ok(socket)
+}
+
+fn bind_with(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener> {
+    let socket = new_socket(addr)?;
     if reuse_port {
         socket.set_reuseport(true)?;
     }
     socket.bind(addr)?;
     socket.listen(1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_shared_port_is_exclusive_to_its_group() {
+        let group = bind_shared("127.0.0.1:0".parse().unwrap(), 2).unwrap();
+        let addr = group[0].local_addr().unwrap();
+        assert_eq!(group[1].local_addr().unwrap(), addr);
+        // A second copy of the proxy (same user, same scheme) and a plain server are refused.
+        assert_eq!(bind_shared(addr, 2).unwrap_err().kind(), std::io::ErrorKind::AddrInUse);
+        assert_eq!(bind(addr).unwrap_err().kind(), std::io::ErrorKind::AddrInUse);
+        // Both sockets of the group take connections.
+        let mut accepted = [0; 2];
+        for l in &group {
+            l.set_nonblocking(true).unwrap();
+        }
+        for _ in 0..32 {
+            let _c = std::net::TcpStream::connect(addr).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            for (i, l) in group.iter().enumerate() {
+                if l.accept().is_ok() {
+                    accepted[i] += 1;
+                }
+            }
+        }
+        assert_eq!(accepted[0] + accepted[1], 32, "{accepted:?}");
+        assert!(accepted[0] > 0 && accepted[1] > 0, "the kernel spreads connections: {accepted:?}");
+    }
 }

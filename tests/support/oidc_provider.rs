@@ -108,7 +108,7 @@ pub async fn start_node(script: &str, envs: &[(&str, String)], ready: &str) -> (
     let mut child = cmd.spawn().expect("node must be installed (tests/run.sh installs it)");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let prefix = format!("{ready} ");
-    let json = tokio::time::timeout(Duration::from_secs(20), async {
+    let json = tokio::time::timeout(Duration::from_secs(60), async {
         while let Ok(Some(line)) = lines.next_line().await {
             if let Some(json) = line.strip_prefix(&prefix) {
                 return Some(serde_json::from_str::<serde_json::Value>(json).unwrap());
@@ -117,7 +117,7 @@ pub async fn start_node(script: &str, envs: &[(&str, String)], ready: &str) -> (
         None
     })
     .await
-    .unwrap_or_else(|_| panic!("{script} did not start within 20 s"))
+    .unwrap_or_else(|_| panic!("{script} did not start within 60 s"))
     .unwrap_or_else(|| panic!("{script} exited before it was ready"));
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     (child, json)
