@@ -196,3 +196,51 @@ async fn the_embedded_state_is_one_line() {
     assert!(out.contains("• state: SQLite in state_dir and memory (one proxy"), "{out}");
     assert!(!out.contains("PostgreSQL") && !out.contains("Redis at"), "{out}");
 }
+
+/// A SAML provider described by metadata: the doctor reads it as a login would, from the real
+/// SAML IdP (samlify's own metadata), and names a metadata URL that does not answer and a
+/// signing certificate in the metadata that has expired.
+#[tokio::test]
+async fn a_saml_provider_from_metadata_is_read_as_a_login_reads_it() {
+    use support::saml_idp::{idp_metadata, MetadataServer, SamlIdp};
+    let jf = JellyfinDouble::start(DoubleOptions::default()).await;
+    let idp = SamlIdp::start("https://127.0.0.1:1/sso/SAML/metadata/corp", "both", vec![]).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("certs")).unwrap();
+    jellyfin_sso_proxy::tls::generate_self_signed(&dir.path().join("certs/cert.pem"), &dir.path().join("certs/key.pem")).unwrap();
+    let yaml = |metadata_url: &str| {
+        format!(
+            "listen: 127.0.0.1:0\npublic_url: https://127.0.0.1:8443\nstate_dir: data\njellyfin:\n  url: {}\n  api_key: {KEY}\nproviders:\n  saml:\n    corp:\n      samlClientId: jellyfin\n      samlIdpMetadataUrl: {metadata_url}\n",
+            jf.url()
+        )
+    };
+    let run = |y: String| {
+        let dir = dir.path().to_path_buf();
+        async move { tokio::task::spawn_blocking(move || doctor(&dir, &y)).await.unwrap() }
+    };
+    let samlify = idp.sso_url.replace("/sso", "/metadata");
+    let (ok, out) = run(yaml(&samlify)).await;
+    assert!(ok, "{out}");
+    for needle in [
+        format!("✓ SAML provider corp: metadata from {samlify} read, not signature-checked"),
+        format!("entity {}, 1 signing certificate(s)", idp.entity_id),
+        "✓ SAML provider corp: certificate 1 valid for".to_string(),
+    ] {
+        assert!(out.contains(&needle), "missing {needle:?} in:\n{out}");
+    }
+
+    let server = MetadataServer::start(None).await;
+    let (ok, out) = run(yaml(&server.url)).await;
+    assert!(!ok, "{out}");
+    assert!(out.contains(&format!("✗ SAML provider corp: metadata from {}", server.url)), "{out}");
+    assert!(out.contains("500"), "the server's answer is named: {out}");
+    assert!(out.contains("fix: check samlIdpMetadataUrl"), "{out}");
+
+    let expired: String = cert_pem(false).lines().filter(|l| !l.starts_with("-----")).collect();
+    server.set(Some(idp_metadata(&idp.entity_id, &idp.sso_url, &[&idp.cert_b64, &expired], None)));
+    let (ok, out) = run(yaml(&server.url)).await;
+    assert!(!ok, "{out}");
+    assert!(out.contains("2 signing certificate(s)"), "{out}");
+    assert!(out.contains("✓ SAML provider corp: certificate 1 valid"), "{out}");
+    assert!(out.contains("✗ SAML provider corp: certificate 2 expired"), "{out}");
+}

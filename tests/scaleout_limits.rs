@@ -148,6 +148,31 @@ async fn password_guesses_get_one_allowance_across_both_proxies() {
     assert!(!s.jf.calls().iter().any(|c| c.path.to_ascii_lowercase().contains("authenticatebyname")), "a locked attempt never reaches Jellyfin");
 }
 
+/// The same at once: a burst of parallel guesses spread over both proxies gets what one proxy
+/// would give a burst (its free failures, and at most the one that locks), because every
+/// count is a compare-and-set on the shared store.
+#[tokio::test]
+async fn a_parallel_burst_of_password_guesses_gets_one_allowance_across_both_proxies() {
+    let s = setup("", false).await;
+    s.jf.add_user("erin", "erin-pw", false);
+    s.jf.clear_calls();
+    let p = std::sync::Arc::new(s.p);
+    let tasks: Vec<_> = (0..24)
+        .map(|i| {
+            let p = p.clone();
+            tokio::spawn(async move { password(alternate(&p, i), "erin", &format!("guess{i}")).await })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for t in tasks {
+        answers.push(t.await.unwrap());
+    }
+    let reached = s.jf.calls().iter().filter(|c| c.path.to_ascii_lowercase().contains("authenticatebyname")).count();
+    assert!((5..=6).contains(&reached), "{reached} guesses reached Jellyfin: {answers:?}");
+    assert_eq!(answers.iter().filter(|a| **a == 401).count(), reached, "{answers:?}");
+    assert!(answers.iter().all(|a| *a == 401 || *a == 429), "{answers:?}");
+}
+
 #[tokio::test]
 async fn a_back_channel_logout_received_by_b_ends_the_session_made_on_a() {
     let s = setup("", true).await;

@@ -4,7 +4,8 @@
 //!
 //! It reads the same configuration as the proxy and talks to the same peers: Jellyfin (with
 //! the proxy's API key), each OpenID provider (discovery, JWKS, client authentication, PAR,
-//! clock, logout support), each SAML provider's pinned certificates, the TLS certificate, and
+//! clock, logout support), each SAML provider's metadata (read and checked as a login reads it)
+//! and signing certificates, the TLS certificate, and
 //! the shared state backends when configured (PostgreSQL, Redis).
 
 mod oidc;
@@ -12,9 +13,10 @@ mod state;
 
 use std::time::{Duration, SystemTime};
 
-use crate::config::provider::TokenAuthMethod;
+use crate::config::provider::{MetadataSource, SamlConfig, TokenAuthMethod};
 use crate::config::Config;
 use crate::jellyfin::{version_at_least, Caller, Jellyfin, JellyfinError};
+use crate::sso::saml_metadata::MetadataCache;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -84,7 +86,7 @@ pub async fn run(config: &Config) -> Report {
         oidc::check(p, &http(), &mut r).await;
     }
     for p in &config.saml_providers {
-        saml(p, &mut r);
+        saml(p, &http(), &mut r).await;
     }
     oidc::tls(config, &mut r);
     state::check(&config.state, &mut r).await;
@@ -133,26 +135,55 @@ async fn jellyfin(config: &Config, r: &mut Report) {
     }
 }
 
-fn saml(p: &crate::config::provider::SamlConfig, r: &mut Report) {
-    let now = SystemTime::now();
-    for (i, der) in p.certificates.iter().enumerate() {
-        let n = i + 1;
-        match saml::X509Certificate::from_der(der) {
-            Ok(cert) => {
-                let left = cert.not_after().duration_since(now);
-                match left {
-                    Err(_) => r.fail(format!("SAML provider {}: certificate {n} expired", p.name), "put the identity provider's current signing certificate in samlCertificate"),
-                    Ok(d) if d < Duration::from_secs(30 * 86400) => r.fail(
-                        format!("SAML provider {}: certificate {n} expires in {} days", p.name, d.as_secs() / 86400),
-                        "add the identity provider's next signing certificate to samlCertificate (several are allowed) before it rolls over",
-                    ),
-                    Ok(d) => r.pass(format!("SAML provider {}: certificate {n} valid for {} more days", p.name, d.as_secs() / 86400)),
-                }
-                if cert.not_before() > now {
-                    r.fail(format!("SAML provider {}: certificate {n} is not valid yet", p.name), "check the certificate and this machine's clock");
-                }
+/// A SAML provider: its metadata when it has some (read, signature, validity, endpoints, as
+/// a login would read it), then every certificate its responses are verified with.
+async fn saml(p: &SamlConfig, http: &reqwest::Client, r: &mut Report) {
+    let name = &p.name;
+    let mut certs = Vec::new();
+    if let Some(md) = &p.metadata {
+        let from = match &md.source {
+            MetadataSource::Url(u) => u.to_string(),
+            MetadataSource::File(f) => f.display().to_string(),
+        };
+        let cache = MetadataCache::new(None);
+        if let Err(e) = cache.refresh(p, http).await {
+            let fix = if md.pinned.is_empty() {
+                "check samlIdpMetadataUrl / samlIdpMetadataFile: it must be this IdP's SAML metadata, reachable from here"
+            } else {
+                "check samlIdpMetadataUrl / samlIdpMetadataFile, and that samlIdpMetadataCertificate is the certificate the IdP signs its metadata with"
+            };
+            return r.fail(format!("SAML provider {name}: metadata from {from} {e}"), fix);
+        }
+        let d = cache.current().expect("a good refresh keeps its descriptor");
+        let signed = if md.pinned.is_empty() { "not signature-checked (no samlIdpMetadataCertificate pinned)" } else { "signed by the pinned certificate" };
+        r.pass(format!("SAML provider {name}: metadata from {from} read, {signed}; entity {}, {} signing certificate(s)", d.entity_id, d.signing_certs.len()));
+        if d.slo_endpoints.is_empty() {
+            r.info(format!("SAML provider {name}: the IdP offers no HTTP-Redirect single logout: signing out ends the Jellyfin session only"));
+        }
+        certs = d.signing_certs.clone();
+    } else {
+        for (i, der) in p.certificates.iter().enumerate() {
+            match saml::X509Certificate::from_der(der) {
+                Ok(c) => certs.push(c),
+                Err(e) => r.fail(format!("SAML provider {name}: certificate {} unreadable: {e}", i + 1), "paste the PEM certificate from the identity provider's metadata"),
             }
-            Err(e) => r.fail(format!("SAML provider {}: certificate {n} unreadable: {e}", p.name), "paste the PEM certificate from the identity provider's metadata"),
+        }
+    }
+    let fix_expiring = if p.metadata.is_some() {
+        "the IdP must publish its next signing certificate in its metadata (or add it to samlCertificate) before it rolls over"
+    } else {
+        "add the identity provider's next signing certificate to samlCertificate (several are allowed) before it rolls over"
+    };
+    let now = SystemTime::now();
+    for (i, cert) in certs.iter().enumerate() {
+        let n = i + 1;
+        match cert.not_after().duration_since(now) {
+            Err(_) => r.fail(format!("SAML provider {name}: certificate {n} expired"), "put the identity provider's current signing certificate in samlCertificate (or fix the IdP's metadata)"),
+            Ok(d) if d < Duration::from_secs(30 * 86400) => r.fail(format!("SAML provider {name}: certificate {n} expires in {} days", d.as_secs() / 86400), fix_expiring),
+            Ok(d) => r.pass(format!("SAML provider {name}: certificate {n} valid for {} more days", d.as_secs() / 86400)),
+        }
+        if cert.not_before() > now {
+            r.fail(format!("SAML provider {name}: certificate {n} is not valid yet"), "check the certificate and this machine's clock");
         }
     }
 }

@@ -11,7 +11,11 @@
 //! guesses gets no more tries than a sequence would (a pending mark lapses after
 //! [`PENDING_FOR`] if its outcome never arrives). Counters are kept
 //! in the ephemeral state under `Kind::Rate(..)` by SHA-256 (bounded by its caps; names and
-//! addresses are not kept in clear), updated under one lock.
+//! addresses are not kept in clear). Every change of a key is a compare-and-set
+//! ([`Ephemeral::replace`]) retried on conflict, so proxies sharing one Redis count every
+//! attempt exactly once: parallel guesses spread over several proxies get no more tries than
+//! they would from one (a per-process lock only keeps this process's writers from
+//! contending with each other).
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -33,6 +37,9 @@ const KNOWN_FOR: Duration = Duration::from_secs(30 * 24 * 3600);
 pub const FREE_PER_ADDRESS: u32 = 10;
 pub const FREE_PER_USER_ADDRESS: u32 = 5;
 pub const FREE_PER_USER: u32 = 50;
+
+/// How many times a compare-and-set is retried against other writers before giving up.
+const CAS_TRIES: usize = 64;
 
 /// How long an attempt counts as pending without an outcome (a dropped connection).
 pub const PENDING_FOR: Duration = Duration::from_secs(60);
@@ -95,14 +102,40 @@ impl Guard {
         Ok(self.ephemeral.get(KNOWN, &digest(&format!("{}|{ip}", user.to_lowercase()))).await?.is_some())
     }
 
-    async fn entry(&self, key: &str) -> Result<Entry, StateError> {
-        Ok(self.ephemeral.get(FAILS, &digest(key)).await?.and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default())
+    async fn entry(&self, key: &str) -> Result<(Entry, Option<Vec<u8>>), StateError> {
+        let raw = self.ephemeral.get(FAILS, &digest(key)).await?;
+        let entry = raw.as_deref().and_then(|b| serde_json::from_slice(b).ok()).unwrap_or_default();
+        Ok((entry, raw))
     }
 
-    async fn store(&self, key: &str, e: &Entry, now: u64) -> Result<(), StateError> {
-        let until = e.locked_until.max(e.pending.iter().copied().max().unwrap_or(0));
-        let ttl = Duration::from_millis(until.saturating_sub(now)) + MEMORY;
-        self.ephemeral.set(FAILS, &digest(key), serde_json::to_vec(e).expect("entry serializes"), ttl).await
+    /// Change `key`'s entry with `change` as one compare-and-set, read again and retried while
+    /// another writer (another proxy) got there first. `change` answers `false` to leave the
+    /// entry as it is (then nothing is written and the answer is `false`).
+    async fn update(&self, key: &str, now: u64, mut change: impl FnMut(&mut Entry) -> bool) -> Result<bool, StateError> {
+        for _ in 0..CAS_TRIES {
+            let (mut e, raw) = self.entry(key).await?;
+            if !change(&mut e) {
+                return Ok(false);
+            }
+            let until = e.locked_until.max(e.pending.iter().copied().max().unwrap_or(0));
+            let ttl = Duration::from_millis(until.saturating_sub(now)) + MEMORY;
+            let value = serde_json::to_vec(&e).expect("entry serializes");
+            if self.ephemeral.replace(FAILS, &digest(key), raw.as_deref(), value, ttl).await? {
+                return Ok(true);
+            }
+            tokio::task::yield_now().await;
+        }
+        Err(StateError::Backend(format!("the password guard's counter stayed contended for {CAS_TRIES} tries")))
+    }
+
+    /// How long an attempt must wait on the entry `e` of a key allowing `free` failures.
+    fn wait_on(e: &mut Entry, free: u32, now: u64) -> u64 {
+        let pending = e.live_pending(now);
+        let mut wait = e.locked_until.saturating_sub(now);
+        if pending > 0 && e.failures.saturating_add(pending) >= free {
+            wait = wait.max(1000);
+        }
+        wait
     }
 
     /// Start an attempt from `ip` for `user`: `Err(retry_after)` while any of its keys is
@@ -113,28 +146,44 @@ impl Guard {
         let _g = self.lock.lock().await;
         let now = now_ms();
         let known = self.known(ip, user).await?;
-        let mut entries = Vec::new();
+        let keys: Vec<(String, u32)> = Self::keys(ip, user).into_iter().filter(|(key, _)| !(known && key.starts_with("user|"))).collect();
+        // Look first, so the answer names the longest wait of all keys.
         let mut wait = 0;
-        for (key, free) in Self::keys(ip, user) {
-            let mut e = self.entry(&key).await?;
-            let pending = e.live_pending(now);
-            if known && key.starts_with("user|") {
-                continue;
-            }
-            wait = wait.max(e.locked_until.saturating_sub(now));
-            if pending > 0 && e.failures.saturating_add(pending) >= free {
-                wait = wait.max(1000);
-            }
-            entries.push((key, e));
+        for (key, free) in &keys {
+            wait = wait.max(Self::wait_on(&mut self.entry(key).await?.0, *free, now));
         }
         if wait > 0 {
             return Ok(Err(Duration::from_millis(wait)));
         }
-        for (key, mut e) in entries {
-            e.pending.push(now + PENDING_FOR.as_millis() as u64);
-            self.store(&key, &e, now).await?;
+        // Then take a pending slot on each, checking again in the same compare-and-set: an
+        // attempt on another proxy may have taken the last free one since.
+        for (i, (key, free)) in keys.iter().enumerate() {
+            let taken = self
+                .update(key, now, |e| {
+                    if Self::wait_on(e, *free, now) > 0 {
+                        return false;
+                    }
+                    e.pending.push(now + PENDING_FOR.as_millis() as u64);
+                    true
+                })
+                .await?;
+            if !taken {
+                for (key, _) in &keys[..i] {
+                    self.settle(key, now).await?;
+                }
+                return Ok(Err(Duration::from_millis(1000)));
+            }
         }
         Ok(Ok(()))
+    }
+
+    async fn settle(&self, key: &str, now: u64) -> Result<(), StateError> {
+        self.update(key, now, |e| {
+            e.settle_one();
+            true
+        })
+        .await
+        .map(drop)
     }
 
     /// The attempt was a wrong password.
@@ -142,14 +191,16 @@ impl Guard {
         let _g = self.lock.lock().await;
         let now = now_ms();
         for (key, free) in Self::keys(ip, user) {
-            let mut e = self.entry(&key).await?;
-            e.settle_one();
-            e.failures = e.failures.saturating_add(1);
-            let lock = lock_for(e.failures, free);
-            if !lock.is_zero() {
-                e.locked_until = now + lock.as_millis() as u64;
-            }
-            self.store(&key, &e, now).await?;
+            self.update(&key, now, |e| {
+                e.settle_one();
+                e.failures = e.failures.saturating_add(1);
+                let lock = lock_for(e.failures, free);
+                if !lock.is_zero() {
+                    e.locked_until = now + lock.as_millis() as u64;
+                }
+                true
+            })
+            .await?;
         }
         Ok(())
     }
@@ -160,9 +211,7 @@ impl Guard {
         let _g = self.lock.lock().await;
         let now = now_ms();
         for (key, _) in Self::keys(ip, user) {
-            let mut e = self.entry(&key).await?;
-            e.settle_one();
-            self.store(&key, &e, now).await?;
+            self.settle(&key, now).await?;
         }
         Ok(())
     }
@@ -241,5 +290,83 @@ mod tests {
             g.abandoned(ip, "carol").await.unwrap();
         }
         assert!(g.begin(ip, "carol").await.unwrap().is_ok(), "abandoned attempts cost nothing");
+    }
+
+    /// A store whose reads take a while, as a network round trip does: every reader of a
+    /// burst reads before any writes, so a read-modify-write would lose updates.
+    struct SlowReads(MemoryEphemeral);
+
+    #[async_trait::async_trait]
+    impl Ephemeral for SlowReads {
+        async fn put_once(&self, kind: Kind, id: &str, browser: &str, ttl: Duration, value: Vec<u8>) -> Result<(), StateError> {
+            self.0.put_once(kind, id, browser, ttl, value).await
+        }
+        async fn take(&self, kind: Kind, id: &str, browser: Option<&str>) -> Result<Vec<u8>, crate::state::TakeError> {
+            self.0.take(kind, id, browser).await
+        }
+        async fn list(&self, kind: Kind) -> Result<Vec<(Duration, Vec<u8>)>, StateError> {
+            self.0.list(kind).await
+        }
+        async fn count(&self, kind: Kind) -> Result<usize, StateError> {
+            self.0.count(kind).await
+        }
+        async fn set(&self, kind: Kind, key: &[u8; 32], value: Vec<u8>, ttl: Duration) -> Result<(), StateError> {
+            self.0.set(kind, key, value, ttl).await
+        }
+        async fn get(&self, kind: Kind, key: &[u8; 32]) -> Result<Option<Vec<u8>>, StateError> {
+            let v = self.0.get(kind, key).await;
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            v
+        }
+        async fn replace(&self, kind: Kind, key: &[u8; 32], expected: Option<&[u8]>, value: Vec<u8>, ttl: Duration) -> Result<bool, StateError> {
+            self.0.replace(kind, key, expected, value, ttl).await
+        }
+        async fn delete(&self, kind: Kind, key: &[u8; 32]) -> Result<bool, StateError> {
+            self.0.delete(kind, key).await
+        }
+        async fn first_seen(&self, kind: Kind, key: &str, until: SystemTime) -> Result<bool, StateError> {
+            self.0.first_seen(kind, key, until).await
+        }
+        async fn hit(&self, kind: Kind, key: &str, window: Duration) -> Result<u64, StateError> {
+            self.0.hit(kind, key, window).await
+        }
+        async fn unhit(&self, kind: Kind, key: &str) -> Result<(), StateError> {
+            self.0.unhit(kind, key).await
+        }
+        async fn sweep(&self) -> Result<usize, StateError> {
+            self.0.sweep().await
+        }
+    }
+
+    /// Two guards on one store stand for two proxies on one Redis: each has its own lock, so
+    /// only the store's compare-and-set keeps their counts right.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_burst_spread_over_two_proxies_gets_one_allowance() {
+        let store: Arc<dyn Ephemeral> = Arc::new(SlowReads(MemoryEphemeral::new(Caps::default())));
+        let guards = [Arc::new(Guard::new(store.clone())), Arc::new(Guard::new(store.clone()))];
+        let ip: IpAddr = "6.6.6.6".parse().unwrap();
+        let barrier = Arc::new(tokio::sync::Barrier::new(40));
+        let tasks: Vec<_> = (0..40)
+            .map(|i| {
+                let (g, barrier) = (guards[i % 2].clone(), barrier.clone());
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    g.begin(ip, "dave").await.unwrap().is_ok()
+                })
+            })
+            .collect();
+        let mut started = 0;
+        for t in tasks {
+            started += t.await.unwrap() as u32;
+        }
+        assert_eq!(started, FREE_PER_USER_ADDRESS, "as many as one proxy would let through at once");
+        for _ in 0..started {
+            guards[0].failed(ip, "dave").await.unwrap();
+        }
+        let (e, _) = guards[1].entry(&format!("user-ip|dave|{ip}")).await.unwrap();
+        assert_eq!((e.failures, e.pending.len()), (FREE_PER_USER_ADDRESS, 0), "every failure counted, every pending settled");
+        assert!(guards[1].begin(ip, "dave").await.unwrap().is_ok(), "the one past the free failures");
+        guards[1].failed(ip, "dave").await.unwrap();
+        assert!(guards[0].begin(ip, "dave").await.unwrap().is_err(), "now locked on the other proxy too");
     }
 }

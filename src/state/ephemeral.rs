@@ -127,6 +127,12 @@ pub trait Ephemeral: Send + Sync {
     /// The value of `key`, or `None` when absent or expired.
     async fn get(&self, kind: Kind, key: &[u8; 32]) -> Result<Option<Vec<u8>>, StateError>;
 
+    /// Compare and set: set `key` to `value` for `ttl` only if its live value is `expected`
+    /// (`None`: absent or expired), atomically, even across proxies sharing the backend;
+    /// `false` when it was something else (read it again and retry). Full kinds evict as
+    /// [`Ephemeral::set`] does.
+    async fn replace(&self, kind: Kind, key: &[u8; 32], expected: Option<&[u8]>, value: Vec<u8>, ttl: Duration) -> Result<bool, StateError>;
+
     /// Remove `key`; `true` if it was there (expired or not).
     async fn delete(&self, kind: Kind, key: &[u8; 32]) -> Result<bool, StateError>;
 

@@ -154,6 +154,23 @@ pub struct MemoryEphemeral {
 }
 
 impl MemoryEphemeral {
+    /// Before a key/value write of `key`: when `kind` is full, evict the tenth of its entries
+    /// closest to expiry, so that this is rare, rather than refuse.
+    fn make_room(&self, kind: Kind, key: &[u8; 32], now: u64) {
+        let (t, cap) = (self.kv.of(kind), self.caps.of(kind));
+        if room(&t, key, cap, now) {
+            return;
+        }
+        let mut by_expiry: Vec<([u8; 32], u64)> = t.iter().map(|e| (*e.key(), e.expires)).collect();
+        let n = (cap / 10).clamp(1, by_expiry.len().max(1));
+        if by_expiry.len() > n {
+            by_expiry.select_nth_unstable_by_key(n - 1, |(_, expires)| *expires);
+        }
+        for (k, _) in by_expiry.into_iter().take(n) {
+            t.remove(&k);
+        }
+    }
+
     pub fn new(caps: Caps) -> MemoryEphemeral {
         MemoryEphemeral {
             caps,
@@ -213,20 +230,33 @@ impl Ephemeral for MemoryEphemeral {
     }
 
     async fn set(&self, kind: Kind, key: &[u8; 32], value: Vec<u8>, ttl: Duration) -> Result<(), StateError> {
-        let (t, now, cap) = (self.kv.of(kind), self.now(), self.caps.of(kind));
-        if !room(&t, key, cap, now) {
-            // Evict the tenth closest to expiry, so that this is rare, rather than refuse.
-            let mut by_expiry: Vec<([u8; 32], u64)> = t.iter().map(|e| (*e.key(), e.expires)).collect();
-            let n = (cap / 10).clamp(1, by_expiry.len().max(1));
-            if by_expiry.len() > n {
-                by_expiry.select_nth_unstable_by_key(n - 1, |(_, expires)| *expires);
+        let now = self.now();
+        self.make_room(kind, key, now);
+        self.kv.of(kind).insert(*key, Kv { expires: now.saturating_add(millis(ttl)), value });
+        Ok(())
+    }
+
+    async fn replace(&self, kind: Kind, key: &[u8; 32], expected: Option<&[u8]>, value: Vec<u8>, ttl: Duration) -> Result<bool, StateError> {
+        let now = self.now();
+        self.make_room(kind, key, now);
+        let fresh = Kv { expires: now.saturating_add(millis(ttl)), value };
+        // The entry holds its shard's lock: compare and set are one step.
+        match self.kv.of(kind).entry(*key) {
+            dashmap::Entry::Occupied(mut e) => {
+                let current = (e.get().expires > now).then_some(e.get().value.as_slice());
+                if current != expected {
+                    return Ok(false);
+                }
+                e.insert(fresh);
             }
-            for (k, _) in by_expiry.into_iter().take(n) {
-                t.remove(&k);
+            dashmap::Entry::Vacant(e) => {
+                if expected.is_some() {
+                    return Ok(false);
+                }
+                e.insert(fresh);
             }
         }
-        t.insert(*key, Kv { expires: now.saturating_add(millis(ttl)), value });
-        Ok(())
+        Ok(true)
     }
 
     async fn get(&self, kind: Kind, key: &[u8; 32]) -> Result<Option<Vec<u8>>, StateError> {

@@ -190,3 +190,42 @@ async fn sweep_covers_every_shape() {
     s.advance(MIN);
     assert_eq!(s.sweep().await.unwrap(), 4);
 }
+
+/// A counter kept as a decimal string, incremented `n` times by compare-and-set.
+pub(super) async fn cas_increment(s: &dyn Ephemeral, key: &[u8; 32], n: usize) {
+    for _ in 0..n {
+        loop {
+            let cur = s.get(Kind::Rate("cas"), key).await.unwrap();
+            let v: u64 = cur.as_deref().map(|b| std::str::from_utf8(b).unwrap().parse().unwrap()).unwrap_or(0);
+            if s.replace(Kind::Rate("cas"), key, cur.as_deref(), (v + 1).to_string().into_bytes(), MIN).await.unwrap() {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replace_sets_only_over_the_expected_value_and_loses_no_update() {
+    let s = Arc::new(store(100));
+    let (k, kind) = (digest("guard"), Kind::Rate("cas"));
+    assert!(!s.replace(kind, &k, Some(b"x"), b"y".to_vec(), MIN).await.unwrap(), "expected a value, there is none");
+    assert!(s.replace(kind, &k, None, b"a".to_vec(), MIN).await.unwrap());
+    assert!(!s.replace(kind, &k, None, b"b".to_vec(), MIN).await.unwrap(), "expected none, there is one");
+    assert!(!s.replace(kind, &k, Some(b"b"), b"c".to_vec(), MIN).await.unwrap());
+    assert!(s.replace(kind, &k, Some(b"a"), b"c".to_vec(), Duration::from_millis(1)).await.unwrap());
+    assert_eq!(s.get(kind, &k).await.unwrap().as_deref(), Some(&b"c"[..]));
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert!(!s.replace(kind, &k, Some(b"c"), b"d".to_vec(), MIN).await.unwrap(), "an expired value is no value");
+    assert!(s.replace(kind, &k, None, b"0".to_vec(), MIN).await.unwrap());
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move { cas_increment(&*s, &digest("guard"), 50).await })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(s.get(kind, &k).await.unwrap().as_deref(), Some(&b"800"[..]), "every increment counted once");
+}

@@ -84,6 +84,9 @@ impl Ephemeral for ObservedEphemeral {
     async fn get(&self, kind: Kind, key: &[u8; 32]) -> Result<Option<Vec<u8>>, StateError> {
         self.r.check(self.inner.get(kind, key).await)
     }
+    async fn replace(&self, kind: Kind, key: &[u8; 32], expected: Option<&[u8]>, value: Vec<u8>, ttl: Duration) -> Result<bool, StateError> {
+        self.r.check(self.inner.replace(kind, key, expected, value, ttl).await)
+    }
     async fn delete(&self, kind: Kind, key: &[u8; 32]) -> Result<bool, StateError> {
         self.r.check(self.inner.delete(kind, key).await)
     }

@@ -83,6 +83,13 @@ redis.call('ZADD', KEYS[2], now + ttl, ARGV[1])
 keep_index(ttl)
 return 1";
 
+/// As SET, only if the entry is ARGV[7] (ARGV[8] '1') or absent (ARGV[8] '0'): 1 set, 0 not.
+const REPLACE: &str = "local cur = redis.call('GET', KEYS[1])
+if ARGV[8] == '1' then
+  if cur ~= ARGV[7] then return 0 end
+elseif cur then return 0 end
+";
+
 /// KEYS: entry, index. ARGV: member, until (unix ms), cap. 1 first, 0 seen, -1 full.
 const FIRST_SEEN: &str = "local till = tonumber(ARGV[2])
 if till <= now then return 1 end
@@ -122,6 +129,7 @@ struct Scripts {
     list: Script,
     count: Script,
     set: Script,
+    replace: Script,
     first_seen: Script,
     hit: Script,
     unhit: Script,
@@ -137,14 +145,15 @@ impl Scripts {
             list: s(LIST),
             count: s(COUNT),
             set: s(SET),
+            replace: s(&format!("{REPLACE}{SET}")),
             first_seen: s(FIRST_SEEN),
             hit: s(HIT),
             unhit: s(UNHIT),
             sweep: s(SWEEP),
         }
     }
-    fn all(&self) -> [&Script; 9] {
-        [&self.put_once, &self.take, &self.list, &self.count, &self.set, &self.first_seen, &self.hit, &self.unhit, &self.sweep]
+    fn all(&self) -> [&Script; 10] {
+        [&self.put_once, &self.take, &self.list, &self.count, &self.set, &self.replace, &self.first_seen, &self.hit, &self.unhit, &self.sweep]
     }
 }
 
@@ -298,6 +307,15 @@ impl Ephemeral for RedisEphemeral {
         call.key(self.index("kv", kind)).arg(&member).arg(millis(ttl)).arg(cap).arg(value).arg(self.key("kv", kind, "")).arg((cap / 10).max(1));
         self.run(call.invoke_async::<i64>(&mut c)).await?;
         Ok(())
+    }
+
+    async fn replace(&self, kind: Kind, key: &[u8; 32], expected: Option<&[u8]>, value: Vec<u8>, ttl: Duration) -> Result<bool, StateError> {
+        let (member, cap) = (hex(key), self.caps.of(kind));
+        let mut c = self.conn.clone();
+        let mut call = self.scripts.replace.key(self.key("kv", kind, &member));
+        call.key(self.index("kv", kind)).arg(&member).arg(millis(ttl)).arg(cap).arg(value).arg(self.key("kv", kind, "")).arg((cap / 10).max(1));
+        call.arg(expected.unwrap_or_default()).arg(if expected.is_some() { "1" } else { "0" });
+        Ok(self.run(call.invoke_async::<i64>(&mut c)).await? == 1)
     }
 
     async fn get(&self, kind: Kind, key: &[u8; 32]) -> Result<Option<Vec<u8>>, StateError> {

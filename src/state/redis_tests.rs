@@ -115,6 +115,26 @@ async fn key_values_expire_delete_and_evict_the_closest_to_expiry_at_the_cap() {
     assert!(a.get(Kind::Session, &digest("new")).await.unwrap().is_some());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replace_across_proxies_loses_no_update() {
+    let (a, b, _, _) = pair(10).await;
+    let (k, kind) = (digest("guard"), Kind::Rate("cas"));
+    assert!(!b.replace(kind, &k, Some(b"x"), b"y".to_vec(), MIN).await.unwrap(), "expected a value, there is none");
+    assert!(a.replace(kind, &k, None, b"0".to_vec(), MIN).await.unwrap());
+    assert!(!b.replace(kind, &k, None, b"1".to_vec(), MIN).await.unwrap(), "expected none, A's is there");
+    let (a, b) = (Arc::new(a), Arc::new(b));
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let s: Arc<RedisEphemeral> = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move { super::memory_tests::cas_increment(&*s, &digest("guard"), 25).await })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(a.get(kind, &k).await.unwrap().as_deref(), Some(&b"200"[..]), "every increment counted once");
+}
+
 #[tokio::test]
 async fn first_seen_once_across_proxies_until_expiry_then_refuses_when_full() {
     let (a, b, _, _) = pair(2).await;

@@ -27,12 +27,12 @@ pub struct KeyPair {
 }
 
 impl KeyPair {
-    /// `openssl req -x509 -newkey rsa:2048` into `dir`.
+    /// `openssl req -x509 -newkey rsa:2048` into `dir`, valid for a year (as an IdP's is).
     pub fn generate(dir: &Path, name: &str) -> KeyPair {
         let key = dir.join(format!("{name}.key"));
         let cert = dir.join(format!("{name}.crt"));
         let st = Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", "-subj"])
+            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "365", "-subj"])
             .arg(format!("/CN={name}"))
             .arg("-keyout")
             .arg(&key)
