@@ -15,7 +15,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use http::{Response, StatusCode};
-use openidconnect::core::{CoreJsonWebKey, CoreJwsSigningAlgorithm};
+use openidconnect::core::CoreJwsSigningAlgorithm;
+
+use super::jwk::Jwk;
 use openidconnect::{JsonWebKey, JsonWebKeyAlgorithm, JsonWebKeyUse};
 use serde_json::Value;
 
@@ -69,8 +71,8 @@ pub(crate) fn algorithm(header: &Value) -> Result<CoreJwsSigningAlgorithm, Logou
 
 /// Check a signature against the keys of `kid` (every signing key when the header has none).
 /// `Ok(false)`: no key with that id (worth one refetch).
-fn verify_with(keys: &[CoreJsonWebKey], kid: Option<&str>, alg: &CoreJwsSigningAlgorithm, input: &[u8], sig: &[u8]) -> Result<bool, LogoutTokenError> {
-    let candidates: Vec<&CoreJsonWebKey> = keys
+fn verify_with(keys: &[Jwk], kid: Option<&str>, alg: &CoreJwsSigningAlgorithm, input: &[u8], sig: &[u8]) -> Result<bool, LogoutTokenError> {
+    let candidates: Vec<&Jwk> = keys
         .iter()
         .filter(|k| kid.is_none_or(|kid| k.key_id().is_some_and(|id| id.as_str() == kid)))
         .filter(|k| k.key_use().is_none_or(|u| u.allows_signature()))

@@ -46,6 +46,7 @@ pub mod mac;
 pub mod observe;
 pub mod oidc;
 pub mod oidc_login;
+pub mod jwk;
 pub mod oidc_types;
 pub mod password_login;
 pub mod provision;

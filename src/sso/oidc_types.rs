@@ -5,7 +5,7 @@
 
 use openidconnect::core::{
     CoreAuthDisplay, CoreAuthPrompt, CoreClaimName, CoreClaimType, CoreClientAuthMethod, CoreErrorResponseType, CoreGenderClaim,
-    CoreGrantType, CoreJsonWebKey, CoreJweContentEncryptionAlgorithm, CoreJweKeyManagementAlgorithm, CoreJwsSigningAlgorithm,
+    CoreGrantType, CoreJweContentEncryptionAlgorithm, CoreJweKeyManagementAlgorithm, CoreJwsSigningAlgorithm,
     CoreResponseMode, CoreResponseType, CoreRevocableToken, CoreRevocationErrorResponse, CoreSubjectIdentifierType,
     CoreTokenIntrospectionResponse, CoreTokenType,
 };
@@ -14,6 +14,8 @@ use openidconnect::{
     ProviderMetadata, StandardErrorResponse, StandardTokenResponse,
 };
 use serde::{Deserialize, Serialize};
+
+pub use super::jwk::Jwk;
 use serde_json::Value;
 
 /// Provider metadata we read beyond the core: pushed authorization requests (RFC 9126) and
@@ -46,7 +48,7 @@ pub type Metadata = ProviderMetadata<
     CoreGrantType,
     CoreJweContentEncryptionAlgorithm,
     CoreJweKeyManagementAlgorithm,
-    CoreJsonWebKey,
+    Jwk,
     CoreResponseMode,
     CoreResponseType,
     CoreSubjectIdentifierType,
@@ -60,7 +62,7 @@ pub type OidcClient = Client<
     CoreAuthDisplay,
     CoreGenderClaim,
     CoreJweContentEncryptionAlgorithm,
-    CoreJsonWebKey,
+    Jwk,
     CoreAuthPrompt,
     StandardErrorResponse<CoreErrorResponseType>,
     TokenResp,
