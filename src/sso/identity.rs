@@ -41,7 +41,9 @@ pub struct Identity {
 /// A login's tokens, encrypted, bound to (protocol, provider, subject).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SealedTokens {
+    #[serde(default, with = "crate::sso::token_crypto::sealed_json")]
     pub id_token: Option<Vec<u8>>,
+    #[serde(default, with = "crate::sso::token_crypto::sealed_json")]
     pub refresh_token: Option<Vec<u8>>,
 }
 

@@ -55,6 +55,7 @@ pub struct SignedOut {
     /// The identity's subject, which the sealed ID token is bound to.
     pub subject: String,
     /// The ID token of this login, still encrypted with the state key.
+    #[serde(default, with = "crate::sso::token_crypto::sealed_json")]
     pub id_token: Option<Vec<u8>>,
 }
 
