@@ -43,7 +43,8 @@ fn url_decode(value: &str) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
-/// `GetParts`, as written.
+/// `GetParts`, as written (its boolean expressions too).
+#[allow(clippy::nonminimal_bool)]
 pub fn get_parts(authorization_header: &str) -> HashMap<String, String> {
     let span: Vec<char> = authorization_header.chars().collect();
     let text = |from: usize, to: usize| span[from..to].iter().collect::<String>();

@@ -184,7 +184,8 @@ impl<'de> serde::Deserialize<'de> for Members {
 /// it, the last one wins, and written once, last.
 pub fn rewrite_json(body: &[u8], addition: &Addition) -> Option<Vec<u8>> {
     let Members(members) = serde_json::from_slice(body).ok()?;
-    let ours: [(&str, Option<&str>, fn(Option<&str>, &str) -> String); 2] =
+    type Join = fn(Option<&str>, &str) -> String;
+    let ours: [(&str, Option<&str>, Join); 2] =
         [("LoginDisclaimer", addition.html.as_deref(), join_disclaimer), ("CustomCss", addition.css.as_deref(), join_css)];
     let mut out = b"{".to_vec();
     let mut push = |key: &str, raw: &str| {
