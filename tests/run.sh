@@ -47,6 +47,9 @@ if [ $# -eq 0 ] && [ "${JSP_FUZZ_SECONDS:-20}" != 0 ]; then
   (
     cd fuzz
     export RUSTC_BOOTSTRAP=1
+    # Release, as cargo fuzz builds by default. Measured on 2 busy cores: `--dev` took 429 s of
+    # CPU to build against 797 s, but in 20 s its targets ran 10-60x fewer inputs and added
+    # 4-10x fewer coverage units (saml 1,371 inputs against 25,767), so it stays release.
     cargo fuzz build --sanitizer none
     # A fixed seed makes the run repeatable: what passed on the developer's machine passes here.
     # Every target runs; JSP_FUZZ_SKIP (empty by default) names targets to leave out of a run
