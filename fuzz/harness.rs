@@ -10,7 +10,7 @@
 //! `fuzz_corpus` integration test (tests/fuzz_corpus.rs), which replays every seed and every
 //! kept crash through these functions on each `cargo test`.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
@@ -33,6 +33,9 @@ use jellyfin_sso_proxy::sso::saml_logout::verify_logout_request;
 
 /// A target's body: the fuzzer's bytes in, a panic on a broken property.
 pub type Target = fn(&[u8]);
+
+#[path = "jellyfin_reference.rs"]
+mod reference;
 
 /// The targets by name (the directories under fuzz/seeds and fuzz/regressions).
 pub const TARGETS: [(&str, Target); 8] = [
@@ -73,59 +76,62 @@ fn request(data: &[u8]) -> (HeaderMap, Uri) {
     (headers, uri)
 }
 
-/// Every token the request carries anywhere, in any form Jellyfin has ever read.
-fn tokens_sent(headers: &HeaderMap, uri: &Uri) -> HashSet<String> {
-    let mut all = HashSet::new();
-    for name in ["authorization", "x-emby-authorization"] {
-        for v in headers.get_all(name).iter().filter_map(|v| v.to_str().ok()) {
-            all.extend(parse_mediabrowser_header(v).unwrap_or_default().into_iter().filter(|(k, _)| k.eq_ignore_ascii_case("Token")).map(|(_, t)| t));
-        }
-    }
-    for name in ["x-emby-token", "x-mediabrowser-token"] {
-        all.extend(headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).map(str::to_string));
-    }
-    let q = uri.query().unwrap_or("");
-    all.extend(url::form_urlencoded::parse(q.as_bytes()).filter(|(k, _)| k.eq_ignore_ascii_case("apikey") || k.eq_ignore_ascii_case("api_key")).map(|(_, v)| v.into_owned()));
-    all
-}
-
-/// The `Authorization` header parser (jellyfin/credentials.rs), the token lookup used by
-/// session injection and the admin API, and the legacy-credential translation.
+/// The `Authorization` header parser, the token lookup used by session injection and the admin
+/// API, and the legacy-credential translation (jellyfin/credentials.rs), held to Jellyfin's own
+/// reading of a request (jellyfin_reference.rs, from its AuthorizationContext.cs):
+/// - the proxy parses every header value to exactly Jellyfin's parameters;
+/// - the proxy presents the token Jellyfin 10.11 (legacy authorization on) reads;
+/// - after translation, Jellyfin 12 (legacy off) reads the token it read before translation,
+///   or, when it read none, the one the legacy-enabled Jellyfin read: never another, never
+///   none instead of one; the legacy header's device parameters come along; nothing legacy is
+///   left, and a second translation changes nothing.
 pub fn authorization(data: &[u8]) {
-    // The header value alone: our own header, built from what was parsed, parses back to
-    // the same parameters (for parameter names a client library uses).
+    // The whole input as one header value, then each line alone.
+    for value in std::iter::once(data).chain(data.split(|b| *b == b'\n')) {
+        let value = text(value);
+        let ours: Option<HashMap<String, String>> = parse_mediabrowser_header(&value).map(|p| p.into_iter().collect());
+        let jellyfins = reference::get_authorization(value.trim_matches([' ', '\t']), true);
+        assert_eq!(ours, jellyfins, "parsed unlike Jellyfin: {value:?}");
+    }
+    // Our own header, built from what was parsed, parses back to the same parameters (for
+    // parameter names a client library uses).
     if let Some(params) = parse_mediabrowser_header(&text(data)) {
         let kept: Vec<(&str, &str)> = params.iter().filter(|(k, _)| !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric())).map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        if kept.is_empty() {
-            return;
+        if !kept.is_empty() {
+            let rebuilt = parse_mediabrowser_header(&mediabrowser_header(&kept)).expect("our own header parses");
+            let rebuilt: Vec<(&str, &str)> = rebuilt.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            assert_eq!(rebuilt, kept, "parameters survive a rebuild");
         }
-        let rebuilt = parse_mediabrowser_header(&mediabrowser_header(&kept)).expect("our own header parses");
-        let rebuilt: Vec<(&str, &str)> = rebuilt.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        assert_eq!(rebuilt, kept, "parameters survive a rebuild");
     }
 
     let (mut headers, mut uri) = request(data);
-    let sent = tokens_sent(&headers, &uri);
+    let (old_params, old_token) = reference::read(&headers, &uri, true);
+    let (_, modern_token) = reference::read(&headers, &uri, false);
     let before = presented_token(&headers, &uri);
-    if let Some(t) = &before {
-        assert!(!t.is_empty() && has_credentials(&headers, &uri) && sent.contains(t));
+    assert_eq!(before, old_token, "the proxy reads another token than Jellyfin");
+    if before.is_some() {
+        assert!(has_credentials(&headers, &uri));
     }
+    let original = (headers.clone(), uri.clone());
     translate_legacy(&mut headers, &mut uri);
     for legacy in ["x-emby-authorization", "x-emby-token", "x-mediabrowser-token"] {
         assert!(!headers.contains_key(legacy), "{legacy} left after translation");
     }
-    // No token left in the Emby scheme (the first Authorization header is the one read, as in
-    // Jellyfin's AuthorizationContext).
-    let emby = headers.get("authorization").and_then(|v| v.to_str().ok()).filter(|v| v.trim().get(..5).is_some_and(|s| s.eq_ignore_ascii_case("emby ")));
-    let emby_token = emby.and_then(parse_mediabrowser_header).is_some_and(|p| p.iter().any(|(k, v)| k.eq_ignore_ascii_case("Token") && !v.is_empty()));
-    assert!(!emby_token, "a token left in the Emby scheme after translation");
+    let first = headers.get("authorization").map(|v| text(v.as_bytes()));
+    assert!(!first.as_deref().is_some_and(|v| v.trim_matches([' ', '\t']).get(..5).is_some_and(|s| s.eq_ignore_ascii_case("emby "))), "the Emby scheme left: {first:?}");
     assert!(!url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()).any(|(k, _)| k.eq_ignore_ascii_case("api_key")), "api_key left: {uri}");
-    match presented_token(&headers, &uri) {
-        Some(after) => assert!(sent.contains(&after), "translation presents a token the client never sent: {after:?}"),
-        None => assert!(before.is_none(), "translation lost the token {before:?}"),
+    let (new_params, after) = reference::read(&headers, &uri, false);
+    let expected = modern_token.clone().or(old_token);
+    assert_eq!(after, expected, "Jellyfin 12 reads another token after translation of {original:?}: {headers:?} {uri}");
+    if modern_token.is_none() && expected.is_some() {
+        // Read for the legacy token: its header's parameters with it (the plain-word ones).
+        let new_params = new_params.unwrap_or_default();
+        for (k, v) in old_params.unwrap_or_default().iter().filter(|(k, _)| *k != "Token" && !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')) {
+            assert_eq!(new_params.get(k), Some(v), "parameter {k} lost in translation");
+        }
     }
     let (h2, u2) = (headers.clone(), uri.clone());
-    translate_legacy(&mut headers, &mut uri);
+    assert!(!translate_legacy(&mut headers, &mut uri), "a second translation finds something legacy");
     assert_eq!((headers, uri), (h2, u2), "a second translation changes nothing");
 }
 
@@ -189,10 +195,11 @@ fn saml_idp() -> &'static Saml {
             display_name: None,
             session: Default::default(),
         };
-        // Our SP key pair, generated once into a directory of this process.
-        let keys = std::env::temp_dir().join(format!("jsp-fuzz-sp-{}", std::process::id()));
-        std::fs::create_dir_all(&keys).unwrap();
-        let key = jellyfin_sso_proxy::sso::saml_keys::SpKeys::new(&keys).get(None).unwrap();
+        // Our SP key pair: a fixed one (fuzz/sp.key, fuzz/sp.crt, made once with openssl, RSA
+        // 3072 like the generated ones). Generating it here took longer than libFuzzer's
+        // per-input timeout, which the first input pays.
+        let cert = saml::X509Certificate::from_pem(include_bytes!("sp.crt")).unwrap();
+        let key = saml::KeyPair::from_pkcs8_pem(include_bytes!("sp.key")).unwrap().with_certificate(cert).unwrap();
         let idp = SamlIdp::new(cfg, |p| format!("https://media.example{p}"), key, reqwest::Client::new()).unwrap();
         let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
         let (_, tracker) = runtime.block_on(idp.start("relay")).unwrap();
@@ -264,15 +271,24 @@ pub fn branding(data: &[u8]) {
         }
     }
     let add = Addition { html: Some("<div class=\"jsp-sso\"><a href=\"/sso/OID/start/op\">op</a></div>".into()), css: Some(".jsp-sso{}".into()) };
-    if let Some(out) = rewrite_json(body, &add) {
-        let before: serde_json::Value = serde_json::from_slice(body).expect("rewritten only when it was JSON");
-        let after: serde_json::Value = serde_json::from_slice(&out).expect("the rewrite is JSON");
-        let (b, a) = (before.as_object().unwrap(), after.as_object().expect("an object"));
-        assert!(a["LoginDisclaimer"].as_str().unwrap().ends_with(add.html.as_deref().unwrap()));
-        assert!(a["CustomCss"].as_str().unwrap().ends_with(add.css.as_deref().unwrap()));
-        for (k, v) in b.iter().filter(|(k, _)| *k != "LoginDisclaimer" && *k != "CustomCss") {
-            assert_eq!(a.get(k), Some(v), "field {k} kept");
+    // Every member as its exact text; a repeated name read as JSON parsers read it (the last).
+    type Members = std::collections::BTreeMap<String, Box<serde_json::value::RawValue>>;
+    let owned = ["LoginDisclaimer", "CustomCss"];
+    let before = serde_json::from_slice::<Members>(body);
+    let string = |m: &Members, k: &str| m.get(k).map(|v| serde_json::from_str::<String>(v.get()));
+    match rewrite_json(body, &add) {
+        Some(out) => {
+            let (b, a) = (before.expect("rewritten only when it was a JSON object"), serde_json::from_slice::<Members>(&out).expect("the rewrite is a JSON object"));
+            assert!(string(&a, "LoginDisclaimer").unwrap().unwrap().ends_with(add.html.as_deref().unwrap()));
+            assert!(string(&a, "CustomCss").unwrap().unwrap().ends_with(add.css.as_deref().unwrap()));
+            for (k, v) in b.iter().filter(|(k, _)| !owned.contains(&k.as_str())) {
+                assert_eq!(a.get(k).map(|v| v.get()), Some(v.get()), "member {k} kept as it was");
+            }
+            let expected: std::collections::BTreeSet<&str> = b.keys().map(String::as_str).chain(owned).collect();
+            assert_eq!(a.keys().map(String::as_str).collect::<std::collections::BTreeSet<_>>(), expected, "no member added but ours");
         }
+        // Refused only when it is no JSON object, or the operator's text of ours is no text.
+        None => assert!(before.is_err() || owned.iter().any(|k| before.as_ref().is_ok_and(|m| string(m, k).is_some_and(|s| s.is_err()) && m[*k].get().starts_with('"'))), "a JSON object passed unchanged: {:?}", String::from_utf8_lossy(body)),
     }
     if let Some(out) = rewrite_css(body, &add) {
         let out = String::from_utf8(out).unwrap();

@@ -153,20 +153,66 @@ pub async fn rewrite_answer(resp: Response<Body>, kind: Intercept, addition: &Ad
     Response::from_parts(parts, full(changed))
 }
 
+/// The members of a JSON object in their order, each value as its exact text.
+struct Members(Vec<(String, Box<serde_json::value::RawValue>)>);
+
+impl<'de> serde::Deserialize<'de> for Members {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Members;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Members, A::Error> {
+                let mut members = Vec::new();
+                while let Some(member) = map.next_entry()? {
+                    members.push(member);
+                }
+                Ok(Members(members))
+            }
+        }
+        d.deserialize_map(Visit)
+    }
+}
+
 /// `BrandingOptionsDto` with our markup after `LoginDisclaimer` and our CSS after `CustomCss`;
-/// every other field kept. `None` when the body is not a JSON object.
+/// `None` when the body is not a JSON object. Every other member is kept as its exact text,
+/// so whatever Jellyfin (or a plugin) puts there reads the same in every client: numbers that
+/// a round trip through `f64` would change (`1e400`, `-0`, `1.0`, integers above 2^64), key
+/// order, repeated keys. A repeated `LoginDisclaimer`/`CustomCss` is read as JSON parsers read
+/// it, the last one wins, and written once, last.
 pub fn rewrite_json(body: &[u8], addition: &Addition) -> Option<Vec<u8>> {
-    let mut v: serde_json::Value = serde_json::from_slice(body).ok()?;
-    let o = v.as_object_mut()?;
-    if let Some(html) = &addition.html {
-        let joined = join_disclaimer(o.get("LoginDisclaimer").and_then(|d| d.as_str()), html);
-        o.insert("LoginDisclaimer".into(), joined.into());
+    let Members(members) = serde_json::from_slice(body).ok()?;
+    type Join = fn(Option<&str>, &str) -> String;
+    let ours: [(&str, Option<&str>, Join); 2] =
+        [("LoginDisclaimer", addition.html.as_deref(), join_disclaimer), ("CustomCss", addition.css.as_deref(), join_css)];
+    let mut out = b"{".to_vec();
+    let mut push = |key: &str, raw: &str| {
+        if out.len() > 1 {
+            out.push(b',');
+        }
+        out.extend(serde_json::to_vec(key).ok()?);
+        out.push(b':');
+        out.extend_from_slice(raw.as_bytes());
+        Some(())
+    };
+    for (key, raw) in &members {
+        if !ours.iter().any(|(name, add, _)| add.is_some() && key == name) {
+            push(key, raw.get())?;
+        }
     }
-    if let Some(css) = &addition.css {
-        let joined = join_css(o.get("CustomCss").and_then(|d| d.as_str()), css);
-        o.insert("CustomCss".into(), joined.into());
+    for (name, add, join) in ours {
+        let Some(add) = add else { continue };
+        // The operator's text: the last member of that name, when it is a string.
+        let operator = match members.iter().rev().find(|(k, _)| k == name) {
+            Some((_, raw)) if raw.get().starts_with('"') => Some(serde_json::from_str::<String>(raw.get()).ok()?),
+            _ => None,
+        };
+        push(name, &serde_json::to_string(&join(operator.as_deref(), add)).ok()?)?;
     }
-    serde_json::to_vec(&v).ok()
+    out.push(b'}');
+    Some(out)
 }
 
 /// The custom CSS with ours after it; `None` when there is none to add or the body is not UTF-8.
@@ -231,6 +277,13 @@ mod tests {
         let none: serde_json::Value = serde_json::from_slice(&rewrite_json(br#"{"SplashscreenEnabled":false}"#, &add()).unwrap()).unwrap();
         assert_eq!(none["LoginDisclaimer"], "<div class=\"jsp-sso\">b</div>");
         assert!(rewrite_json(b"[1]", &add()).is_none() && rewrite_json(b"not json", &add()).is_none());
+        // Members we do not own keep their exact text: numbers no f64 holds, order, repeats.
+        let body = br#"{"Big":1e400,"Z":-0,"One":1.0,"Huge":123456789012345678901234567890,"A":[1,{"b":null}],"Z":2}"#;
+        let out = String::from_utf8(rewrite_json(body, &add()).unwrap()).unwrap();
+        assert!(out.starts_with(r#"{"Big":1e400,"Z":-0,"One":1.0,"Huge":123456789012345678901234567890,"A":[1,{"b":null}],"Z":2,"LoginDisclaimer":"#), "{out}");
+        // A repeated field of ours: the last one is the operator's, written once.
+        let out = String::from_utf8(rewrite_json(br#"{"CustomCss":"a{}","CustomCss":"b{}"}"#, &add()).unwrap()).unwrap();
+        assert_eq!(out, r#"{"LoginDisclaimer":"<div class=\"jsp-sso\">b</div>","CustomCss":"b{}\n.x{}"}"#);
         assert_eq!(rewrite_css(b"a{}", &add()).unwrap(), b"a{}\n.x{}");
         assert!(rewrite_css(b"a{}", &Addition { html: Some("x".into()), css: None }).is_none());
     }

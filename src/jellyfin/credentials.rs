@@ -1,13 +1,16 @@
-//! Every way a Jellyfin client can present credentials, in one place.
+//! Every way a Jellyfin client can present credentials, in one place, read exactly as
+//! Jellyfin reads them.
 //!
 //! Jellyfin's `AuthorizationContext` (Jellyfin.Server.Implementations/Security/
-//! AuthorizationContext.cs) accepts a token in `Authorization: MediaBrowser …` (or the
-//! legacy `Emby` scheme), the legacy `X-Emby-Authorization` header with the same parameters,
-//! the legacy `X-Emby-Token` and `X-MediaBrowser-Token` headers, and the `ApiKey` (always) or
-//! legacy `api_key` query parameter (docs/jellyfin-api.md has the per-version table). Both
-//! the proxy's session injection ("does this request already carry credentials?") and the
-//! admin API's caller identification ("which token does it present?") ask this module, so
-//! they can never disagree about a form.
+//! AuthorizationContext.cs, `GetAuthorizationDictionary`, `GetAuthorization`, `GetParts`,
+//! `GetAuthorizationInfoFromDictionary`) accepts a token in `Authorization: MediaBrowser …`
+//! (or the legacy `Emby` scheme), the legacy `X-Emby-Authorization` header with the same
+//! parameters, the legacy `X-Emby-Token` and `X-MediaBrowser-Token` headers, and the `ApiKey`
+//! (always) or legacy `api_key` query parameter (docs/jellyfin-api.md has the per-version
+//! table). [`jellyfin_reads`] is that code, ported: the proxy's session injection ("does this
+//! request already carry credentials?"), the admin API's caller identification ("which token
+//! does it present?") and the legacy translation all ask it, so none of them can disagree
+//! with Jellyfin, or with each other, about what a request presents.
 //!
 //! [`translate_legacy`] (with `jellyfin.legacy_auth: translate`) rewrites the legacy forms,
 //! which Jellyfin 12 refuses (`EnableLegacyAuthorization` is off and forced off), into the one
@@ -30,38 +33,156 @@ pub fn mediabrowser_header(params: &[(&str, &str)]) -> String {
     format!("MediaBrowser {}", parts.join(", "))
 }
 
-/// Parse the parameters of a `MediaBrowser`/`Emby` authorization header, as Jellyfin's
-/// `AuthorizationContext` does: `Key="value"` pairs separated by commas, values percent-decoded.
-pub fn parse_mediabrowser_header(value: &str) -> Option<Vec<(String, String)>> {
-    let (scheme, rest) = value.trim().split_once(' ')?;
-    if !(scheme.eq_ignore_ascii_case("MediaBrowser") || scheme.eq_ignore_ascii_case("Emby")) {
-        return None;
+/// `WebUtility.UrlDecode`: `+` → space, `%XX` → that byte, anything else (a `%` without two
+/// hex digits after it too) kept; the bytes read as UTF-8. Not form decoding: `&` and `=`
+/// are ordinary characters in a header value.
+fn url_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() && b[i + 1].is_ascii_hexdigit() && b[i + 2].is_ascii_hexdigit() => {
+                let hex = |c: u8| (c as char).to_digit(16).unwrap_or(0) as u8;
+                out.push(hex(b[i + 1]) * 16 + hex(b[i + 2]));
+                i += 2;
+            }
+            c => out.push(c),
+        }
+        i += 1;
     }
-    let mut out = Vec::new();
-    let mut in_quotes = false;
-    let mut start = 0;
-    let bytes = rest.as_bytes();
-    let mut push = |part: &str| {
-        if let Some((k, v)) = part.split_once('=') {
-            let v = v.trim().trim_matches('"');
-            let decoded = url::form_urlencoded::parse(format!("v={v}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default();
-            out.push((k.trim().to_string(), decoded));
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `GetParts`: one pass over the text after the scheme. `"` flips an "in quotes" flag (Jellyfin
+/// writes it `escaped = (!escaped) == (c == '"')` for `"` and `,`), so a `,` or `=` inside
+/// quotes is text; `=` outside quotes ends a key (whitespace-trimmed; a second one makes the
+/// text since the first the key), `,` outside quotes ends a value. A value loses every leading
+/// and trailing `"` (not spaces) and is URL-decoded. Keys are case-sensitive; a repeated key
+/// keeps its first place and takes the last value (a `Dictionary`).
+fn get_parts(text: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    let mut set = |key: String, raw: &str| {
+        let value = url_decode(raw.trim_matches('"'));
+        match out.iter_mut().find(|(k, _)| *k == key) {
+            Some(entry) => entry.1 = value,
+            None => out.push((key, value)),
         }
     };
-    for (i, b) in bytes.iter().enumerate() {
+    let (mut quoted, mut start, mut key) = (false, 0, String::new());
+    // Bytes, not chars: the three that matter are ASCII, and UTF-8 never hides one.
+    for (i, b) in text.bytes().enumerate() {
         match b {
-            b'"' => in_quotes = !in_quotes,
-            b',' if !in_quotes => {
-                push(&rest[start..i]);
+            b'"' => quoted = !quoted,
+            b',' if !quoted => {
+                if start < i {
+                    set(std::mem::take(&mut key), &text[start..i]);
+                }
+                start = i + 1;
+            }
+            b'=' if !quoted => {
+                key = text[start..i].trim().to_string();
                 start = i + 1;
             }
             _ => {}
         }
     }
-    push(&rest[start..]);
-    Some(out)
+    if start < text.len() {
+        set(key, &text[start..]);
+    }
+    out
 }
 
+/// `GetAuthorization`: the scheme is the text before the first space, `MediaBrowser` or
+/// `Emby` (any case; whether Jellyfin still takes `Emby` is [`jellyfin_reads`]'s business),
+/// then [`get_parts`]. The value is first trimmed of spaces and tabs, as Kestrel hands it over.
+pub fn parse_mediabrowser_header(value: &str) -> Option<Vec<(String, String)>> {
+    let (scheme, rest) = value.trim_matches([' ', '\t']).split_once(' ')?;
+    if !(scheme.eq_ignore_ascii_case("MediaBrowser") || scheme.eq_ignore_ascii_case("Emby")) {
+        return None;
+    }
+    Some(get_parts(rest))
+}
+
+fn is_emby(value: &str) -> bool {
+    value.trim_matches([' ', '\t']).split_once(' ').is_some_and(|(scheme, _)| scheme.eq_ignore_ascii_case("Emby"))
+}
+
+/// Where the token Jellyfin reads came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenSource {
+    /// The `Token` parameter of the parameters read (from `Authorization` or, legacy,
+    /// `X-Emby-Authorization`).
+    Parameter,
+    XEmbyToken,
+    XMediaBrowserToken,
+    /// `?ApiKey=` (any case).
+    ApiKey,
+    /// `?api_key=` (any case).
+    LegacyApiKey,
+}
+
+/// What Jellyfin reads from a request's credentials.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct JellyfinReads {
+    /// The parameters of the header it parsed (`None`: no header, or not one of its schemes).
+    pub params: Option<Vec<(String, String)>>,
+    /// Whether those came from `X-Emby-Authorization` (else `Authorization`).
+    pub params_from_legacy_header: bool,
+    /// The token and its source; `None` when there is none, or only whitespace
+    /// (`HasToken` is `!string.IsNullOrWhiteSpace(Token)`).
+    pub token: Option<(String, TokenSource)>,
+}
+
+/// A header value as Kestrel hands it over: without surrounding spaces and tabs.
+fn header_text(v: &http::HeaderValue) -> String {
+    String::from_utf8_lossy(v.as_bytes()).trim_matches([' ', '\t']).to_string()
+}
+
+/// A header's values as ASP.NET's `StringValues` turns into a string: joined with `,`.
+fn joined(headers: &HeaderMap, name: &str) -> String {
+    headers.get_all(name).iter().map(header_text).collect::<Vec<_>>().join(",")
+}
+
+/// The query's values for `key` (without case, as `IQueryCollection`), joined with `,`.
+fn query_joined(uri: &Uri, key: &str) -> String {
+    let q = uri.query().unwrap_or("");
+    url::form_urlencoded::parse(q.as_bytes()).filter(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v.into_owned()).collect::<Vec<_>>().join(",")
+}
+
+/// `GetAuthorizationDictionary` + `GetAuthorizationInfoFromDictionary` of Jellyfin 10.11 and
+/// later, with `EnableLegacyAuthorization` = `legacy`: the parameters of the first
+/// `Authorization` value (legacy: of the first `X-Emby-Authorization` one when `Authorization`
+/// is absent or empty); then the first non-empty of `Token`, `X-Emby-Token`,
+/// `X-MediaBrowser-Token`, `?ApiKey=`, `?api_key=` (the 2nd, 3rd and 5th legacy only).
+pub fn jellyfin_reads(headers: &HeaderMap, uri: &Uri, legacy: bool) -> JellyfinReads {
+    let mut name = "authorization";
+    if legacy && joined(headers, name).is_empty() {
+        name = "x-emby-authorization";
+    }
+    let params = headers
+        .get(name)
+        .map(header_text)
+        .filter(|v| legacy || !is_emby(v))
+        .and_then(|v| parse_mediabrowser_header(&v));
+    let mut token = params.as_ref().and_then(|p| p.iter().find(|(k, _)| k == "Token")).map(|(_, v)| (v.clone(), TokenSource::Parameter));
+    let sources: [(bool, TokenSource); 4] = [(legacy, TokenSource::XEmbyToken), (legacy, TokenSource::XMediaBrowserToken), (true, TokenSource::ApiKey), (legacy, TokenSource::LegacyApiKey)];
+    for (on, source) in sources {
+        if !on || token.as_ref().is_some_and(|(t, _)| !t.is_empty()) {
+            continue;
+        }
+        let value = match source {
+            TokenSource::XEmbyToken => joined(headers, "x-emby-token"),
+            TokenSource::XMediaBrowserToken => joined(headers, "x-mediabrowser-token"),
+            TokenSource::ApiKey => query_joined(uri, "ApiKey"),
+            _ => query_joined(uri, "api_key"),
+        };
+        token = Some((value, source));
+    }
+    let params_from_legacy_header = params.is_some() && name != "authorization";
+    JellyfinReads { params, params_from_legacy_header, token: token.filter(|(t, _)| !t.trim().is_empty()) }
+}
 
 /// Is `key` (a query parameter name) one that carries a token?
 pub fn is_token_query_key(key: &str) -> bool {
@@ -74,24 +195,10 @@ pub fn has_credentials(headers: &HeaderMap, uri: &Uri) -> bool {
         || uri.query().is_some_and(|q| url::form_urlencoded::parse(q.as_bytes()).any(|(k, _)| is_token_query_key(&k)))
 }
 
-/// The token a request presents, in the order Jellyfin 10.11+ reads them: `Authorization`,
-/// `X-Emby-Authorization`, `X-Emby-Token`, `X-MediaBrowser-Token`, then the query.
+/// The token a request presents, as Jellyfin 10.11+ with legacy authorization on reads it
+/// (so a legacy client is identified as its own server would identify it).
 pub fn presented_token(headers: &HeaderMap, uri: &Uri) -> Option<String> {
-    for name in ["authorization", "x-emby-authorization"] {
-        if let Some(params) = headers.get(name).and_then(|v| v.to_str().ok()).and_then(parse_mediabrowser_header) {
-            if let Some((_, t)) = params.into_iter().find(|(k, v)| k.eq_ignore_ascii_case("Token") && !v.is_empty()) {
-                return Some(t);
-            }
-        }
-    }
-    for name in ["x-emby-token", "x-mediabrowser-token"] {
-        if let Some(t) = headers.get(name).and_then(|v| v.to_str().ok()).filter(|t| !t.is_empty()) {
-            return Some(t.to_string());
-        }
-    }
-    url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
-        .find(|(k, v)| is_token_query_key(k) && !v.is_empty())
-        .map(|(_, v)| v.into_owned())
+    jellyfin_reads(headers, uri, true).token.map(|(t, _)| t)
 }
 
 /// Legacy headers: dropped after translation.
@@ -101,67 +208,67 @@ fn is_legacy_query_key(key: &str) -> bool {
     key.eq_ignore_ascii_case("api_key")
 }
 
-fn header_params(headers: &HeaderMap, name: &str) -> Option<(String, Vec<(String, String)>)> {
-    let v = headers.get(name)?.to_str().ok()?;
-    let scheme = v.trim().split(' ').next().unwrap_or("").to_string();
-    parse_mediabrowser_header(v).map(|p| (scheme, p))
+/// Only parameters whose names are plain words survive a rebuild: a name with a quote, a comma
+/// or an `=` in it (never one Jellyfin knows) would shift the quoting of the header we write
+/// and hide the parameters after it, the token among them.
+fn plain_key(k: &str) -> bool {
+    !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-fn token_of(params: &[(String, String)]) -> Option<&str> {
-    params.iter().find(|(k, v)| k.eq_ignore_ascii_case("Token") && !v.is_empty()).map(|(_, v)| v.as_str())
-}
-
-/// Rewrite every legacy credential form into the one Jellyfin 12 accepts, in place. A
-/// request that also carries a modern credential (`Authorization: MediaBrowser` with a
-/// token, or `ApiKey` in the query) keeps only that one. Returns whether anything changed.
+/// Rewrite every legacy credential form into the one Jellyfin 12 accepts, in place, so that
+/// Jellyfin 12 reads the token a legacy-enabled Jellyfin read from the original request — or,
+/// when the request also carries a credential Jellyfin 12 reads already (`Authorization:
+/// MediaBrowser` with a token, `?ApiKey=`), that one, and the request means what it meant
+/// without translation. The parameters of the legacy header (device, client, …) come along.
+/// Returns whether anything changed.
 pub fn translate_legacy(headers: &mut HeaderMap, uri: &mut Uri) -> bool {
-    let query = uri.query().unwrap_or("");
-    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
-    let legacy_query = pairs.iter().any(|(k, _)| is_legacy_query_key(k));
-    let emby_scheme = header_params(headers, "authorization").filter(|(s, _)| s.eq_ignore_ascii_case("Emby"));
+    let query = uri.query().unwrap_or("").to_string();
+    let legacy_query = url::form_urlencoded::parse(query.as_bytes()).any(|(k, _)| is_legacy_query_key(&k));
+    let emby_first = headers.get(http::header::AUTHORIZATION).is_some_and(|v| is_emby(&String::from_utf8_lossy(v.as_bytes())));
     let legacy_headers = LEGACY_HEADERS.iter().any(|h| headers.contains_key(*h));
-    let emby_present = emby_scheme.is_some();
-    if !(legacy_query || legacy_headers || emby_scheme.is_some()) {
+    if !(legacy_query || legacy_headers || emby_first) {
         return false;
     }
-    let modern = header_params(headers, "authorization").filter(|(s, _)| s.eq_ignore_ascii_case("MediaBrowser")).map(|(_, p)| p);
-    let modern_token = modern.as_deref().and_then(token_of).is_some()
-        || pairs.iter().any(|(k, v)| k.eq_ignore_ascii_case("ApiKey") && !v.is_empty());
-
-    // What the legacy forms say, in Jellyfin's order: the header parameters, then the token headers.
-    let legacy_params = emby_scheme.map(|(_, p)| p).or_else(|| header_params(headers, "x-emby-authorization").map(|(_, p)| p));
-    let header_token = legacy_params.as_deref().and_then(token_of).map(str::to_string).or_else(|| {
-        ["x-emby-token", "x-mediabrowser-token"].iter().find_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()).filter(|t| !t.is_empty()).map(str::to_string))
-    });
+    let modern = jellyfin_reads(headers, uri, false);
+    let old = jellyfin_reads(headers, uri, true);
+    let mut rename_query = false;
+    // The header to write instead of the request's `Authorization` (`Some(None)`: remove it).
+    let mut new_header: Option<Option<String>> = None;
+    if modern.token.is_some() {
+        if emby_first {
+            new_header = Some(None);
+        }
+    } else {
+        let token = old.token.map(|(t, source)| {
+            let has_api_key = url::form_urlencoded::parse(query.as_bytes()).any(|(k, _)| k.eq_ignore_ascii_case("ApiKey"));
+            // `api_key` → `ApiKey` keeps the value byte for byte, when no `ApiKey` is there to join it.
+            rename_query = source == TokenSource::LegacyApiKey && !has_api_key;
+            t
+        });
+        let header_token = token.filter(|_| !rename_query);
+        if emby_first || old.params_from_legacy_header || header_token.is_some() {
+            let mut params: Vec<(String, String)> = old.params.unwrap_or_default().into_iter().filter(|(k, _)| k != "Token" && plain_key(k)).collect();
+            params.extend(header_token.map(|t| ("Token".to_string(), t)));
+            let refs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            new_header = Some((!refs.is_empty()).then(|| mediabrowser_header(&refs)));
+        }
+    }
     for h in LEGACY_HEADERS {
         headers.remove(h);
     }
-    let mut rename_query = false;
-    if !modern_token {
-        let mut params = modern.or(legacy_params).unwrap_or_default();
-        match header_token {
-            Some(t) => {
-                params.retain(|(k, _)| !k.eq_ignore_ascii_case("Token"));
-                params.push(("Token".into(), t));
-            }
-            None => rename_query = legacy_query,
-        }
-        // Only parameters whose names are plain words survive the rebuild: a name with a quote
-        // or a comma in it (never one Jellyfin knows) would shift the quoting of the header we
-        // write and hide the parameters after it, the token among them.
-        params.retain(|(k, _)| !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'));
-        if emby_present {
-            // Replaced below when anything is left to say; never left behind in the Emby scheme.
-            headers.remove(http::header::AUTHORIZATION);
-        }
-        if !params.is_empty() {
-            let refs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            if let Ok(v) = http::HeaderValue::from_str(&mediabrowser_header(&refs)) {
+    match new_header {
+        Some(Some(v)) => match http::HeaderValue::from_str(&v) {
+            Ok(v) => {
                 headers.insert(http::header::AUTHORIZATION, v);
             }
+            Err(_) => {
+                headers.remove(http::header::AUTHORIZATION);
+            }
+        },
+        Some(None) => {
+            headers.remove(http::header::AUTHORIZATION);
         }
-    } else if headers.get("authorization").and_then(|v| v.to_str().ok()).is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("emby ")) {
-        headers.remove("authorization");
+        None => {}
     }
     if legacy_query {
         // Other parameters keep their exact bytes; `api_key` is renamed, or dropped when a
