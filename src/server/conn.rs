@@ -9,8 +9,8 @@
 //! of the TLS stream swallowed, takes the stream and any bytes hyper read ahead back
 //! (`into_parts`), frees everything else, and waits for the client's next byte with only the
 //! TLS stream; that byte and the rest are then served by a new hyper connection. Parking only
-//! happens when hyper is between messages (it must finish closing in the very poll after the
-//! request, without moving a byte); otherwise the connection just closes after the exchange
+//! happens when hyper is between messages (it has served a request, and must finish closing in
+//! the very poll after being asked, without moving a byte); otherwise the connection just closes after the exchange
 //! in progress, as a graceful close would. A busy connection never parks, so the hot path
 //! pays nothing but a timer tick a second.
 
@@ -208,10 +208,11 @@ where
     S::Future: Send + 'static,
 {
     let mut io = IdleIo::new(io, shared.clone());
-    // After a wake-up that found a request head begun, no parking until a request starts: a
-    // client trickling its head gets hyper's header timeout once, not a fresh one per park.
-    let mut no_park_until: Option<u64> = None;
     loop {
+        // A hyper connection is between messages only once it has served one; before that
+        // (woken by a byte, or replaying a head begun before the park) hyper's header timeout
+        // is what ends a client that never completes its request.
+        let served_before = shared.started.load(Ordering::Relaxed);
         // Serving: hyper holds the connection.
         let mut conn = Box::pin(builder.serve_connection(TokioIo::new(io), svc).with_upgrades());
         let mut tick = tick_every((watch.idle / 4).min(PARK_AFTER / 2));
@@ -246,11 +247,8 @@ where
                         conn.as_mut().graceful_shutdown();
                         continue;
                     }
-                    if no_park_until.is_some_and(|n| shared.started.load(Ordering::Relaxed) == n) {
-                        continue;
-                    }
-                    no_park_until = None;
-                    if !(shared.quiet_for(PARK_AFTER) && shared.bytes_idle() >= PARK_AFTER) {
+                    let served = shared.started.load(Ordering::Relaxed) != served_before;
+                    if !(served && shared.quiet_for(PARK_AFTER) && shared.bytes_idle() >= PARK_AFTER) {
                         continue;
                     }
                     shared.park.store(ARMED, Ordering::Relaxed);
@@ -278,7 +276,6 @@ where
         io = parts.io.into_inner();
         if !parts.read_buf.is_empty() {
             io.rewind = parts.read_buf;
-            no_park_until = Some(shared.started.load(Ordering::Relaxed));
             continue;
         }
         drop(parts.read_buf);

@@ -77,7 +77,10 @@ pub async fn run_with_permits(listener: TcpListener, app: Arc<App>, tls: TlsAcce
             let _permit = permit;
             let _counted = crate::resources::connection_opened();
             let _open = app.metrics.connection();
-            let stream = match tokio::time::timeout(limits.tls_handshake_timeout, tls.accept(tcp)).await {
+            // The handshake's state is boxed and the served stream is boxed: the task's own
+            // allocation, which lives as long as the connection, is then the size of its
+            // smallest state, not of the largest (docs/benchmarks.md, idle connections).
+            let stream = match tokio::time::timeout(limits.tls_handshake_timeout, Box::pin(tls.accept(tcp))).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
                     app.metrics.tls_failed(TlsFailure::of(&e));
@@ -105,13 +108,14 @@ pub async fn run_with_permits(listener: TcpListener, app: Arc<App>, tls: TlsAcce
                     r.map(|resp| resp.map(|body| Tracked::new(body, guard)))
                 })
             });
+            let stream = Box::new(stream);
             let Builders { auto, h1: h1_builder } = builder;
             if h1 {
                 drop(auto);
-                conn::serve_h1(h1_builder, stream, svc, stop_rx, watch, shared).await;
+                Box::pin(conn::serve_h1(h1_builder, stream, svc, stop_rx, watch, shared)).await;
             } else {
                 drop(h1_builder);
-                conn::serve_auto(auto, stream, svc, stop_rx, watch, shared).await;
+                Box::pin(conn::serve_auto(auto, stream, svc, stop_rx, watch, shared)).await;
             }
         });
     }
