@@ -8,12 +8,16 @@
 #   bash bench/idle-connections.sh                     # 10,000 connections, 3 rounds per protocol
 #   N=4096 ROUNDS=2 PROTOS="h2" bash bench/idle-connections.sh
 #   BIN=/path/to/other/build bash bench/idle-connections.sh
+#
+# The held RSS is read SETTLE seconds after the last connection was ready (default 4: idle
+# HTTP/1.1 connections park after 2 s of quiet, src/server/conn.rs); HOLD must be longer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-10000}
 ROUNDS=${ROUNDS:-3}
 PROTOS=${PROTOS:-"h1 h2"}
-HOLD=${HOLD:-5}
+SETTLE=${SETTLE:-4}
+HOLD=${HOLD:-$((SETTLE + 2))}
 TARGET=${CARGO_TARGET_DIR:-$PWD/target}
 
 # Each side holds N sockets (the proxy also its upstream pool).
@@ -67,7 +71,7 @@ for r in $(seq "$ROUNDS"); do
       sleep 0.1
     done
     read -r _ opened failed secs < <(grep '^ready' "$T/client.out")
-    sleep 1
+    sleep "$SETTLE"
     held=$(rss_kib)
     fds=$(ls /proc/"$OURS_PID"/fd | wc -l)
     wait $CPID
@@ -84,7 +88,7 @@ report=$(cat <<MD
 ## Idle connections, run of $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores ($(uname -m))
 
 Proxy RSS idle after start: $(mib "$IDLE") MiB. Each round: $N TLS connections, one forwarded
-1 KiB GET each, held ${HOLD} s, then closed; RSS read 1 s after the last was ready and 3 s after
+1 KiB GET each, held ${HOLD} s, then closed; RSS read ${SETTLE} s after the last was ready and 3 s after
 the close.
 
 | round | protocol | open | failed | closed early | proxy fds | RSS before (MiB) | RSS held (MiB) | KiB per connection | RSS after close (MiB) | open time (s) |

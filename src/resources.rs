@@ -6,7 +6,9 @@
 //! stays resident until it is given back explicitly, so after a burst of connections closes
 //! the process would keep its peak size (docs/benchmarks.md, "Idle connections").
 //! [`return_memory_forever`] asks glibc to return free pages (`malloc_trim`) when the number
-//! of open connections has fallen well below its recent high, which is cheap and rare.
+//! of open connections has fallen well below its recent high, or when many connections have
+//! parked (an idle HTTP/1.1 connection gives back its HTTP buffers, `server/conn.rs`) since the
+//! last time, which is cheap and rare.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -43,6 +45,7 @@ const RESERVED_FILES: u64 = 1024;
 pub struct MemoryReturn {
     open: AtomicUsize,
     high: AtomicUsize,
+    parked: AtomicUsize,
 }
 
 static CONNECTIONS: MemoryReturn = MemoryReturn::new();
@@ -55,6 +58,11 @@ const CHECK_EVERY: Duration = Duration::from_secs(2);
 /// A client connection was accepted: it is counted until the guard is dropped.
 pub fn connection_opened() -> ConnectionCount {
     CONNECTIONS.opened()
+}
+
+/// An idle connection freed its HTTP state (parked).
+pub fn connection_parked() {
+    CONNECTIONS.parked.fetch_add(1, Ordering::Relaxed);
 }
 
 /// Watch the open connections forever and hand free memory back after many closed.
@@ -70,7 +78,7 @@ pub async fn return_memory_forever() {
 
 impl MemoryReturn {
     pub const fn new() -> MemoryReturn {
-        MemoryReturn { open: AtomicUsize::new(0), high: AtomicUsize::new(0) }
+        MemoryReturn { open: AtomicUsize::new(0), high: AtomicUsize::new(0), parked: AtomicUsize::new(0) }
     }
 
     fn opened(&'static self) -> ConnectionCount {
@@ -79,13 +87,16 @@ impl MemoryReturn {
         ConnectionCount(self)
     }
 
-    /// Whether enough connections closed since the high mark that returning memory is worth
-    /// it; if so the high mark is reset to the current count.
+    /// Whether enough connections closed since the high mark, or parked since the last
+    /// time, that returning memory is worth it; if so both marks are reset.
     fn due(&self) -> bool {
         let open = self.open.load(Ordering::Relaxed);
         let high = self.high.load(Ordering::Relaxed);
-        if high >= 64 && high.saturating_sub(open) >= DROP_TO_RETURN.min(high / 2) {
+        let closed = high >= 64 && high.saturating_sub(open) >= DROP_TO_RETURN.min(high / 2);
+        let parked = self.parked.load(Ordering::Relaxed) >= DROP_TO_RETURN;
+        if closed || parked {
             self.high.store(open, Ordering::Relaxed);
+            self.parked.store(0, Ordering::Relaxed);
             return true;
         }
         false
@@ -129,5 +140,12 @@ mod tests {
         let few: Vec<_> = (0..10).map(|_| m.opened()).collect();
         drop(few);
         assert!(!m.due(), "a handful of connections is not worth a trim");
+        for _ in 0..DROP_TO_RETURN - 1 {
+            m.parked.fetch_add(1, Ordering::Relaxed);
+        }
+        assert!(!m.due(), "not yet enough parked");
+        m.parked.fetch_add(1, Ordering::Relaxed);
+        assert!(m.due(), "{DROP_TO_RETURN} parked");
+        assert!(!m.due(), "the parked count was reset");
     }
 }

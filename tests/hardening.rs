@@ -202,3 +202,107 @@ async fn slow_clients_are_cut_off_and_others_are_served() {
     assert!(drained.is_ok(), "the connection was not dropped");
     assert!(total < 100 * 1024 * 1024, "the whole file arrived although the client stopped reading ({total} bytes)");
 }
+
+/// Longer than an HTTP/1.1 connection takes to park (2 s of quiet, checked every second).
+const PARKED: Duration = Duration::from_millis(3500);
+
+/// Read one HTTP/1.1 response with a `Content-Length` body from `tls`; `buf` keeps what was
+/// read beyond it (a pipelined answer). `None` when the connection closed first.
+async fn read_response(tls: &mut (impl AsyncReadExt + Unpin), buf: &mut Vec<u8>) -> Option<(String, Vec<u8>)> {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        let mut chunk = [0u8; 4096];
+        loop {
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                let len: usize = head.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap())).unwrap_or(0);
+                if buf.len() >= end + 4 + len {
+                    let body = buf[end + 4..end + 4 + len].to_vec();
+                    buf.drain(..end + 4 + len);
+                    return Some((head.lines().next().unwrap_or("").to_string(), body));
+                }
+            }
+            match tls.read(&mut chunk).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    })
+    .await
+    .expect("an answer within 10 s")
+}
+
+/// An idle HTTP/1.1 keep-alive connection gives its HTTP state back (it parks) and goes on
+/// serving on the same connection: a request woken from a park, a head split across one, a
+/// pipelined head begun before one, and a body after one all arrive whole.
+#[tokio::test]
+async fn an_idle_http1_connection_parks_and_keeps_serving() {
+    let jf = JellyfinDouble::start(DoubleOptions::default()).await;
+    let proxy = TestProxy::start(&jf.url(), "").await;
+    let mut tls = tls_client::connect(proxy.addr, b"http/1.1").await;
+    let mut buf = Vec::new();
+    let get = b"GET /System/Info/Public HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    tls.write_all(get).await.unwrap();
+    let (status, info) = read_response(&mut tls, &mut buf).await.expect("first answer");
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    tokio::time::sleep(PARKED).await;
+    // Woken by a whole request.
+    tls.write_all(get).await.unwrap();
+    let (status, again) = read_response(&mut tls, &mut buf).await.expect("the connection survives its park");
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    assert_eq!(again, info);
+    tokio::time::sleep(PARKED).await;
+    // Woken by half a head, the rest after another pause.
+    tls.write_all(b"GET /System/Info/Public HTTP/1.1\r\nHo").await.unwrap();
+    tls.flush().await.unwrap();
+    tokio::time::sleep(PARKED).await;
+    tls.write_all(b"st: localhost\r\n\r\n").await.unwrap();
+    let (status, again) = read_response(&mut tls, &mut buf).await.expect("a head split across a pause");
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    assert_eq!(again, info);
+    // A whole request and the start of the next in one write: the connection parks holding
+    // the begun head, which is replayed when the rest comes.
+    let mut two = get.to_vec();
+    two.extend_from_slice(b"GET /System/Info/Public HTTP/1.1\r\nHo");
+    tls.write_all(&two).await.unwrap();
+    tls.flush().await.unwrap();
+    let (status, _) = read_response(&mut tls, &mut buf).await.expect("the pipelined first");
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    tokio::time::sleep(PARKED).await;
+    tls.write_all(b"st: localhost\r\n\r\n").await.unwrap();
+    let (status, again) = read_response(&mut tls, &mut buf).await.expect("the head begun before the park");
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    assert_eq!(again, info);
+    tokio::time::sleep(PARKED).await;
+    // A body after a park.
+    tls.write_all(b"POST /echo/body HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\nContent-Length: 11\r\n\r\nhello world").await.unwrap();
+    let (status, body) = read_response(&mut tls, &mut buf).await.expect("a POST after a park");
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    assert_eq!(body, b"hello world");
+    assert!(buf.is_empty(), "nothing more was sent: {:?}", String::from_utf8_lossy(&buf));
+}
+
+/// A connection whose request body was not read to its end never parks as if it were between
+/// messages: what the client sends after the pause is never taken as a new request.
+#[tokio::test]
+async fn an_unread_body_is_not_taken_for_a_request_after_a_pause() {
+    let jf = JellyfinDouble::start(DoubleOptions::default()).await;
+    let proxy = TestProxy::start_sso(&jf.url(), KEY, "limits:\n  body_read_timeout: 1s\n").await;
+    let mut tls = tls_client::connect(proxy.addr, b"http/1.1").await;
+    // Answered (408) without its body read to the end; 20 of the 200 announced bytes are sent.
+    tls.write_all(b"POST /sso/OID/Auth/nope HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 200\r\n\r\nstate=abc&code=12345").await.unwrap();
+    tls.flush().await.unwrap();
+    let mut buf = Vec::new();
+    let answer = read_response(&mut tls, &mut buf).await;
+    assert!(answer.as_ref().is_some_and(|(s, _)| !s.starts_with("HTTP/1.1 2")), "{answer:?}");
+    tokio::time::sleep(PARKED).await;
+    let before = jf.calls().len();
+    // The rest of the announced body, shaped as a request.
+    let smuggled = b"GET /System/Info/Public HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    let _ = tls.write_all(smuggled).await;
+    let _ = tls.flush().await;
+    let mut chunk = [0u8; 4096];
+    let after = tokio::time::timeout(Duration::from_secs(3), tls.read(&mut chunk)).await;
+    let answered = matches!(after, Ok(Ok(n)) if n > 0 && chunk[..n].starts_with(b"HTTP/1.1 200"));
+    assert!(!answered, "the rest of a body was answered as a request");
+    assert!(jf.calls()[before..].iter().all(|c| !c.path.contains("Info/Public")), "the rest of a body reached Jellyfin as a request");
+}

@@ -56,7 +56,12 @@ impl Upstream {
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(256)
             .build(https.clone());
-        let buffered = Client::builder(TokioExecutor::new()).pool_timer(TokioTimer::new()).pool_idle_timeout(Duration::from_secs(90)).build(https);
+        // Bounded like the streaming client: each idle upstream connection costs its buffers.
+        let buffered = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(256)
+            .build(https);
         let uri: Uri = url.as_str().parse().expect("a validated URL is a valid URI");
         Upstream {
             client,

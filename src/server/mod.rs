@@ -1,35 +1,34 @@
 //! Listeners and connections: TLS accept with a handshake timeout, a cap on concurrent
-//! connections, HTTP/1.1 and HTTP/2 (with upgrades) through hyper-util's auto builder, an
-//! idle watchdog (by requests, so HTTP/2 pings do not keep a connection open, and by bytes,
-//! so a stalled body cannot hold a connection slot forever), and graceful shutdown.
+//! connections, HTTP/2 and HTTP/1.1 (with upgrades), and graceful shutdown. What happens on
+//! one connection after its handshake (the idle watchdog, parking idle HTTP/1.1 connections so
+//! they hold next to no memory) is [`conn`].
 //!
 //! [`run`] takes an already bound listener and a shutdown future, so tests bind port 0 and
 //! stop the server cleanly. On shutdown it stops accepting, asks every connection to finish
 //! its in-flight requests, and waits up to the grace period before dropping the rest.
 
+mod conn;
+
 use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::{Response, StatusCode};
+use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
-use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
-use crate::body::{empty, Body};
+use crate::body::empty;
 use crate::config::{Limits, PublicUrl};
 use crate::metrics::TlsFailure;
 use crate::router::{self, App};
+use conn::{Shared, Tracked, Watch};
 
 /// Serve HTTPS on `listener` until `shutdown` completes, then drain within the grace period.
 pub async fn run(listener: TcpListener, app: Arc<App>, tls: TlsAcceptor, shutdown: impl Future<Output = ()>) {
@@ -78,7 +77,10 @@ pub async fn run_with_permits(listener: TcpListener, app: Arc<App>, tls: TlsAcce
             let _permit = permit;
             let _counted = crate::resources::connection_opened();
             let _open = app.metrics.connection();
-            let stream = match tokio::time::timeout(limits.tls_handshake_timeout, tls.accept(tcp)).await {
+            // The handshake's state is boxed and the served stream is boxed: the task's own
+            // allocation, which lives as long as the connection, is then the size of its
+            // smallest state, not of the largest (docs/benchmarks.md, idle connections).
+            let stream = match tokio::time::timeout(limits.tls_handshake_timeout, Box::pin(tls.accept(tcp))).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
                     app.metrics.tls_failed(TlsFailure::of(&e));
@@ -89,23 +91,32 @@ pub async fn run_with_permits(listener: TcpListener, app: Arc<App>, tls: TlsAcce
                     return tracing::debug!(%peer, "TLS handshake timed out");
                 }
             };
-            let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+            let alpn = stream.get_ref().1.alpn_protocol();
+            let (h1, h2) = (alpn == Some(b"http/1.1"), alpn == Some(b"h2"));
             let watch = Watch { idle: limits.idle_timeout, dead: limits.idle_timeout.max(limits.upstream_header_timeout) + DEAD_GRACE, h2 };
-            let requests = Requests::default();
-            let counted = requests.clone();
+            let shared = Shared::new();
+            let counted = shared.clone();
             let svc = service_fn(move |req| {
                 let guard = counted.start();
                 let fut = router::handle(app.clone(), req, peer);
                 // Boxed: hyper keeps a slot the size of the service's future in every
-                // connection, idle or not; a box makes that slot a pointer, and the request's
-                // future exists only while the request does (docs/benchmarks.md, idle connections).
+                // connection; a box makes that slot a pointer, and the request's future exists
+                // only while the request does (docs/benchmarks.md, idle connections). The
+                // request stays counted until its response body is done.
                 Box::pin(async move {
                     let r = fut.await;
-                    drop(guard);
-                    r
+                    r.map(|resp| resp.map(|body| Tracked::new(body, guard)))
                 })
             });
-            serve_connection(builder, stream, svc, stop_rx, watch, requests).await;
+            let stream = Box::new(stream);
+            let Builders { auto, h1: h1_builder } = builder;
+            if h1 {
+                drop(auto);
+                Box::pin(conn::serve_h1(h1_builder, stream, svc, stop_rx, watch, shared)).await;
+            } else {
+                drop(h1_builder);
+                Box::pin(conn::serve_auto(auto, stream, svc, stop_rx, watch, shared)).await;
+            }
         });
     }
 
@@ -121,7 +132,16 @@ pub async fn run_with_permits(listener: TcpListener, app: Arc<App>, tls: TlsAcce
     }
 }
 
-fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
+/// The HTTP settings of one configuration: HTTP/1.1 by ALPN is served by hyper's own
+/// builder (so idle connections can be parked), HTTP/2 and connections without ALPN by
+/// hyper-util's auto builder with the same HTTP/1.1 settings.
+#[derive(Clone)]
+struct Builders {
+    auto: auto::Builder<TokioExecutor>,
+    h1: http1::Builder,
+}
+
+fn http_builder(limits: &Limits) -> Builders {
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
         .timer(TokioTimer::new())
@@ -139,93 +159,18 @@ fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
         // watchdog counts requests, not bytes, on HTTP/2) pings never keep a connection open.
         .keep_alive_interval(Some((limits.idle_timeout / 2).clamp(Duration::from_millis(250), Duration::from_secs(30))))
         .keep_alive_timeout(Duration::from_secs(20));
-    b
+    let mut h1 = http1::Builder::new();
+    h1.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .writev(false)
+        .keep_alive(true);
+    Builders { auto: b, h1 }
 }
 
 /// Added to the longest legitimate silence (idle or waiting for Jellyfin) before a
 /// connection where nothing moves at all is dropped.
 const DEAD_GRACE: Duration = Duration::from_secs(5);
-
-/// When a connection counts as idle or dead.
-#[derive(Clone, Copy)]
-struct Watch {
-    /// No request in flight and none started or answered for this long: close gracefully.
-    idle: Duration,
-    /// Not one byte moved either way for this long, even with a request open (a stalled
-    /// body, a client that stopped reading): drop it.
-    dead: Duration,
-    /// HTTP/2: the protocol's own keep-alive PINGs move bytes, so only requests count.
-    h2: bool,
-}
-
-/// Requests of one connection: how many are in flight, and when one last started or ended.
-#[derive(Clone, Default)]
-struct Requests {
-    in_flight: Arc<AtomicU64>,
-    last: Activity,
-}
-
-struct RequestGuard(Requests);
-
-impl Requests {
-    fn start(&self) -> RequestGuard {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        self.last.touch();
-        RequestGuard(self.clone())
-    }
-}
-
-impl Drop for RequestGuard {
-    fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.0.last.touch();
-    }
-}
-
-/// Drive one connection; on shutdown or when [`Watch`] says it is idle, ask it to close
-/// gracefully (in-flight requests and streaming responses still complete); when it is dead,
-/// drop it.
-async fn serve_connection<I, S>(builder: auto::Builder<TokioExecutor>, io: I, svc: S, mut stop: watch::Receiver<bool>, watch: Watch, requests: Requests)
-where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: hyper::service::Service<http::Request<hyper::body::Incoming>, Response = Response<Body>, Error = std::convert::Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
-    let io = IdleIo::new(io);
-    let bytes = io.activity.clone();
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
-    tokio::pin!(conn);
-    let mut closing = false;
-    let mut tick = tokio::time::interval((watch.idle / 4).max(Duration::from_millis(100)));
-    loop {
-        tokio::select! {
-            r = conn.as_mut() => {
-                if let Err(e) = r {
-                    tracing::debug!(error = %e, "connection ended with error");
-                }
-                return;
-            }
-            _ = stop.changed(), if !closing => {
-                closing = true;
-                conn.as_mut().graceful_shutdown();
-            }
-            _ = tick.tick() => {
-                if bytes.idle_for() >= watch.dead {
-                    tracing::debug!("connection dropped: nothing moved for {:?}", watch.dead);
-                    return;
-                }
-                let quiet = requests.in_flight.load(Ordering::Relaxed) == 0 && requests.last.idle_for() >= watch.idle;
-                if !closing && quiet && (watch.h2 || bytes.idle_for() >= watch.idle) {
-                    closing = true;
-                    conn.as_mut().graceful_shutdown();
-                }
-            }
-        }
-    }
-}
 
 /// Serve the optional plain-HTTP listener: every request gets 308 to the same path on
 /// `public_url`'s origin (never to a host taken from the request).
@@ -260,84 +205,6 @@ pub async fn run_redirect(listener: TcpListener, public: PublicUrl, shutdown: im
         });
     }
     conns.shutdown().await;
-}
-
-/// Records when something last happened (bytes moved, a request started or ended).
-#[derive(Clone)]
-struct Activity {
-    epoch: Instant,
-    last_ms: Arc<AtomicU64>,
-}
-
-impl Default for Activity {
-    fn default() -> Self {
-        Activity { epoch: Instant::now(), last_ms: Arc::new(AtomicU64::new(0)) }
-    }
-}
-
-impl Activity {
-    fn touch(&self) {
-        self.last_ms.store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
-    }
-    fn idle_for(&self) -> Duration {
-        let now = self.epoch.elapsed().as_millis() as u64;
-        Duration::from_millis(now.saturating_sub(self.last_ms.load(Ordering::Relaxed)))
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// An IO wrapper that notes activity on every read and write.
-    struct IdleIo<I> {
-        #[pin]
-        inner: I,
-        activity: Activity,
-    }
-}
-
-impl<I> IdleIo<I> {
-    fn new(inner: I) -> Self {
-        IdleIo { inner, activity: Activity::default() }
-    }
-}
-
-impl<I: AsyncRead> AsyncRead for IdleIo<I> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
-        let this = self.project();
-        let before = buf.filled().len();
-        let r = this.inner.poll_read(cx, buf);
-        if buf.filled().len() > before {
-            this.activity.touch();
-        }
-        r
-    }
-}
-
-impl<I: AsyncWrite> AsyncWrite for IdleIo<I> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        let this = self.project();
-        let r = this.inner.poll_write(cx, buf);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            this.activity.touch();
-        }
-        r
-    }
-    fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[std::io::IoSlice<'_>]) -> Poll<std::io::Result<usize>> {
-        let this = self.project();
-        let r = this.inner.poll_write_vectored(cx, bufs);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            this.activity.touch();
-        }
-        r
-    }
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        self.project().inner.poll_flush(cx)
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        self.project().inner.poll_shutdown(cx)
-    }
 }
 
 /// Bind a listener with SO_REUSEADDR, as servers do, so a restart does not wait on TIME_WAIT.

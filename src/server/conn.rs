@@ -1,0 +1,373 @@
+//! One client connection after its TLS handshake: the idle watchdog (by requests, so HTTP/2
+//! pings do not keep a connection open, and by bytes, so a stalled body cannot hold a slot
+//! forever), and parking of idle HTTP/1.1 keep-alive connections.
+//!
+//! Parking: hyper keeps an 8 KiB read buffer, an 8 KiB write buffer, its dispatcher and the
+//! service's slot for as long as a connection lives, idle or not, which is most of what an idle
+//! connection costs (docs/benchmarks.md, "Idle connections"). So an HTTP/1.1 connection with no
+//! request in flight and no byte moved for [`PARK_AFTER`] asks hyper to close, with the close
+//! of the TLS stream swallowed, takes the stream and any bytes hyper read ahead back
+//! (`into_parts`), frees everything else, and waits for the client's next byte with only the
+//! TLS stream; that byte and the rest are then served by a new hyper connection. Parking only
+//! happens when hyper is between messages (it has served a request, and must finish closing in
+//! the very poll after being asked, without moving a byte); otherwise the connection just closes after the exchange
+//! in progress, as a graceful close would. A busy connection never parks, so the hot path
+//! pays nothing but a timer tick a second.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::sync::watch;
+use tokio::time::{Instant, Interval};
+
+use crate::body::{Body, BoxError};
+
+/// An HTTP/1.1 connection with nothing in flight and no byte moved for this long parks.
+pub(super) const PARK_AFTER: Duration = Duration::from_secs(2);
+
+/// When a connection counts as idle or dead.
+#[derive(Clone, Copy)]
+pub(super) struct Watch {
+    /// No request in flight and none started or answered for this long: close gracefully.
+    pub idle: Duration,
+    /// Not one byte moved either way for this long, even with a request open (a stalled
+    /// body, a client that stopped reading): drop it.
+    pub dead: Duration,
+    /// HTTP/2: the protocol's own keep-alive PINGs move bytes, so only requests count.
+    pub h2: bool,
+}
+
+const RUNNING: u8 = 0;
+/// [`serve_h1`] asked hyper to close in order to park: the next `poll_shutdown` is swallowed.
+const ARMED: u8 = 1;
+const SWALLOWED: u8 = 2;
+/// A byte moved while armed: hyper was not between messages, the close is real.
+const SPOILED: u8 = 3;
+
+/// What the parts of one connection share (one allocation): when bytes last moved, the
+/// requests in flight (a request lasts until its response body is done) and when one last
+/// started or ended, and the parking handshake with [`IdleIo`].
+pub(super) struct Shared {
+    epoch: Instant,
+    bytes_ms: AtomicU64,
+    request_ms: AtomicU64,
+    in_flight: AtomicU64,
+    started: AtomicU64,
+    park: AtomicU8,
+}
+
+impl Shared {
+    pub fn new() -> Arc<Shared> {
+        Arc::new(Shared {
+            epoch: Instant::now(),
+            bytes_ms: AtomicU64::new(0),
+            request_ms: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            started: AtomicU64::new(0),
+            park: AtomicU8::new(RUNNING),
+        })
+    }
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+    fn since(&self, at: &AtomicU64) -> Duration {
+        Duration::from_millis(self.now_ms().saturating_sub(at.load(Ordering::Relaxed)))
+    }
+    fn bytes_moved(&self) {
+        self.bytes_ms.store(self.now_ms(), Ordering::Relaxed);
+        if self.park.load(Ordering::Relaxed) == ARMED {
+            self.park.store(SPOILED, Ordering::Relaxed);
+        }
+    }
+    fn bytes_idle(&self) -> Duration {
+        self.since(&self.bytes_ms)
+    }
+    /// No request in flight, and none started or ended for `d`.
+    fn quiet_for(&self, d: Duration) -> bool {
+        self.in_flight.load(Ordering::Relaxed) == 0 && self.since(&self.request_ms) >= d
+    }
+    /// A request started; it is in flight until the guard is dropped.
+    pub fn start(self: &Arc<Self>) -> RequestGuard {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.started.fetch_add(1, Ordering::Relaxed);
+        self.request_ms.store(self.now_ms(), Ordering::Relaxed);
+        RequestGuard(self.clone())
+    }
+}
+
+pub(super) struct RequestGuard(Arc<Shared>);
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.request_ms.store(self.0.now_ms(), Ordering::Relaxed);
+    }
+}
+
+/// A response body that keeps its request counted as in flight until it has been sent whole
+/// (or dropped), so neither the watchdog nor parking mistakes a streaming response for idleness.
+pub(super) struct Tracked {
+    body: Body,
+    guard: Option<RequestGuard>,
+}
+
+impl Tracked {
+    pub fn new(body: Body, guard: RequestGuard) -> Tracked {
+        Tracked { body, guard: Some(guard) }
+    }
+}
+
+impl http_body::Body for Tracked {
+    type Data = Bytes;
+    type Error = BoxError;
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        let r = Pin::new(&mut self.body).poll_frame(cx);
+        if matches!(r, Poll::Ready(None | Some(Err(_)))) {
+            self.guard = None;
+        }
+        r
+    }
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+fn tick_every(d: Duration) -> Interval {
+    let d = d.max(Duration::from_millis(100));
+    let mut t = tokio::time::interval_at(Instant::now() + d, d);
+    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    t
+}
+
+/// Drive one connection through hyper-util's auto builder (HTTP/2, or HTTP/1.1 without ALPN);
+/// on shutdown or when [`Watch`] says it is idle, ask it to close gracefully (in-flight
+/// requests and streaming responses still complete); when it is dead, drop it.
+pub(super) async fn serve_auto<I, S>(builder: auto::Builder<TokioExecutor>, io: I, svc: S, mut stop: watch::Receiver<bool>, watch: Watch, shared: Arc<Shared>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<Request<Incoming>, Response = Response<Tracked>, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(IdleIo::new(io, shared.clone())), svc);
+    tokio::pin!(conn);
+    let mut closing = false;
+    let mut tick = tick_every(watch.idle / 4);
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "connection ended with error");
+                }
+                return;
+            }
+            _ = stop.changed(), if !closing => {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            _ = tick.tick() => {
+                if shared.bytes_idle() >= watch.dead {
+                    tracing::debug!("connection dropped: nothing moved for {:?}", watch.dead);
+                    return;
+                }
+                if !closing && shared.quiet_for(watch.idle) && (watch.h2 || shared.bytes_idle() >= watch.idle) {
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+}
+
+enum Event<R> {
+    Done(R),
+    Stop,
+    Tick,
+}
+
+/// Drive one HTTP/1.1 connection (ALPN `http/1.1`) with the same watchdog as [`serve_auto`],
+/// parking it whenever it is idle between messages (module documentation).
+pub(super) async fn serve_h1<I, S>(builder: http1::Builder, io: I, mut svc: S, mut stop: watch::Receiver<bool>, watch: Watch, shared: Arc<Shared>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<Request<Incoming>, Response = Response<Tracked>, Error = Infallible> + Unpin + Send + 'static,
+    S::Future: Send + 'static,
+{
+    let mut io = IdleIo::new(io, shared.clone());
+    loop {
+        // A hyper connection is between messages only once it has served one; before that
+        // (woken by a byte, or replaying a head begun before the park) hyper's header timeout
+        // is what ends a client that never completes its request.
+        let served_before = shared.started.load(Ordering::Relaxed);
+        // Serving: hyper holds the connection.
+        let mut conn = Box::pin(builder.serve_connection(TokioIo::new(io), svc).with_upgrades());
+        let mut tick = tick_every((watch.idle / 4).min(PARK_AFTER / 2));
+        let mut closing = false;
+        let parts = loop {
+            let event = tokio::select! {
+                r = conn.as_mut() => Event::Done(r),
+                _ = stop.changed(), if !closing => Event::Stop,
+                _ = tick.tick() => Event::Tick,
+            };
+            match event {
+                Event::Done(r) => {
+                    if let Err(e) = r {
+                        tracing::debug!(error = %e, "connection ended with error");
+                    }
+                    return;
+                }
+                Event::Stop => {
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+                Event::Tick => {
+                    if shared.bytes_idle() >= watch.dead {
+                        tracing::debug!("connection dropped: nothing moved for {:?}", watch.dead);
+                        return;
+                    }
+                    if closing {
+                        continue;
+                    }
+                    if shared.quiet_for(watch.idle) && shared.bytes_idle() >= watch.idle {
+                        closing = true;
+                        conn.as_mut().graceful_shutdown();
+                        continue;
+                    }
+                    let served = shared.started.load(Ordering::Relaxed) != served_before;
+                    if !(served && shared.quiet_for(PARK_AFTER) && shared.bytes_idle() >= PARK_AFTER) {
+                        continue;
+                    }
+                    shared.park.store(ARMED, Ordering::Relaxed);
+                    conn.as_mut().graceful_shutdown();
+                    let polled = std::future::poll_fn(|cx| Poll::Ready(conn.as_mut().poll(cx))).await;
+                    let swallowed = shared.park.swap(RUNNING, Ordering::Relaxed) == SWALLOWED;
+                    match polled {
+                        Poll::Ready(Ok(())) if swallowed => match Pin::into_inner(conn).into_parts() {
+                            Some(parts) => break parts,
+                            None => return,
+                        },
+                        Poll::Ready(r) => {
+                            if let Err(e) = r {
+                                tracing::debug!(error = %e, "connection ended with error");
+                            }
+                            return;
+                        }
+                        // Not between messages: it closes after this exchange.
+                        Poll::Pending => closing = true,
+                    }
+                }
+            }
+        };
+        svc = parts.service;
+        io = parts.io.into_inner();
+        if !parts.read_buf.is_empty() {
+            io.rewind = parts.read_buf;
+            continue;
+        }
+        drop(parts.read_buf);
+        // Parked: only the TLS stream is held, until the client sends again.
+        crate::resources::connection_parked();
+        let mut tick = tick_every(watch.idle / 4);
+        let mut first = [0u8; 1];
+        loop {
+            let event = tokio::select! {
+                r = io.read(&mut first) => Event::Done(r),
+                _ = stop.changed() => Event::Stop,
+                _ = tick.tick() => Event::Tick,
+            };
+            match event {
+                Event::Done(Ok(0) | Err(_)) => return,
+                Event::Done(Ok(n)) => {
+                    io.rewind = Bytes::copy_from_slice(&first[..n]);
+                    break;
+                }
+                Event::Tick if shared.bytes_idle() < watch.idle => {}
+                Event::Stop | Event::Tick => {
+                    let _ = tokio::time::timeout(Duration::from_secs(1), io.shutdown()).await;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// An IO wrapper that notes activity on every read and write, replays bytes read ahead
+    /// before a park, and swallows the close that parks.
+    pub(super) struct IdleIo<I> {
+        #[pin]
+        inner: I,
+        shared: Arc<Shared>,
+        rewind: Bytes,
+    }
+}
+
+impl<I> IdleIo<I> {
+    fn new(inner: I, shared: Arc<Shared>) -> Self {
+        IdleIo { inner, shared, rewind: Bytes::new() }
+    }
+}
+
+impl<I: AsyncRead> AsyncRead for IdleIo<I> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.project();
+        if !this.rewind.is_empty() {
+            let n = this.rewind.len().min(buf.remaining());
+            buf.put_slice(&this.rewind[..n]);
+            this.rewind.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        let before = buf.filled().len();
+        let r = this.inner.poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.shared.bytes_moved();
+        }
+        r
+    }
+}
+
+impl<I: AsyncWrite> AsyncWrite for IdleIo<I> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        let this = self.project();
+        let r = this.inner.poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            this.shared.bytes_moved();
+        }
+        r
+    }
+    fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[std::io::IoSlice<'_>]) -> Poll<std::io::Result<usize>> {
+        let this = self.project();
+        let r = this.inner.poll_write_vectored(cx, bufs);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            this.shared.bytes_moved();
+        }
+        r
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.project().inner.poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.project();
+        if this.shared.park.compare_exchange(ARMED, SWALLOWED, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+            return Poll::Ready(Ok(()));
+        }
+        this.inner.poll_shutdown(cx)
+    }
+}
