@@ -70,8 +70,10 @@ fn prepare(v: &serde_json::Value) -> Option<Prepared> {
             (x.len() == 32 && y.len() == 32).then(|| Prepared::P256([&[0x04][..], &x, &y].concat()))
         }
         "RSA" => {
-            let (n, e) = (field("n")?, field("e")?);
-            let bits = n.iter().position(|b| *b != 0).map_or(0, |i| (n.len() - i) * 8);
+            // ring wants both without leading zero bytes, which some providers send anyway.
+            let strip = |v: Vec<u8>| v[v.iter().position(|b| *b != 0).unwrap_or(v.len())..].to_vec();
+            let (n, e) = (strip(field("n")?), strip(field("e")?));
+            let bits = n.first().map_or(0, |top| n.len() * 8 - top.leading_zeros() as usize);
             (2048..=8192).contains(&bits).then_some(Prepared::Rsa { n, e })
         }
         _ => None,

@@ -108,6 +108,12 @@ fn rs256_signatures_verify_with_ring_as_with_the_crate() {
     let mut enc = jwk.clone();
     enc["use"] = json!("enc");
     assert!(both(&enc).0.verify_signature(&Alg::RsaSsaPkcs1V15Sha256, msg, &sig).is_err());
+    // A modulus sent with a leading zero byte (as some providers do) verifies all the same.
+    let mut padded = jwk.clone();
+    let n = B64.decode(jwk["n"].as_str().unwrap()).unwrap();
+    padded["n"] = json!(B64.encode([&[0u8][..], &n].concat()));
+    assert!(both(&padded).0.prepared.is_some());
+    assert!(agree(&padded, &Alg::RsaSsaPkcs1V15Sha256, msg, &sig));
     // PSS with the same key goes to the crate, and verifies there.
     let mut pss = vec![0; pair.public().modulus_len()];
     pair.sign(&signature::RSA_PSS_SHA256, &SystemRandom::new(), msg, &mut pss).unwrap();
