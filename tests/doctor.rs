@@ -11,10 +11,25 @@ use support::oidc_provider::{OpConfig, OpClient, OpenIdProvider};
 
 const KEY: &str = "test-api-key";
 
-fn doctor(dir: &Path, yaml: &str) -> (bool, String) {
-    std::fs::write(dir.join("proxy.yaml"), yaml).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_jellyfin-sso-proxy")).arg("--config").arg(dir.join("proxy.yaml")).arg("doctor").output().unwrap();
-    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+/// `jellyfin-sso-proxy doctor` on `dir/proxy.yaml` holding `yaml` (run off the async runtime):
+/// whether it passed, and what it printed.
+async fn doctor(dir: &Path, yaml: String) -> (bool, String) {
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        std::fs::write(dir.join("proxy.yaml"), yaml).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_jellyfin-sso-proxy")).arg("--config").arg(dir.join("proxy.yaml")).arg("doctor").output().unwrap();
+        (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    })
+    .await
+    .unwrap()
+}
+
+/// A working directory with the TLS certificate the proxy would have generated in `certs/`.
+fn workdir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("certs")).unwrap();
+    jellyfin_sso_proxy::tls::generate_self_signed(&dir.path().join("certs/cert.pem"), &dir.path().join("certs/key.pem")).unwrap();
+    dir
 }
 
 fn cert_pem(valid: bool) -> String {
@@ -47,15 +62,8 @@ fn yaml(jf: &str, key: &str, issuer: &str, public_url: &str, saml_cert: &str) ->
 async fn a_good_set_up_passes_every_check() {
     let jf = JellyfinDouble::start(DoubleOptions::default()).await;
     let op = op().await;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("certs")).unwrap();
-    jellyfin_sso_proxy::tls::generate_self_signed(&dir.path().join("certs/cert.pem"), &dir.path().join("certs/key.pem")).unwrap();
-    let (ok, out) = tokio::task::spawn_blocking({
-        let (dir, y) = (dir.path().to_path_buf(), yaml(&jf.url(), KEY, &op.issuer, "https://127.0.0.1:8443", &cert_pem(true)));
-        move || doctor(&dir, &y)
-    })
-    .await
-    .unwrap();
+    let dir = workdir();
+    let (ok, out) = doctor(dir.path(), yaml(&jf.url(), KEY, &op.issuer, "https://127.0.0.1:8443", &cert_pem(true))).await;
     assert!(ok, "{out}");
     for needle in [
         "✓ Jellyfin 10.10.7",
@@ -77,16 +85,9 @@ async fn a_good_set_up_passes_every_check() {
 #[tokio::test]
 async fn each_broken_part_is_named_with_its_fix() {
     let jf = JellyfinDouble::start(DoubleOptions { quick_connect_enabled: false, ..DoubleOptions::default() }).await;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("certs")).unwrap();
-    jellyfin_sso_proxy::tls::generate_self_signed(&dir.path().join("certs/cert.pem"), &dir.path().join("certs/key.pem")).unwrap();
+    let dir = workdir();
     let closed = format!("http://127.0.0.1:{}", support::free_port());
-    let (ok, out) = tokio::task::spawn_blocking({
-        let (dir, y) = (dir.path().to_path_buf(), yaml(&jf.url(), "wrong-key", &closed, "https://media.example.com", &cert_pem(false)));
-        move || doctor(&dir, &y)
-    })
-    .await
-    .unwrap();
+    let (ok, out) = doctor(dir.path(), yaml(&jf.url(), "wrong-key", &closed, "https://media.example.com", &cert_pem(false))).await;
     assert!(!ok, "doctor must fail:\n{out}");
     for needle in [
         "✗ Jellyfin rejects jellyfin.api_key",
@@ -100,12 +101,7 @@ async fn each_broken_part_is_named_with_its_fix() {
         assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
     }
     // And a Jellyfin that is down is the first thing said.
-    let (ok, out) = tokio::task::spawn_blocking({
-        let (dir, y) = (dir.path().to_path_buf(), yaml(&closed, KEY, &closed, "https://127.0.0.1:8443", &cert_pem(true)));
-        move || doctor(&dir, &y)
-    })
-    .await
-    .unwrap();
+    let (ok, out) = doctor(dir.path(), yaml(&closed, KEY, &closed, "https://127.0.0.1:8443", &cert_pem(true))).await;
     assert!(!ok);
     assert!(out.lines().next().unwrap().starts_with("✗ Jellyfin at"), "{out}");
 }
@@ -116,19 +112,14 @@ async fn the_shared_state_backends_are_each_checked_and_a_stopped_one_is_named_w
     let jf = JellyfinDouble::start(DoubleOptions::default()).await;
     let (redis, pg) = tokio::task::spawn_blocking(|| (Redis::start(), Postgres::start())).await.unwrap();
     let db = pg.create_db("doctor").replace("postgres@", "postgres:db-secret@");
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("certs")).unwrap();
-    jellyfin_sso_proxy::tls::generate_self_signed(&dir.path().join("certs/cert.pem"), &dir.path().join("certs/key.pem")).unwrap();
+    let dir = workdir();
     let config = |redis_url: &str| {
         format!(
             "listen: 127.0.0.1:0\npublic_url: https://127.0.0.1:8443\nstate_dir: data\njellyfin:\n  url: {}\n  api_key: {KEY}\nstate:\n  durable: postgres\n  ephemeral: redis\n  postgres:\n    url: {db}\n  redis:\n    url: {redis_url}\n    key_prefix: \"doc:\"\n",
             jf.url()
         )
     };
-    let run = |y: String| {
-        let dir = dir.path().to_path_buf();
-        async move { tokio::task::spawn_blocking(move || doctor(&dir, &y)).await.unwrap() }
-    };
+    let run = |y: String| doctor(dir.path(), y);
     let (pg_at, redis_at) = (format!("postgres://127.0.0.1:{}/doctor", pg.port), redis.url());
     let has = |out: &str, needles: &[&str]| {
         for n in needles {
@@ -187,12 +178,7 @@ async fn the_embedded_state_is_one_line() {
     let jf = JellyfinDouble::start(DoubleOptions::default()).await;
     let dir = tempfile::tempdir().unwrap();
     let y = format!("listen: 127.0.0.1:0\npublic_url: https://127.0.0.1:8443\nstate_dir: data\njellyfin:\n  url: {}\n  api_key: {KEY}\n", jf.url());
-    let (_, out) = tokio::task::spawn_blocking({
-        let dir = dir.path().to_path_buf();
-        move || doctor(&dir, &y)
-    })
-    .await
-    .unwrap();
+    let (_, out) = doctor(dir.path(), y).await;
     assert!(out.contains("• state: SQLite in state_dir and memory (one proxy"), "{out}");
     assert!(!out.contains("PostgreSQL") && !out.contains("Redis at"), "{out}");
 }
@@ -205,19 +191,14 @@ async fn a_saml_provider_from_metadata_is_read_as_a_login_reads_it() {
     use support::saml_idp::{idp_metadata, MetadataServer, SamlIdp};
     let jf = JellyfinDouble::start(DoubleOptions::default()).await;
     let idp = SamlIdp::start("https://127.0.0.1:1/sso/SAML/metadata/corp", "both", vec![]).await;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("certs")).unwrap();
-    jellyfin_sso_proxy::tls::generate_self_signed(&dir.path().join("certs/cert.pem"), &dir.path().join("certs/key.pem")).unwrap();
+    let dir = workdir();
     let yaml = |metadata_url: &str| {
         format!(
             "listen: 127.0.0.1:0\npublic_url: https://127.0.0.1:8443\nstate_dir: data\njellyfin:\n  url: {}\n  api_key: {KEY}\nproviders:\n  saml:\n    corp:\n      samlClientId: jellyfin\n      samlIdpMetadataUrl: {metadata_url}\n",
             jf.url()
         )
     };
-    let run = |y: String| {
-        let dir = dir.path().to_path_buf();
-        async move { tokio::task::spawn_blocking(move || doctor(&dir, &y)).await.unwrap() }
-    };
+    let run = |y: String| doctor(dir.path(), y);
     let samlify = idp.sso_url.replace("/sso", "/metadata");
     let (ok, out) = run(yaml(&samlify)).await;
     assert!(ok, "{out}");
