@@ -8,23 +8,15 @@ mod support;
 use serde_json::{json, Value};
 use support::apps::{completion_of, initiate, link_page, password_login, sign_in_at, start, Apps};
 use support::browser::Browser;
-use support::oidc_provider::ensure_node_modules;
 
 async fn sdk(s: &Apps, envs: &[(&str, &str)]) -> Value {
     sdk_at(&s.proxy.url(""), envs).await
 }
 
 async fn sdk_at(proxy_url: &str, envs: &[(&str, &str)]) -> Value {
-    ensure_node_modules();
-    let mut cmd = tokio::process::Command::new("node");
-    cmd.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/idp/jellyfin-sdk.mjs")).env("PROXY_URL", proxy_url);
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().await.expect("node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout.lines().find_map(|l| l.strip_prefix("SDK_RESULT ")).unwrap_or_else(|| panic!("SDK driver failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
-    serde_json::from_str(line).unwrap()
+    let mut all = vec![("PROXY_URL", proxy_url.to_string())];
+    all.extend(envs.iter().map(|(k, v)| (*k, v.to_string())));
+    support::node::run(&support::node::idp_dir().join("jellyfin-sdk.mjs"), &all, None, "SDK_RESULT").await
 }
 
 #[tokio::test]

@@ -6,28 +6,15 @@ mod support;
 
 use serde_json::{json, Value};
 use jellyfin_double::{DoubleOptions, JellyfinDouble};
-use support::oidc_provider::{ensure_node_modules, OpAccount, OpClient, OpConfig, OpenIdProvider};
+use support::oidc_provider::{OpAccount, OpClient, OpConfig, OpenIdProvider};
 use support::TestProxy;
 
 async fn run_browser(start_url: &str, login: &str, password: &str, linking_page: bool) -> Value {
-    ensure_node_modules();
-    let mut cmd = tokio::process::Command::new("node");
-    cmd.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/idp/browser-login.mjs"))
-        .env("START_URL", start_url)
-        .env("LOGIN", login)
-        .env("PASSWORD", password);
+    let mut envs = vec![("START_URL", start_url.to_string()), ("LOGIN", login.to_string()), ("PASSWORD", password.to_string())];
     if linking_page {
-        cmd.env("LINKING_PAGE", "1");
+        envs.push(("LINKING_PAGE", "1".into()));
     }
-    let out = cmd
-        .output()
-        .await
-        .expect("node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout.lines().find_map(|l| l.strip_prefix("BROWSER_RESULT ")).unwrap_or_else(|| {
-        panic!("browser driver failed: {}\n{}", stdout, String::from_utf8_lossy(&out.stderr))
-    });
-    serde_json::from_str(line).unwrap()
+    support::node::run(&support::node::idp_dir().join("browser-login.mjs"), &envs, None, "BROWSER_RESULT").await
 }
 
 /// The web client is signed in with a token the double issued for the browser's own device id,

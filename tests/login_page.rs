@@ -10,7 +10,8 @@ mod support;
 
 use jellyfin_double::{DoubleOptions, JellyfinDouble};
 use serde_json::{json, Value};
-use support::oidc_provider::{ensure_node_modules, OpAccount, OpClient, OpConfig, OpenIdProvider};
+use support::node;
+use support::oidc_provider::{OpAccount, OpClient, OpConfig, OpenIdProvider};
 use support::{http1_client, TestProxy};
 
 const KEY: &str = "test-api-key";
@@ -60,24 +61,9 @@ async fn branding(proxy: &TestProxy) -> (reqwest::header::HeaderMap, Value) {
 }
 
 /// Render `disclaimer` as jellyfin-web 10.11 does (tests/webclient/render-disclaimer.mjs).
-fn render(disclaimer: &str) -> Value {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/webclient");
-    if !dir.join("node_modules/dompurify").exists() {
-        let ok = std::process::Command::new("flock").arg(dir.join(".npm-install.lock")).args(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"]).current_dir(&dir).status().unwrap();
-        assert!(ok.success(), "npm ci in tests/webclient");
-    }
-    use std::io::Write;
-    let mut child = std::process::Command::new("node")
-        .arg(dir.join("render-disclaimer.mjs"))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("node");
-    child.stdin.take().unwrap().write_all(json!({"disclaimer": disclaimer}).to_string().as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout.lines().find_map(|l| l.strip_prefix("RENDER_RESULT ")).unwrap_or_else(|| panic!("render failed: {stdout}"));
-    serde_json::from_str(line).unwrap()
+async fn render(disclaimer: &str) -> Value {
+    let input = json!({"disclaimer": disclaimer}).to_string();
+    node::run(&node::webclient_dir().join("render-disclaimer.mjs"), &[], Some(input), "RENDER_RESULT").await
 }
 
 #[tokio::test]
@@ -96,7 +82,7 @@ async fn branding_carries_a_button_per_enabled_provider_after_the_operators_text
     assert_eq!(h["cache-control"], "no-cache");
 
     // The web client's rendering keeps the buttons as same-tab forms and the operator's link as a link.
-    let r = render(disclaimer);
+    let r = render(disclaimer).await;
     let forms: Vec<(&str, &str, &str)> = r["forms"]
         .as_array()
         .unwrap()
@@ -229,8 +215,6 @@ async fn auto_redirect_sends_browser_navigations_to_the_provider_and_local_is_th
 /// Chromium through the real OP, started from the web client's page (the disclaimer rendered
 /// as jellyfin-web does) or, with `picker`, from `/sso/`. Returns the driver's result.
 async fn chromium(picker: bool) -> (Value, JellyfinDouble, TestProxy) {
-    ensure_node_modules();
-    render("warm-up: installs tests/webclient when missing");
     let jf = JellyfinDouble::start(DoubleOptions::default()).await;
     let listener = TestProxy::reserve();
     let port = listener.local_addr().unwrap().port();
@@ -248,19 +232,12 @@ async fn chromium(picker: bool) -> (Value, JellyfinDouble, TestProxy) {
     );
     let proxy = TestProxy::start_on(listener, tempfile::tempdir().unwrap(), &yaml).await;
     set_branding(&jf, "Members only.", "").await;
-    let mut cmd = tokio::process::Command::new("node");
-    cmd.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/webclient/login-page.mjs"))
-        .env("START_URL", proxy.url(if picker { "/sso/" } else { "/web/index.html" }))
-        .env("LABEL", "Pocket ID")
-        .env("LOGIN", "u-dana")
-        .env("PASSWORD", "pw");
+    let start = proxy.url(if picker { "/sso/" } else { "/web/index.html" });
+    let mut envs = vec![("START_URL", start), ("LABEL", "Pocket ID".into()), ("LOGIN", "u-dana".into()), ("PASSWORD", "pw".into())];
     if picker {
-        cmd.env("PICKER", "1");
+        envs.push(("PICKER", "1".into()));
     }
-    let out = cmd.output().await.expect("node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout.lines().find_map(|l| l.strip_prefix("BROWSER_RESULT ")).unwrap_or_else(|| panic!("driver failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
-    let r: Value = serde_json::from_str(line).unwrap();
+    let r = node::run(&node::webclient_dir().join("login-page.mjs"), &envs, None, "BROWSER_RESULT").await;
     assert!(r.get("error").is_none(), "browser: {r:#}");
     // Signed in with a token the double issued for this browser's device, as user dana.
     assert_eq!(r["url"], proxy.url("/web/index.html"));

@@ -85,18 +85,8 @@ async fn start_location(proxy: &TestProxy, provider: &str) -> String {
 }
 
 async fn chromium_login(start_url: &str) -> Value {
-    support::oidc_provider::ensure_node_modules();
-    let out = tokio::process::Command::new("node")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/idp/browser-login.mjs"))
-        .env("START_URL", start_url)
-        .env("LOGIN", "olga")
-        .env("PASSWORD", "pw")
-        .output()
-        .await
-        .expect("node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout.lines().find_map(|l| l.strip_prefix("BROWSER_RESULT ")).unwrap_or_else(|| panic!("browser driver failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
-    serde_json::from_str(line).unwrap()
+    let envs = [("START_URL", start_url.to_string()), ("LOGIN", "olga".into()), ("PASSWORD", "pw".into())];
+    support::node::run(&support::node::idp_dir().join("browser-login.mjs"), &envs, None, "BROWSER_RESULT").await
 }
 
 /// Keycloak's "Client signature required" and "Encrypt assertions", done by samlify: the IdP

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 
-use super::oidc_provider::ensure_node_modules;
+use super::node::ensure_node_modules;
 
 pub struct Chromium {
     child: Child,

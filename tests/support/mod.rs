@@ -8,6 +8,7 @@ pub mod apps;
 pub mod browser;
 pub mod chromium;
 pub mod hostile_op;
+pub mod node;
 pub mod oidc_provider;
 pub mod pair;
 pub mod saml_idp;

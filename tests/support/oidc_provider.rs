@@ -1,12 +1,8 @@
 //! Launches the real OpenID Provider (npm `oidc-provider`, `tests/idp/oidc-provider.mjs`) on
 //! loopback for a test, and talks to its control endpoints.
 
-use std::process::Stdio;
-use std::sync::OnceLock;
-use std::time::Duration;
 
 use serde::Serialize;
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 #[derive(Serialize, Clone, Debug, Default)]
 pub struct OpConfig {
@@ -71,58 +67,6 @@ pub struct OpenIdProvider {
     _child: tokio::process::Child,
 }
 
-fn idp_dir() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/idp")
-}
-
-/// Install the npm packages once per test process (tests/run.sh normally did it already);
-/// `flock` keeps parallel test binaries from installing at the same time.
-pub fn ensure_node_modules() {
-    static DONE: OnceLock<()> = OnceLock::new();
-    DONE.get_or_init(|| {
-        let dir = idp_dir();
-        let wanted = ["oidc-provider", "playwright-core", "samlify", "@jellyfin/sdk"];
-        if wanted.iter().all(|m| dir.join("node_modules").join(m).exists()) {
-            return;
-        }
-        let status = std::process::Command::new("flock")
-            .arg(dir.join(".npm-install.lock"))
-            .args(["sh", "-c", "[ -d node_modules/oidc-provider ] && [ -d node_modules/playwright-core ] && [ -d node_modules/samlify ] && [ -d node_modules/@jellyfin/sdk ] || npm ci --no-audit --no-fund --loglevel=error"])
-            .current_dir(&dir)
-            .status()
-            .expect("flock and npm must be installed (tests/run.sh installs them)");
-        assert!(status.success(), "npm ci in tests/idp failed");
-    });
-}
-
-/// Start `tests/idp/{script}` under node with `envs`, and wait (20 s at most) for the line
-/// `{ready} {json}` it prints once it listens; returns the child and that JSON. What the script
-/// prints afterwards is drained so it never blocks on a full pipe.
-pub async fn start_node(script: &str, envs: &[(&str, String)], ready: &str) -> (tokio::process::Child, serde_json::Value) {
-    ensure_node_modules();
-    let mut cmd = tokio::process::Command::new("node");
-    cmd.arg(idp_dir().join(script)).stdout(Stdio::piped()).stderr(Stdio::inherit()).kill_on_drop(true);
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("node must be installed (tests/run.sh installs it)");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let prefix = format!("{ready} ");
-    let json = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(json) = line.strip_prefix(&prefix) {
-                return Some(serde_json::from_str::<serde_json::Value>(json).unwrap());
-            }
-        }
-        None
-    })
-    .await
-    .unwrap_or_else(|_| panic!("{script} did not start within 60 s"))
-    .unwrap_or_else(|| panic!("{script} exited before it was ready"));
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, json)
-}
-
 impl OpenIdProvider {
     pub async fn start(cfg: &OpConfig) -> OpenIdProvider {
         Self::start_with(cfg, serde_json::json!({})).await
@@ -131,7 +75,7 @@ impl OpenIdProvider {
     /// Start with extra client metadata, `{client_id: {...}}` (e.g. `backchannel_logout_uri`).
     pub async fn start_with(cfg: &OpConfig, client_extra: serde_json::Value) -> OpenIdProvider {
         let envs = [("OP_CONFIG", serde_json::to_string(cfg).unwrap()), ("OP_CLIENT_EXTRA", client_extra.to_string())];
-        let (child, ready) = start_node("oidc-provider.mjs", &envs, "OP_READY").await;
+        let (child, ready) = super::node::start("oidc-provider.mjs", &envs, "OP_READY").await;
         let origin = format!("http://127.0.0.1:{}", ready["port"]);
         OpenIdProvider { issuer: ready["issuer"].as_str().unwrap().to_string(), origin, _child: child }
     }

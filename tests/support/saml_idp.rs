@@ -4,7 +4,6 @@
 
 use serde::Serialize;
 
-use super::oidc_provider::start_node;
 use super::saml_signer::KeyPair;
 
 #[derive(Serialize, Clone, Debug)]
@@ -59,7 +58,7 @@ impl SamlIdp {
             ("NODE_TLS_REJECT_UNAUTHORIZED", "0".to_string()),
             ("NODE_NO_WARNINGS", "1".to_string()),
         ];
-        let (child, ready) = start_node("saml-idp.mjs", &envs, "SAML_IDP_READY").await;
+        let (child, ready) = super::node::start("saml-idp.mjs", &envs, "SAML_IDP_READY").await;
         SamlIdp { entity_id, sso_url: ready["sso_url"].as_str().unwrap().to_string(), cert_b64: pair.cert_b64(), _keys: keys, _child: child }
     }
 
