@@ -86,7 +86,8 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
     // With an audit log, its events know which request and client they belong to.
     if app.sso.obs.audit.enabled() {
         let origin = Origin { request_id: ctx.id.to_string(), client: ctx.client_ip };
-        return Ok(audit::with_origin(origin, serve(app, req, ctx).instrument(span)).await);
+        // Boxed: a task-local scope doubles the future, and only this branch needs it.
+        return Ok(Box::pin(audit::with_origin(origin, serve(app, req, ctx).instrument(span))).await);
     }
     Ok(serve(app, req, ctx).instrument(span).await)
 }
@@ -104,9 +105,13 @@ async fn serve(app: Arc<App>, mut req: Request<Incoming>, ctx: RequestContext) -
     // The browser session, fetched once on first use by the checks below.
     let session = app.sso.sessions.lookup(&ctx.cookies);
     // A browser whose provider sign-out is still due goes through /sso/logout first.
+    // The session checks are boxed, and skipped without a session cookie: they can only act
+    // on a session, and their futures would otherwise be part of every request's (which is
+    // moved a few times per request: its size is a cost of every forwarded request).
     let pending = match &route {
         Some(SsoRoute::Logout | SsoRoute::Health) => None,
-        _ => app.sso.pending_provider_logout(&method, req.headers(), &session).await,
+        _ if !session.has_cookie() => None,
+        _ => Box::pin(app.sso.pending_provider_logout(&method, req.headers(), &session)).await,
     };
     let class = if pending.is_some() || route.is_some() { RouteClass::Sso } else { RouteClass::Forwarded };
     let resp = match (pending, route) {
@@ -131,11 +136,17 @@ async fn serve(app: Arc<App>, mut req: Request<Incoming>, ctx: RequestContext) -
             }
             // The web client signing out with this browser's minted token: forwarded
             // untouched, Jellyfin's answer passed back unchanged, the proxy's side ended after.
-            let signing_out = app.sso.web_client_signing_out(&method, &uri, req.headers(), &session).await;
-            let injected = session.inject(&method, req.headers_mut(), &uri).await;
+            let (signing_out, injected) = if session.has_cookie() {
+                let signing_out = Box::pin(app.sso.web_client_signing_out(&method, &uri, req.headers(), &session)).await;
+                (signing_out, Box::pin(session.inject(&method, req.headers_mut(), &uri)).await)
+            } else {
+                (None, false)
+            };
             // Jellyfin's password endpoints pass the SSO side first (app passwords, policy, guard).
             let mut resp = match app.sso.intercept_password(req, &ctx).await {
-                Intercept::Forward(req) => crate::branding::forward(&app, req, &ctx).await,
+                // Boxed too: inline, the forwarding future would be copied at each of the
+                // few moves of this one (callgrind: most of the proxy's memcpy per request).
+                Intercept::Forward(req) => Box::pin(crate::branding::forward(&app, req, &ctx)).await,
                 Intercept::Answer(r) => r,
                 Intercept::Buffered { parts, body, attempt } => {
                     Box::pin(async {

@@ -98,13 +98,14 @@ pub async fn run_with_permits(listener: TcpListener, app: Arc<App>, tls: TlsAcce
             let counted = shared.clone();
             let svc = service_fn(move |req| {
                 let guard = counted.start();
-                let fut = router::handle(app.clone(), req, peer);
+                let app = app.clone();
                 // Boxed: hyper keeps a slot the size of the service's future in every
                 // connection; a box makes that slot a pointer, and the request's future exists
                 // only while the request does (docs/benchmarks.md, idle connections). The
-                // request stays counted until its response body is done.
+                // router's future gets its own box, made on the first poll, so what hyper moves
+                // here is small. The request stays counted until its response body is done.
                 Box::pin(async move {
-                    let r = fut.await;
+                    let r = Box::pin(router::handle(app, req, peer)).await;
                     r.map(|resp| resp.map(|body| Tracked::new(body, guard)))
                 })
             });
