@@ -88,8 +88,8 @@ pub fn join_cookies(headers: &mut HeaderMap) {
 /// Set `X-Forwarded-For/Proto/Host`. A chain from a trusted peer (another proxy in front of
 /// us) is extended; from anyone else it is replaced, so a client cannot forge its address.
 pub fn set_forwarded(headers: &mut HeaderMap, peer: IpAddr, peer_trusted: bool, host: Option<&HeaderValue>) {
-    let existing_xff = headers.get_all(&X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>().join(", ");
-    let xff = if peer_trusted && !existing_xff.is_empty() { format!("{existing_xff}, {peer}") } else { peer.to_string() };
+    let existing_xff = if peer_trusted { headers.get_all(&X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>().join(", ") } else { String::new() };
+    let xff = if !existing_xff.is_empty() { format!("{existing_xff}, {peer}") } else { ip_text(peer) };
     headers.insert(X_FORWARDED_FOR.clone(), HeaderValue::from_str(&xff).expect("ip addresses and commas are valid header text"));
     if !(peer_trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
         headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("https"));
@@ -104,6 +104,26 @@ pub fn set_forwarded(headers: &mut HeaderMap, peer: IpAddr, peer_trusted: bool, 
             }
         }
     }
+}
+
+/// `ip` as text; IPv4 without `fmt` (its `Display` was 2 % of a forwarded request's
+/// instructions, callgrind).
+fn ip_text(ip: IpAddr) -> String {
+    let IpAddr::V4(v4) = ip else { return ip.to_string() };
+    let mut out = String::with_capacity(15);
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        if octet >= 100 {
+            out.push(char::from(b'0' + octet / 100));
+        }
+        if octet >= 10 {
+            out.push(char::from(b'0' + octet / 10 % 10));
+        }
+        out.push(char::from(b'0' + octet % 10));
+    }
+    out
 }
 
 /// The path and query for the access log, with secret query values (`api_key`, `ApiKey`,
@@ -134,6 +154,18 @@ fn percent_decode_lower(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ip_text_is_the_display_form() {
+        for ip in ["0.0.0.0", "1.2.3.4", "10.0.99.100", "127.0.0.1", "255.255.255.255", "192.168.10.9", "::1", "2001:db8::7"] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_text(ip), ip.to_string());
+        }
+        for a in 0..=255u8 {
+            let ip = IpAddr::from([a, 255 - a, a / 3, 7]);
+            assert_eq!(ip_text(ip), ip.to_string());
+        }
+    }
 
     #[test]
     fn host_comes_from_authority_on_http2_without_userinfo_and_cookies_are_joined() {
