@@ -26,17 +26,9 @@ command -v curl   >/dev/null || need+=(curl)
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
-if [ -z "${BIN:-}" ]; then
-  cargo build --release -q --bin jellyfin-sso-proxy
-  BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/jellyfin-sso-proxy
-fi
+source bench/common.sh
 
-T=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$T"; }
-trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 UP=$(free_port); NGX=$(free_port); OURS=$(free_port)
 
 # Content: 1 KiB and 1 GiB files.
@@ -45,8 +37,6 @@ head -c 1024 /dev/urandom > "$T/www/1k.bin"
 mkdir -p "$T/www/System/Info" && echo '{"ServerName":"bench","Version":"10.10.7","Id":"0"}' > "$T/www/System/Info/Public"
 [ "$STREAM" = 1 ] && head -c $((1024*1024*1024)) /dev/zero > "$T/www/1g.bin"
 chmod -R a+rX "$T"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
-  -keyout "$T/key.pem" -out "$T/cert.pem" 2>/dev/null
 
 common="worker_processes 2; pid PIDFILE; error_log ERRLOG warn; daemon off; events { worker_connections 4096; }"
 # Upstream: static files over plain HTTP.

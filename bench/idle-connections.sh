@@ -24,22 +24,12 @@ TARGET=${CARGO_TARGET_DIR:-$PWD/target}
 ulimit -n "$(ulimit -Hn)"
 [ "$(ulimit -n)" -gt $((N + 256)) ] || { echo "need an open-files limit above $((N + 256)), have $(ulimit -n)" >&2; exit 1; }
 
-if [ -z "${BIN:-}" ]; then
-  cargo build --release -q --bin jellyfin-sso-proxy
-  BIN=$TARGET/release/jellyfin-sso-proxy
-fi
+source bench/common.sh
 CLIENT=${CLIENT:-$TARGET/release/examples/idle-connections}
 [ -x "$CLIENT" ] || cargo build --release -q --example idle-connections
 
-T=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$T"; }
-trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 UP=$(free_port); OURS=$(free_port)
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
-  -keyout "$T/key.pem" -out "$T/cert.pem" 2>/dev/null
 # Default limits, except that nothing is closed for idleness while a round holds.
 cat > "$T/proxy.yaml" <<YAML
 listen: 127.0.0.1:$OURS

@@ -11,19 +11,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PAIRS=${PAIRS:-6}; D=${D:-5}
-if [ -z "${BIN:-}" ]; then
-  cargo build --release -q --bin jellyfin-sso-proxy
-  BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/jellyfin-sso-proxy
-fi
+source bench/common.sh
 echo "| pair | protocol | off req/s | on req/s | on/off | off CPU µs/req | on CPU µs/req |"
 echo "|---:|---|---:|---:|---:|---:|---:|" 
-T=$(mktemp -d); PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$T"; }
-trap cleanup EXIT
 fp() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 UP=$(fp); A=$(fp); B=$(fp); M=$(fp)
 mkdir -p "$T/www"; head -c 1024 /dev/urandom > "$T/www/1k.bin"; chmod -R a+rX "$T"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost -keyout "$T/key.pem" -out "$T/cert.pem" 2>/dev/null
 cat > "$T/up.conf" <<N
 worker_processes 1; pid $T/up.pid; error_log $T/up.err warn; daemon off; events { worker_connections 4096; }
 http { access_log off; keepalive_requests 100000; server { listen 127.0.0.1:$UP; root $T/www; } }

@@ -22,16 +22,8 @@ command -v h2load   >/dev/null || need+=(nghttp2-client)
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
-if [ -z "${BIN:-}" ]; then
-  cargo build --release -q --bin jellyfin-sso-proxy
-  BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/jellyfin-sso-proxy
-fi
+source bench/common.sh
 
-T=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$T"; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 300); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return; sleep 0.1; done; echo "nothing on port $1" >&2; exit 1; }
 
 UP=$(free_port)
@@ -39,8 +31,6 @@ mkdir -p "$T/www/System/Info"
 head -c 1024 /dev/urandom > "$T/www/1k.bin"
 echo '{"ServerName":"bench","Version":"10.10.7","Id":"0"}' > "$T/www/System/Info/Public"
 chmod -R a+rX "$T"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
-  -keyout "$T/key.pem" -out "$T/cert.pem" 2>/dev/null
 cat > "$T/upstream.conf" <<NGINX
 worker_processes 1; pid $T/up.pid; error_log $T/up.err warn; daemon off; events { worker_connections 1024; }
 http { access_log off; keepalive_requests 100000; server { listen 127.0.0.1:$UP; root $T/www; } }
