@@ -1,6 +1,7 @@
 // An interactive headless Chromium (Debian's, through playwright-core) for session-lifecycle
 // tests: several browsers with separate cookie jars and storage, driven by JSON commands on
-// stdin, one per line; each answer is one line `BROWSER {json}` on stdout.
+// stdin, one per line; each answer is one line `BROWSER {json}` on stdout. It prints
+// `BROWSER_READY {}` once it reads commands.
 //
 // Commands ({"cmd": ..., "b": "A"} — `b` names a browser, created on first use):
 //   login        {url, login, password}   start URL → OP login form → /web/index.html;
@@ -99,6 +100,7 @@ const commands = {
 };
 
 const rl = readline.createInterface({ input: process.stdin });
+process.stdout.write('BROWSER_READY {}\n');
 for await (const line of rl) {
   if (!line.trim()) continue;
   const c = JSON.parse(line);

@@ -1,14 +1,13 @@
 //! An interactive headless Chromium for session-lifecycle tests (`tests/idp/browser-session.mjs`):
 //! several browsers with their own cookie jars, each command answered as JSON.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::io::{AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 
-use super::node::ensure_node_modules;
+use super::node;
 
 pub struct Chromium {
     child: Child,
@@ -18,17 +17,8 @@ pub struct Chromium {
 
 impl Chromium {
     pub async fn start() -> Chromium {
-        ensure_node_modules();
-        let mut child = tokio::process::Command::new("node")
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/idp/browser-session.mjs"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("node");
+        let node::Started { mut child, lines, .. } = node::start_interactive("browser-session.mjs", &[], "BROWSER_READY").await;
         let stdin = child.stdin.take().unwrap();
-        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
         Chromium { child, stdin, lines }
     }
 

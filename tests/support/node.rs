@@ -14,8 +14,8 @@ use std::process::Stdio;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
 
 /// How long a server script gets to print its ready line, per attempt.
 pub const READY_WITHIN: Duration = Duration::from_secs(20);
@@ -84,14 +84,37 @@ pub fn what_it_is_doing(pid: Option<u32>) -> String {
     out
 }
 
+/// A started script: its process, the JSON of its ready line, and the rest of its stdout.
+pub struct Started {
+    pub child: Child,
+    pub ready: serde_json::Value,
+    pub lines: Lines<BufReader<ChildStdout>>,
+}
+
 /// Start the server script `tests/idp/{script}` with `envs`, and wait for the line
 /// `{ready} {json}` it prints once it listens; returns the child and that JSON. What the
 /// script prints afterwards is drained so it never blocks on a full pipe.
 pub async fn start(script: &str, envs: &[(&str, String)], ready: &str) -> (Child, serde_json::Value) {
+    let Started { child, ready, mut lines } = start_with(script, envs, ready, false).await;
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, ready)
+}
+
+/// [`start`] for a script driven through its stdin (left piped in `child`), whose further
+/// stdout lines are the caller's.
+pub async fn start_interactive(script: &str, envs: &[(&str, String)], ready: &str) -> Started {
+    start_with(script, envs, ready, true).await
+}
+
+async fn start_with(script: &str, envs: &[(&str, String)], ready: &str, stdin: bool) -> Started {
     ensure_node_modules();
     let prefix = format!("{ready} ");
     for attempt in 1..=ATTEMPTS {
-        let mut child = command(&idp_dir().join(script), envs).spawn().expect("node must be installed (tests/run.sh installs it)");
+        let mut cmd = command(&idp_dir().join(script), envs);
+        if stdin {
+            cmd.stdin(Stdio::piped());
+        }
+        let mut child = cmd.spawn().expect("node must be installed (tests/run.sh installs it)");
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let found = tokio::time::timeout(READY_WITHIN, async {
             while let Ok(Some(line)) = lines.next_line().await {
@@ -103,10 +126,7 @@ pub async fn start(script: &str, envs: &[(&str, String)], ready: &str) -> (Child
         })
         .await;
         match found {
-            Ok(Some(json)) => {
-                tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-                return (child, json);
-            }
+            Ok(Some(ready)) => return Started { child, ready, lines },
             Ok(None) => panic!("{script} exited before it was ready: {:?}", child.wait().await),
             Err(_) => {
                 let report = what_it_is_doing(child.id());
