@@ -26,25 +26,12 @@ cat > "$T/up.conf" <<NGINX
 worker_processes 1; pid $T/up.pid; error_log $T/up.err warn; daemon off; events { worker_connections 1024; }
 http { access_log off; sendfile on; keepalive_requests 100000; server { listen 127.0.0.1:$UP; root $T/www; } }
 NGINX
-# The same proxy configuration as bench/compare-nginx.sh, with one worker and no master.
+# nginx as the same TLS proxy as in bench/compare-nginx.sh, with one worker and no master.
 cat > "$T/ngx.conf" <<NGINX
 worker_processes 1; master_process off; pid $T/ngx.pid; error_log $T/ngx.err warn; daemon off; events { worker_connections 1024; }
-http { access_log off; keepalive_requests 100000;
-  upstream jf { server 127.0.0.1:$UP; keepalive 64; }
-  server { listen 127.0.0.1:$NGX ssl http2; ssl_certificate $T/cert.pem; ssl_certificate_key $T/key.pem;
-    ssl_protocols TLSv1.2 TLSv1.3;
-    location / { proxy_pass http://jf; proxy_http_version 1.1; proxy_set_header Connection "";
-      proxy_set_header Host \$host; proxy_set_header X-Forwarded-For \$remote_addr; proxy_set_header X-Forwarded-Proto https;
-      proxy_buffering off; proxy_request_buffering off; } } }
+$(nginx_proxy_http "$NGX" "$UP")
 NGINX
-cat > "$T/proxy.yaml" <<YAML
-listen: 127.0.0.1:$OURS
-public_url: https://127.0.0.1:$OURS
-state_dir: $T/state
-tls: { cert: $T/cert.pem, key: $T/key.pem }
-jellyfin: { url: "http://127.0.0.1:$UP" }
-log: { level: warn }
-YAML
+proxy_yaml "$OURS" "$UP" > "$T/proxy.yaml"
 nginx -c "$T/up.conf" & PIDS+=($!)
 
 count() {

@@ -49,23 +49,10 @@ sed -i "s#ERRLOG#$T/up.err#" "$T/upstream.conf"
 # nginx as the TLS reverse proxy, buffering off as suits streaming.
 cat > "$T/proxy.conf" <<NGINX
 ${common//PIDFILE/$T/ngx.pid}
-http { access_log off; keepalive_requests 100000;
-  upstream jf { server 127.0.0.1:$UP; keepalive 64; }
-  server { listen 127.0.0.1:$NGX ssl http2; ssl_certificate $T/cert.pem; ssl_certificate_key $T/key.pem;
-    ssl_protocols TLSv1.2 TLSv1.3;
-    location / { proxy_pass http://jf; proxy_http_version 1.1; proxy_set_header Connection "";
-      proxy_set_header Host \$host; proxy_set_header X-Forwarded-For \$remote_addr; proxy_set_header X-Forwarded-Proto https;
-      proxy_buffering off; proxy_request_buffering off; } } }
+$(nginx_proxy_http "$NGX" "$UP")
 NGINX
 sed -i "s#ERRLOG#$T/ngx.err#" "$T/proxy.conf"
-cat > "$T/proxy.yaml" <<YAML
-listen: 127.0.0.1:$OURS
-public_url: https://127.0.0.1:$OURS
-state_dir: $T/state
-tls: { cert: $T/cert.pem, key: $T/key.pem }
-jellyfin: { url: "http://127.0.0.1:$UP" }
-log: { level: warn }
-YAML
+proxy_yaml "$OURS" "$UP" > "$T/proxy.yaml"
 if [ "$METRICS" = on ]; then echo "metrics: { listen: 127.0.0.1:$(free_port) }" >> "$T/proxy.yaml"; fi
 
 nginx -c "$T/upstream.conf" & PIDS+=($!)

@@ -31,14 +31,7 @@ CLIENT=${CLIENT:-$TARGET/release/examples/idle-connections}
 
 UP=$(free_port); OURS=$(free_port)
 # Default limits, except that nothing is closed for idleness while a round holds.
-cat > "$T/proxy.yaml" <<YAML
-listen: 127.0.0.1:$OURS
-public_url: https://127.0.0.1:$OURS
-state_dir: $T/state
-tls: { cert: $T/cert.pem, key: $T/key.pem }
-jellyfin: { url: "http://127.0.0.1:$UP" }
-log: { level: warn }
-YAML
+proxy_yaml "$OURS" "$UP" > "$T/proxy.yaml"
 
 "$CLIENT" upstream "127.0.0.1:$UP" & PIDS+=($!)
 "$BIN" --config "$T/proxy.yaml" 2>"$T/ours.log" & OURS_PID=$!; PIDS+=($OURS_PID)

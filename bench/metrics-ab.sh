@@ -14,8 +14,7 @@ PAIRS=${PAIRS:-6}; D=${D:-5}
 source bench/common.sh
 echo "| pair | protocol | off req/s | on req/s | on/off | off CPU µs/req | on CPU µs/req |"
 echo "|---:|---|---:|---:|---:|---:|---:|" 
-fp() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-UP=$(fp); A=$(fp); B=$(fp); M=$(fp)
+UP=$(free_port); A=$(free_port); B=$(free_port); M=$(free_port)
 mkdir -p "$T/www"; head -c 1024 /dev/urandom > "$T/www/1k.bin"; chmod -R a+rX "$T"
 cat > "$T/up.conf" <<N
 worker_processes 1; pid $T/up.pid; error_log $T/up.err warn; daemon off; events { worker_connections 4096; }
@@ -24,7 +23,7 @@ N
 nginx -c "$T/up.conf" & PIDS+=($!)
 for x in A B; do
   port=${!x}
-  { echo "listen: 127.0.0.1:$port"; echo "public_url: https://127.0.0.1:$port"; echo "state_dir: $T/state$x"; echo "tls: { cert: $T/cert.pem, key: $T/key.pem }"; echo "jellyfin: { url: \"http://127.0.0.1:$UP\" }"; echo "log: { level: warn }"; } > "$T/$x.yaml"
+  proxy_yaml "$port" "$UP" "$T/state$x" > "$T/$x.yaml"
 done
 echo "metrics: { listen: 127.0.0.1:$M }" >> "$T/B.yaml"
 "$BIN" --config "$T/A.yaml" 2>"$T/A.log" & PA=$!; PIDS+=($PA)

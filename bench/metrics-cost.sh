@@ -42,14 +42,7 @@ wait_port "$UP"
 measure() {
   local metrics=$1 proto=$2 port out pid
   port=$(free_port); out="$T/cg.$metrics.$proto.out"
-  cat > "$T/proxy.yaml" <<YAML
-listen: 127.0.0.1:$port
-public_url: https://127.0.0.1:$port
-state_dir: $T/state
-tls: { cert: $T/cert.pem, key: $T/key.pem }
-jellyfin: { url: "http://127.0.0.1:$UP" }
-log: { level: warn }
-YAML
+  proxy_yaml "$port" "$UP" > "$T/proxy.yaml"
   [ "$metrics" = on ] && echo "metrics: { listen: 127.0.0.1:$(free_port) }" >> "$T/proxy.yaml"
   valgrind --tool=callgrind --callgrind-out-file="$out" --dump-instr=no --collect-atstart=yes \
     "$BIN" --config "$T/proxy.yaml" 2>"$T/vg.log" & pid=$!
