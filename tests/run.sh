@@ -35,6 +35,15 @@ if [ ! -d tests/webclient/node_modules ]; then
   (cd tests/webclient && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
+# A fresh clone gains nothing from incremental artefacts (1.9 GiB for the test crates); a
+# developer's own CARGO_INCREMENTAL wins. With the debug-info settings in Cargo.toml the whole
+# test build is ~3 GiB, the fuzz build ~1 GiB more: say so plainly if the disk cannot hold it.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+free_kib=$(df -Pk . | awk 'NR==2 {print $4}')
+if [ -n "$free_kib" ] && [ "$free_kib" -lt $((5 * 1024 * 1024)) ]; then
+  echo "tests/run.sh: only $((free_kib / 1024)) MiB free on $(df -P . | awk 'NR==2 {print $6}'); the build needs about 5 GiB" >&2
+fi
+
 cargo test --workspace --all-targets "$@"
 
 # Coverage-guided fuzzing of every parser that takes bytes from outside (fuzz/, cargo-fuzz on
