@@ -28,9 +28,9 @@ pub fn raise_open_files_limit(connections: usize) {
         }
     }
     let need = connections as u64 + RESERVED_FILES;
-    if (lim.rlim_cur as u64) < need {
+    if lim.rlim_cur < need {
         tracing::warn!(
-            open_files = lim.rlim_cur as u64,
+            open_files = lim.rlim_cur,
             max_connections = connections,
             "the open-files limit is below limits.max_connections + {RESERVED_FILES}: raise it (systemd LimitNOFILE=, ulimit -n) or lower max_connections; accepts fail beyond it"
         );
@@ -73,6 +73,12 @@ pub async fn return_memory_forever() {
         if CONNECTIONS.due() {
             let _ = tokio::task::spawn_blocking(trim).await;
         }
+    }
+}
+
+impl Default for MemoryReturn {
+    fn default() -> MemoryReturn {
+        MemoryReturn::new()
     }
 }
 

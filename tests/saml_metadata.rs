@@ -77,7 +77,7 @@ async fn signs_in(proxy: &TestProxy, provider: &str) -> bool {
 /// Where `/sso/SAML/start/{p}` sends the browser (not followed).
 async fn start_location(proxy: &TestProxy, provider: &str) -> String {
     let mut b = Browser::new();
-    let page = b.follow(&proxy.url(&format!("/sso/SAML/start/{provider}")), |u| at_idp(u)).await;
+    let page = b.follow(&proxy.url(&format!("/sso/SAML/start/{provider}")), at_idp).await;
     assert!(page.status.is_redirection(), "{} {}: {}", page.url, page.status, page.body);
     let location = page.headers["location"].to_str().unwrap().to_string();
     assert!(at_idp(&location), "{location}");

@@ -106,7 +106,7 @@ async fn smuggling_probes_reach_jellyfin_as_one_request_or_not_at_all() {
         ("obfuscated TE (xchunked)", format!("POST /a HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: xchunked\r\nContent-Length: 3\r\nConnection: close\r\n\r\n0\r\n\r\n{smuggled}")),
         ("TE: chunked, identity", format!("POST /a HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, identity\r\nConnection: close\r\n\r\n0\r\n\r\n{smuggled}")),
         ("TE with tab", format!("POST /a HTTP/1.1\r\nHost: h\r\nTransfer-Encoding:\tchunked\r\nContent-Length: 3\r\nConnection: close\r\n\r\n0\r\n\r\n{smuggled}")),
-        ("absolute-form target", format!("GET http://internal.example/admin HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")),
+        ("absolute-form target", "GET http://internal.example/admin HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n".to_string()),
         ("bare LF line ends", format!("GET /a HTTP/1.1\nHost: h\nContent-Length: {}\n\n{smuggled}", smuggled.len())),
         ("pipelined pair", "GET /one HTTP/1.1\r\nHost: h\r\n\r\nGET /two HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n".to_string()),
     ];

@@ -70,7 +70,7 @@ pub fn password_path(method: &Method, path: &str, base: &str) -> Option<Password
         return None;
     }
     let rest = if base.is_empty() { path } else { path.get(..base.len()).filter(|p| p.eq_ignore_ascii_case(base)).map(|_| &path[base.len()..])? };
-    let segs: Vec<String> = rest.split('/').filter(|s| !s.is_empty()).map(|s| super::route::decode(s)).collect();
+    let segs: Vec<String> = rest.split('/').filter(|s| !s.is_empty()).map(super::route::decode).collect();
     let mut s: Vec<&str> = segs.iter().map(String::as_str).collect();
     if s.first().is_some_and(|f| f.eq_ignore_ascii_case("emby") || f.eq_ignore_ascii_case("mediabrowser")) {
         s.remove(0);

@@ -236,6 +236,9 @@ impl Protocol {
 }
 
 /// A validated provider of either protocol, for code that does not care which.
+// Not boxed: a handful exist, each for the life of a configuration, and the OIDC variant's
+// size is no cost on any request path.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum ProviderConfig {
     Oidc(OidcConfig),
