@@ -187,6 +187,17 @@ async fn the_fragment_starts_the_proxy_and_an_imported_link_signs_its_person_in_
 
     // The fragment, as it is, is proxy.yaml's providers section.
     let (jf, op, proxy) = w.start(&fragment).await;
+    // Before her first login, the admin API lists alice's imported link by the plugin's name.
+    let admin = support::jellyfin_password_login(&jf.url(), "boss-account", "pw").await.unwrap();
+    let links = |user: String| {
+        let (url, admin) = (proxy.url(&format!("/sso/oid/links/{user}")), admin.clone());
+        async move {
+            let r = support::http1_client().get(url).header("authorization", format!("MediaBrowser Token=\"{admin}\"")).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    assert_eq!(links(alice.clone()).await, json!({"test": ["alice"]}), "the imported name link is listed");
     let r = login(&proxy, "test", "u-alice").await.unwrap_or_else(|e| panic!("{e:?}"));
     assert_eq!(r["User"]["Id"], alice, "the imported link led to the plugin's account");
     assert!(jf.user_by_name("alice").is_none(), "no new account was made");
@@ -195,6 +206,7 @@ async fn the_fragment_starts_the_proxy_and_an_imported_link_signs_its_person_in_
     let durable = open_durable(&c.state, &c.state_dir).await.unwrap();
     assert_eq!(durable.link("oid", "test", "u-alice").await.unwrap().unwrap().user_id.to_lowercase(), alice.to_lowercase(), "re-keyed to the subject");
     assert!(durable.legacy_link("oid", "test", "alice").await.unwrap().is_none(), "the name link is gone");
+    assert_eq!(links(alice.clone()).await, json!({"test": ["u-alice"]}), "listed by subject now, once");
 
     // Someone else who now holds the name `alice` at the provider does not get in to her account.
     op.set_claims("u-impostor", json!({"preferred_username": "alice", "groups": ["jellyfin-users"]})).await;

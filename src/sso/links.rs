@@ -1,6 +1,8 @@
 //! Account links through the plugin's API, and `Unregister`.
 //!
-//! - `GET /sso/{mode}/links/{user}`: provider → linked subjects of that user.
+//! - `GET /sso/{mode}/links/{user}`: provider → linked subjects of that user, and the
+//!   canonical names of links imported from the plugin that no login has re-keyed yet (the
+//!   names the plugin listed; `DELETE` takes either).
 //! - `POST /sso/{mode}/Link/{p}/{user}`: the completion page of a linking flow links the
 //!   identity it verified to the signed-in user.
 //! - `DELETE /sso/{mode}/Link/{p}/{user}/{subject}`.
@@ -32,6 +34,12 @@ impl Sso {
         let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for l in self.state.durable.links_of_user(user).await?.into_iter().filter(|l| l.protocol == protocol.as_str()) {
             out.entry(l.provider).or_default().push(l.subject);
+        }
+        for l in self.state.durable.legacy_links_of_user(user).await?.into_iter().filter(|l| l.protocol == protocol.as_str()) {
+            let names = out.entry(l.provider).or_default();
+            if !names.contains(&l.name) {
+                names.push(l.name);
+            }
         }
         Ok(json_ok(&out))
     }
