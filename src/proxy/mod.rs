@@ -83,6 +83,7 @@ impl Upstream {
     /// Forward one request (from `ctx.peer`) to Jellyfin and return its response, streaming.
     pub async fn forward(&self, mut req: Request<Incoming>, ctx: &RequestContext) -> Result<Response<Body>, ProxyError> {
         Self::refuse_ambiguous(req.method(), req.version(), req.headers())?;
+        let client_version = req.version();
         let upgrade = req.version() == Version::HTTP_11 && headers::is_upgrade_request(req.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
 
@@ -99,9 +100,19 @@ impl Upstream {
                 None => return Err(ProxyError::UnexpectedUpgrade { upstream: self.display.clone() }),
             }
         }
+        Ok(Self::pass_back(resp, client_version))
+    }
+
+    /// Jellyfin's response as the client gets it: hop-by-hop headers removed, and for an
+    /// HTTP/2 client the header values copied out of hyper's read buffer (see
+    /// [`headers::detach_values`]).
+    fn pass_back(resp: Response<Incoming>, client_version: Version) -> Response<Body> {
         let (mut parts, body) = resp.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers, false);
-        Ok(Response::from_parts(parts, stream(body)))
+        if client_version == Version::HTTP_2 {
+            headers::detach_values(&mut parts.headers);
+        }
+        Response::from_parts(parts, stream(body))
     }
 
     /// Requests that are not for Jellyfin or are ambiguous about where they go: CONNECT, and
@@ -120,15 +131,14 @@ impl Upstream {
     /// same header rules as [`Upstream::forward`]; the body length is set from the bytes.
     pub async fn forward_bytes(&self, mut parts: http::request::Parts, body: Bytes, ctx: &RequestContext) -> Result<Response<Body>, ProxyError> {
         Self::refuse_ambiguous(&parts.method, parts.version, &parts.headers)?;
+        let client_version = parts.version;
         self.prepare(&mut parts, false, ctx)?;
         parts.headers.remove(http::header::TRANSFER_ENCODING);
         parts.headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
         let up_req = Request::from_parts(parts, Full::new(body));
         let started = Instant::now();
         let resp = self.answer(tokio::time::timeout(self.header_timeout, self.buffered.request(up_req)).await, started)?;
-        let (mut parts, body) = resp.into_parts();
-        headers::strip_hop_by_hop(&mut parts.headers, false);
-        Ok(Response::from_parts(parts, stream(body)))
+        Ok(Self::pass_back(resp, client_version))
     }
 
     /// The header rules and Jellyfin's address, applied to a request about to be forwarded.
