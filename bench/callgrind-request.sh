@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 WHO=${WHO:-"ours nginx"}
 SECONDS_COUNTED=${SECONDS_COUNTED:-10}
-OUT=${OUT:-$(mktemp -d)}
+OUT=${OUT:-$(mktemp -d)}; mkdir -p "$OUT"
 command -v valgrind >/dev/null && command -v wrk >/dev/null && command -v nginx >/dev/null \
   || { echo "needs valgrind, wrk and nginx (Debian packages valgrind, wrk, nginx)" >&2; exit 1; }
 source bench/common.sh

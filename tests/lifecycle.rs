@@ -32,6 +32,17 @@ async fn generated_certificate_is_served_and_reloaded_on_sighup_keeping_open_con
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.unwrap();
     tokio::spawn(conn);
     assert_eq!(h1_get(&mut sender, "/System/Info/Public").await, 200);
+    // stderr is a pipe here, as under systemd or in a log file: plain text, no colour codes,
+    // and the access line carries the request's id.
+    for _ in 0..50 {
+        if proxy.log_contains("method=GET path=\"/System/Info/Public\"") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let access = proxy.log_lines("path=\"/System/Info/Public\"");
+    assert!(access.iter().any(|l| l.contains(" request{id=") && l.contains("status=200")), "{access:?}");
+    assert!(!proxy.log_contains("\x1b["), "no terminal colour codes in a piped log");
 
     // Replace the files with a new pair and send SIGHUP.
     let pair = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
