@@ -26,9 +26,19 @@ impl RequestId {
     }
 }
 
+/// Lowercase hex, at least 8 digits (as `{:08x}`), written without the formatting machinery:
+/// it is formatted into every request's log span.
 impl fmt::Display for RequestId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:08x}", self.0)
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut buf = [0u8; 16];
+        let (mut n, mut i) = (self.0, buf.len());
+        while n != 0 || buf.len() - i < 8 {
+            i -= 1;
+            buf[i] = HEX[(n & 15) as usize];
+            n >>= 4;
+        }
+        f.write_str(std::str::from_utf8(&buf[i..]).unwrap_or("?"))
     }
 }
 
@@ -86,6 +96,13 @@ fn client_behind(headers: &HeaderMap, peer: IpAddr, is_trusted: impl Fn(&IpAddr)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_id_is_zero_padded_lowercase_hex() {
+        for n in [0, 1, 42, 0xabc, 0xffff_ffff, 0x1_0000_0000, 0xdead_beef_cafe, u64::MAX] {
+            assert_eq!(RequestId(n).to_string(), format!("{n:08x}"));
+        }
+    }
 
     fn ctx(xff: &str, peer: &str, trusted: &[&str]) -> RequestContext {
         let mut h = HeaderMap::new();
