@@ -65,6 +65,7 @@ impl Sso {
             // Metadata from a URL is read now, so a provider that cannot work is refused here.
             idp.descriptor().await.map_err(|e| SsoError::BadRequest(e.to_string()))?;
         }
+        let _sync = self.registry.sync_lock().await;
         self.state.durable.put_provider(StoredProvider { protocol: protocol.as_str().into(), name: name.into(), json: body.clone() }).await?;
         let json = provider.to_plugin_json();
         self.registry.install_api(provider, body);
@@ -77,6 +78,7 @@ impl Sso {
         if self.registry.source(protocol, name) == Some(Source::File) {
             return Err(SsoError::Conflict(format!("provider {name} is defined in proxy.yaml; remove it there")));
         }
+        let _sync = self.registry.sync_lock().await;
         if !self.state.durable.remove_provider(protocol.as_str(), name).await? {
             return Err(SsoError::UnknownProvider(name.to_string()));
         }

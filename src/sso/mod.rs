@@ -219,6 +219,7 @@ impl Sso {
     /// Re-read the stored providers and apply what changed; a storage failure is logged and
     /// the providers stay as they are until the next try.
     pub async fn reload_providers(&self) {
+        let _sync = self.registry.sync_lock().await;
         match self.state.durable.providers().await {
             Ok(stored) => {
                 let stored = stored.into_iter().filter_map(|p| Protocol::from_name(&p.protocol).map(|proto| (proto, p.name, p.json)));

@@ -116,6 +116,11 @@ pub struct Registry {
     /// The plugin JSON each API provider was built from (also kept for one that failed to
     /// build, so a reload does not retry and log it again until it changes).
     api_json: RwLock<HashMap<Key, serde_json::Value>>,
+    /// Held across each write of the stored providers and the registry change that follows
+    /// it, and across a re-read of the stored list and its [`Registry::reload`]: without it a
+    /// re-read taken just before an `Add` was written, applied just after it was installed,
+    /// removed the new provider again (until the next re-read).
+    sync: tokio::sync::Mutex<()>,
     public_url: PublicUrl,
     state_dir: PathBuf,
     http: super::idp_http::IdpHttp,
@@ -128,7 +133,7 @@ impl Registry {
     /// not shadowed by the file. A provider that fails to build is logged and left out: one
     /// broken provider never stops the others.
     pub fn load(config: &Config, stored: impl IntoIterator<Item = (Protocol, String, serde_json::Value)>, http: super::idp_http::IdpHttp) -> Registry {
-        let registry = Registry { providers: RwLock::new(HashMap::new()), api_json: RwLock::new(HashMap::new()), public_url: config.public_url.clone(), state_dir: config.state_dir.clone(), sp_keys: super::saml_keys::SpKeys::new(&config.state_dir), http };
+        let registry = Registry { providers: RwLock::new(HashMap::new()), api_json: RwLock::new(HashMap::new()), sync: tokio::sync::Mutex::new(()), public_url: config.public_url.clone(), state_dir: config.state_dir.clone(), sp_keys: super::saml_keys::SpKeys::new(&config.state_dir), http };
         for cfg in config.providers() {
             let name = cfg.name().to_string();
             match registry.runtime(cfg) {
@@ -232,6 +237,11 @@ impl Registry {
             }
         }
         changes
+    }
+
+    /// Serialise a change of the stored providers with its registry change (see `sync`).
+    pub async fn sync_lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.sync.lock().await
     }
 
     /// Install an API provider built from `json` (remembered, so [`Registry::reload`] knows it).
