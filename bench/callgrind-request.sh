@@ -53,8 +53,10 @@ count() {
   # nginx without a master may leave a dump per part; sum every file of this run.
   local total=0 mem=0 f t m
   for f in "$out"*; do
-    t=$(callgrind_annotate "$f" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",","",$1); print $1}')
-    m=$(callgrind_annotate "$f" 2>/dev/null | awk '/__memcpy_avx_unaligned_erms|__memmove_avx_unaligned_erms/ {gsub(",","",$1); s+=$1} END {print s+0}')
+    read -r t m < <(callgrind_annotate "$f" 2>/dev/null | awk '
+      /PROGRAM TOTALS/ {gsub(",","",$1); t=$1}
+      /__memcpy_avx_unaligned_erms|__memmove_avx_unaligned_erms/ {gsub(",","",$1); s+=$1}
+      END {print t+0, s+0}')
     t=${t//[^0-9]/}; m=${m//[^0-9]/}
     total=$((total + ${t:-0})); mem=$((mem + ${m:-0}))
   done

@@ -34,13 +34,7 @@ async fn generated_certificate_is_served_and_reloaded_on_sighup_keeping_open_con
     assert_eq!(h1_get(&mut sender, "/System/Info/Public").await, 200);
     // stderr is a pipe here, as under systemd or in a log file: plain text, no colour codes,
     // and the access line carries the request's id.
-    for _ in 0..50 {
-        if proxy.log_contains("method=GET path=\"/System/Info/Public\"") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let access = proxy.log_lines("path=\"/System/Info/Public\"");
+    let access = proxy.wait_log("method=GET path=\"/System/Info/Public\"", 0).await;
     assert!(access.iter().any(|l| l.contains(" request{id=") && l.contains("status=200")), "{access:?}");
     assert!(!proxy.log_contains("\x1b["), "no terminal colour codes in a piped log");
 

@@ -244,7 +244,7 @@ async fn open_connections_and_websockets_survive_and_the_level_and_file_change_r
     // No SIGHUP: the new file is noticed on disk.
     let seen = proxy.log_lines(RELOADED).len();
     write_atomically(&proxy, &w.yaml("info", "200ms", "", &provider));
-    let line = plain(&proxy.wait_log(RELOADED, seen).await.pop().unwrap());
+    let line = proxy.wait_log(RELOADED, seen).await.pop().unwrap();
     assert!(line.contains("trigger=\"file changed\"") && line.contains("log_level=\"changed\""), "{line}");
 
     get(&mut conn, "/Items/after-the-reload").await;
@@ -257,17 +257,6 @@ async fn open_connections_and_websockets_survive_and_the_level_and_file_change_r
 }
 
 /// A log line without its terminal colours.
-fn plain(line: &str) -> String {
-    let mut out = String::new();
-    let mut rest = line;
-    while let Some(i) = rest.find('\u{1b}') {
-        out.push_str(&rest[..i]);
-        rest = rest[i..].find('m').map(|m| &rest[i + m + 1..]).unwrap_or("");
-    }
-    out.push_str(rest);
-    out
-}
-
 async fn get(conn: &mut hyper::client::conn::http1::SendRequest<Empty<bytes::Bytes>>, path: &str) -> u16 {
     let req = http::Request::get(path).header("host", "localhost").body(Empty::new()).unwrap();
     let resp = conn.send_request(req).await.unwrap();

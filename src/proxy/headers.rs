@@ -82,18 +82,16 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     }
     // Only the hop-by-hop names present are removed: a removal hashes and probes even when
     // the name is absent, and most messages carry none or one of the nine.
-    let mut present: [Option<&'static HeaderName>; 9] = [None; 9];
-    let mut n = 0;
+    let mut present = 0u16;
     for key in headers.keys() {
-        if let Some(hop) = HOP_BY_HOP.iter().find(|h| *h == key) {
-            if n < present.len() && !present[..n].contains(&Some(hop)) {
-                present[n] = Some(hop);
-                n += 1;
-            }
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == key) {
+            present |= 1 << i;
         }
     }
-    for name in present.into_iter().flatten() {
-        headers.remove(name);
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(name);
+        }
     }
     if let Some(v) = upgrade_value {
         headers.insert(UPGRADE, v);

@@ -84,7 +84,7 @@ impl Upstream {
     pub async fn forward(&self, mut req: Request<Incoming>, ctx: &RequestContext) -> Result<Response<Body>, ProxyError> {
         Self::refuse_ambiguous(req.method(), req.version(), req.headers())?;
         let client_version = req.version();
-        let upgrade = req.version() == Version::HTTP_11 && headers::is_upgrade_request(req.headers());
+        let upgrade = client_version == Version::HTTP_11 && headers::is_upgrade_request(req.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
 
         let (mut parts, body) = req.into_parts();
