@@ -65,11 +65,11 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
     #[error("Jellyfin at {upstream} is unreachable")]
-    Unreachable { upstream: String, source: hyper_util::client::legacy::Error },
+    Unreachable { upstream: String, source: crate::proxy::pool::PoolError },
     #[error("Jellyfin at {upstream} did not send response headers within {timeout:?}")]
     Timeout { upstream: String, timeout: Duration },
     #[error("Jellyfin at {upstream} broke the exchange")]
-    Upstream { upstream: String, source: hyper_util::client::legacy::Error },
+    Upstream { upstream: String, source: crate::proxy::pool::PoolError },
     #[error("cannot forward this request: {0}")]
     BadRequest(String),
     #[error("method {0} is not forwarded")]

@@ -7,33 +7,36 @@
 //! until either side closes. Header rules live in [`headers`].
 
 pub mod headers;
+pub mod pool;
 
 use std::time::{Duration, Instant};
 
 use http::header::{HeaderValue, HOST};
 use http::{Request, Response, StatusCode, Uri, Version};
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{Either, Full};
 use hyper::body::Incoming;
-use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use url::Url;
+
+use pool::{Pool, PoolError, PooledBody};
 
 use crate::body::{stream, Body};
 use crate::context::RequestContext;
 use crate::error::ProxyError;
 use crate::metrics::{Metrics, UpstreamFailure};
 
+/// Idle connections to Jellyfin kept per worker, and for how long.
+const MAX_IDLE: usize = 256;
+const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
 /// The pooled HTTP client to Jellyfin and the rules for using it.
 #[derive(Clone)]
 pub struct Upstream {
-    client: Client<HttpsConnector<HttpConnector>, Incoming>,
-    /// For the few requests whose body the proxy has read already (the password endpoints).
-    buffered: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
-    scheme: http::uri::Scheme,
-    authority: http::uri::Authority,
+    pool: Pool,
+    /// Jellyfin's `Host`, for a request that came without one (HTTP/1.0).
+    authority: HeaderValue,
     display: String,
     header_timeout: Duration,
     /// Time to Jellyfin's response headers, connect errors and timeouts are counted here.
@@ -51,23 +54,18 @@ impl Upstream {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(256)
-            .build(https.clone());
-        // Bounded like the streaming client: each idle upstream connection costs its buffers.
-        let buffered = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(256)
-            .build(https);
         let uri: Uri = url.as_str().parse().expect("a validated URL is a valid URI");
+        let authority = uri.authority().expect("validated URL has a host").as_str();
+        let authority = HeaderValue::from_str(authority).expect("an authority is a valid header value");
+        let origin = Uri::builder()
+            .scheme(uri.scheme().cloned().unwrap_or(http::uri::Scheme::HTTP))
+            .authority(uri.authority().cloned().expect("validated URL has a host"))
+            .path_and_query("/")
+            .build()
+            .expect("scheme and authority of a valid URI");
         Upstream {
-            client,
-            buffered,
-            scheme: uri.scheme().cloned().unwrap_or(http::uri::Scheme::HTTP),
-            authority: uri.authority().cloned().expect("validated URL has a host"),
+            pool: Pool::new(https, origin, MAX_IDLE, IDLE_TIMEOUT),
+            authority,
             display: url.origin().ascii_serialization(),
             header_timeout,
             metrics: Metrics::off(),
@@ -89,9 +87,9 @@ impl Upstream {
 
         let (mut parts, body) = req.into_parts();
         self.prepare(&mut parts, upgrade, ctx)?;
-        let up_req = Request::from_parts(parts, body);
+        let up_req = Request::from_parts(parts, Either::Left(body));
         let started = Instant::now();
-        let resp = self.answer(tokio::time::timeout(self.header_timeout, self.client.request(up_req)).await, started)?;
+        let resp = self.answer(tokio::time::timeout(self.header_timeout, self.pool.send(up_req)).await, started)?;
 
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             match client_upgrade {
@@ -106,7 +104,7 @@ impl Upstream {
     /// Jellyfin's response as the client gets it: hop-by-hop headers removed, and for an
     /// HTTP/2 client the header values copied out of hyper's read buffer (see
     /// [`headers::detach_values`]).
-    fn pass_back(resp: Response<Incoming>, client_version: Version) -> Response<Body> {
+    fn pass_back(resp: Response<PooledBody>, client_version: Version) -> Response<Body> {
         let (mut parts, body) = resp.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers, false);
         if client_version == Version::HTTP_2 {
@@ -135,9 +133,9 @@ impl Upstream {
         self.prepare(&mut parts, false, ctx)?;
         parts.headers.remove(http::header::TRANSFER_ENCODING);
         parts.headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-        let up_req = Request::from_parts(parts, Full::new(body));
+        let up_req = Request::from_parts(parts, Either::Right(Full::new(body)));
         let started = Instant::now();
-        let resp = self.answer(tokio::time::timeout(self.header_timeout, self.buffered.request(up_req)).await, started)?;
+        let resp = self.answer(tokio::time::timeout(self.header_timeout, self.pool.send(up_req)).await, started)?;
         Ok(Self::pass_back(resp, client_version))
     }
 
@@ -147,16 +145,10 @@ impl Upstream {
         headers::strip_hop_by_hop(&mut parts.headers, upgrade);
         headers::join_cookies(&mut parts.headers);
         headers::set_forwarded(&mut parts.headers, ctx.peer.ip(), ctx.peer_trusted, host.as_ref());
-        if let Some(h) = host {
-            parts.headers.insert(HOST, h);
-        }
+        parts.headers.insert(HOST, host.unwrap_or_else(|| self.authority.clone()));
+        // Origin-form: the connection already goes to Jellyfin.
         let path_and_query = parts.uri.path_and_query().cloned().unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
-        parts.uri = Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
-            .path_and_query(path_and_query)
-            .build()
-            .map_err(|e| ProxyError::BadRequest(e.to_string()))?;
+        parts.uri = Uri::from(path_and_query);
         parts.version = Version::HTTP_11;
         Ok(())
     }
@@ -164,20 +156,20 @@ impl Upstream {
     /// Jellyfin's response headers (asked for at `started`), or why there are none.
     fn answer(
         &self,
-        r: Result<Result<Response<Incoming>, hyper_util::client::legacy::Error>, tokio::time::error::Elapsed>,
+        r: Result<Result<Response<PooledBody>, PoolError>, tokio::time::error::Elapsed>,
         started: Instant,
-    ) -> Result<Response<Incoming>, ProxyError> {
+    ) -> Result<Response<PooledBody>, ProxyError> {
         match r {
             Err(_) => {
                 self.metrics.upstream_failed(UpstreamFailure::Timeout);
                 Err(ProxyError::Timeout { upstream: self.display.clone(), timeout: self.header_timeout })
             }
-            Ok(Err(source)) if source.is_connect() => {
+            Ok(Err(source @ PoolError::Connect(_))) => {
                 self.metrics.upstream_failed(UpstreamFailure::Connect);
                 Err(ProxyError::Unreachable { upstream: self.display.clone(), source })
             }
             // The client's own body broke (e.g. malformed chunked encoding): its fault, a 400.
-            Ok(Err(source)) if client_body_failed(&source) => Err(ProxyError::BadRequest("the request body was malformed or cut off".into())),
+            Ok(Err(PoolError::Http(e))) if e.is_user() => Err(ProxyError::BadRequest("the request body was malformed or cut off".into())),
             Ok(Err(source)) => Err(ProxyError::Upstream { upstream: self.display.clone(), source }),
             Ok(Ok(r)) => {
                 self.metrics.upstream_headers(started.elapsed());
@@ -187,7 +179,7 @@ impl Upstream {
     }
 
     /// Answer 101 to the client and copy bytes between the two upgraded connections.
-    fn splice_upgrade(&self, mut resp: Response<Incoming>, client_upgrade: hyper::upgrade::OnUpgrade) -> Response<Body> {
+    fn splice_upgrade(&self, mut resp: Response<PooledBody>, client_upgrade: hyper::upgrade::OnUpgrade) -> Response<Body> {
         let upstream_upgrade = hyper::upgrade::on(&mut resp);
         tokio::spawn(async move {
             match tokio::try_join!(client_upgrade, upstream_upgrade) {
@@ -212,34 +204,23 @@ impl Upstream {
     /// A quick GET of Jellyfin's public info, for the health endpoint, through the pool (a
     /// health check must not open a connection per call).
     pub async fn probe(&self, timeout: Duration) -> Result<StatusCode, String> {
-        let uri = Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
-            .path_and_query("/System/Info/Public")
-            .build()
+        let req = Request::get("/System/Info/Public")
+            .header(HOST, self.authority.clone())
+            .body(Either::Right(Full::new(Bytes::new())))
             .map_err(|e| e.to_string())?;
-        let req = Request::get(uri).body(Full::new(Bytes::new())).map_err(|e| e.to_string())?;
-        match tokio::time::timeout(timeout, self.buffered.request(req)).await {
-            Err(_) => Err(format!("no answer within {timeout:?}")),
-            Ok(Err(e)) => Err(crate::error::error_chain(&e)),
-            Ok(Ok(r)) => Ok(r.status()),
-        }
+        // The small body is read too, so the connection goes back to the pool.
+        let exchange = async {
+            let resp = self.pool.send(req).await.map_err(|e| crate::error::error_chain(&e))?;
+            let status = resp.status();
+            http_body_util::BodyExt::collect(http_body_util::Limited::new(resp.into_body(), 64 * 1024))
+                .await
+                .map_err(|e| format!("the answer broke off: {e}"))?;
+            Ok(status)
+        };
+        tokio::time::timeout(timeout, exchange).await.unwrap_or_else(|_| Err(format!("no answer within {timeout:?}")))
     }
 
     pub fn display(&self) -> &str {
         &self.display
     }
-}
-
-/// Did the upstream exchange fail because the client's request body failed?
-fn client_body_failed(e: &hyper_util::client::legacy::Error) -> bool {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
-    while let Some(err) = cur {
-        // "error from user's Body stream": the request body is the client's, streamed.
-        if let Some(h) = err.downcast_ref::<hyper::Error>() {
-            return h.is_user();
-        }
-        cur = err.source();
-    }
-    false
 }
