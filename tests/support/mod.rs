@@ -197,7 +197,18 @@ impl ProxyProcess {
     /// Write `proxy.yaml` into `dir` and start the binary; returns once it logs that it is
     /// serving. `extra_yaml` follows `jellyfin:\n  url: …`, so indented lines extend the
     /// `jellyfin` section and unindented ones add top-level settings.
+    ///
+    /// The port is a free one; another test can take it between [`free_port`] and the proxy's
+    /// bind, so a start that fails to listen is tried again on another port.
     pub async fn start(dir: &Path, jellyfin_url: &str, extra_yaml: &str) -> ProxyProcess {
+        for _ in 0..2 {
+            let port = free_port();
+            match Self::launch(dir, port, &Self::yaml(port, jellyfin_url, extra_yaml), &[]).await {
+                Ok(p) => return p,
+                Err(log) if log.contains("cannot listen") => continue,
+                Err(log) => panic!("{log}"),
+            }
+        }
         Self::start_with(dir, free_port(), jellyfin_url, extra_yaml, &[]).await
     }
 
@@ -210,11 +221,14 @@ impl ProxyProcess {
     /// Like [`ProxyProcess::start`], on `port`, with `envs` added to the environment (e.g.
     /// `HTTP_PROXY`, which the proxy's identity-provider client honours like any other).
     pub async fn start_with(dir: &Path, port: u16, jellyfin_url: &str, extra_yaml: &str, envs: &[(&str, &str)]) -> ProxyProcess {
+        Self::start_yaml_with(dir, port, &Self::yaml(port, jellyfin_url, extra_yaml), envs).await
+    }
+
+    fn yaml(port: u16, jellyfin_url: &str, extra_yaml: &str) -> String {
         // A `log:` section of the caller's replaces the default one (it must keep `level: info`,
         // which the start-up line needs).
         let log = if extra_yaml.lines().any(|l| l.starts_with("log:")) { "" } else { "log:\n  level: info\n" };
-        let yaml = format!("listen: 127.0.0.1:{port}\npublic_url: https://127.0.0.1:{port}\n{log}jellyfin:\n  url: {jellyfin_url}\n{extra_yaml}");
-        Self::start_yaml_with(dir, port, &yaml, envs).await
+        format!("listen: 127.0.0.1:{port}\npublic_url: https://127.0.0.1:{port}\n{log}jellyfin:\n  url: {jellyfin_url}\n{extra_yaml}")
     }
 
     /// Start the binary on `dir/proxy.yaml` holding exactly `yaml`, which listens on `port`
@@ -225,6 +239,11 @@ impl ProxyProcess {
 
     /// [`ProxyProcess::start_yaml`] with `envs` added to the environment.
     pub async fn start_yaml_with(dir: &Path, port: u16, yaml: &str, envs: &[(&str, &str)]) -> ProxyProcess {
+        Self::launch(dir, port, yaml, envs).await.unwrap_or_else(|log| panic!("{log}"))
+    }
+
+    /// Start the binary; on failure, why, with its log.
+    async fn launch(dir: &Path, port: u16, yaml: &str, envs: &[(&str, &str)]) -> Result<ProxyProcess, String> {
         std::fs::write(dir.join("proxy.yaml"), yaml).unwrap();
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_jellyfin-sso-proxy"))
             .arg("--config")
@@ -250,11 +269,13 @@ impl ProxyProcess {
                 sink.lock().unwrap().push(line);
             }
         });
-        tokio::time::timeout(Duration::from_secs(20), ready_rx)
-            .await
-            .unwrap_or_else(|_| panic!("proxy did not start: {:?}", lines.lock().unwrap()))
-            .ok();
-        ProxyProcess { child, addr: format!("127.0.0.1:{port}").parse().unwrap(), dir: dir.to_path_buf(), stderr_lines: lines }
+        let started = tokio::time::timeout(Duration::from_secs(20), ready_rx).await;
+        if !matches!(started, Ok(Ok(()))) {
+            // Timed out, or the log ended (the process exited) before `serving`.
+            let status = child.try_wait().ok().flatten();
+            return Err(format!("proxy did not start (exit: {status:?}); its log:\n{}", lines.lock().unwrap().join("\n")));
+        }
+        Ok(ProxyProcess { child, addr: format!("127.0.0.1:{port}").parse().unwrap(), dir: dir.to_path_buf(), stderr_lines: lines })
     }
 
     pub fn url(&self, path: &str) -> String {
