@@ -74,18 +74,23 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
 /// a websocket handshake crosses a proxy.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     let upgrade_value = if upgrade { headers.get(UPGRADE).cloned() } else { None };
-    if headers.contains_key(CONNECTION) {
-        let named: Vec<HeaderName> = connection_tokens(headers).filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok()).collect();
-        for name in named {
-            headers.remove(name);
-        }
-    }
     // Only the hop-by-hop names present are removed: a removal hashes and probes even when
     // the name is absent, and most messages carry none or one of the nine.
     let mut present = 0u16;
     for key in headers.keys() {
         if let Some(i) = HOP_BY_HOP.iter().position(|h| h == key) {
             present |= 1 << i;
+        }
+    }
+    if present & 1 != 0 {
+        // Names listed in `Connection` beyond the nine (`keep-alive` and `close`, by far the
+        // most common tokens, need no name of their own: no allocation for them).
+        let named: Vec<HeaderName> = connection_tokens(headers)
+            .filter(|t| !t.eq_ignore_ascii_case("close") && !HOP_BY_HOP.iter().any(|h| t.eq_ignore_ascii_case(h.as_str())))
+            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
         }
     }
     for (i, name) in HOP_BY_HOP.iter().enumerate() {
@@ -129,7 +134,9 @@ pub fn join_cookies(headers: &mut HeaderMap) {
 pub fn set_forwarded(headers: &mut HeaderMap, peer: IpAddr, peer_trusted: bool, host: Option<&HeaderValue>) {
     let existing_xff = if peer_trusted { headers.get_all(&X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>().join(", ") } else { String::new() };
     let xff = if !existing_xff.is_empty() { format!("{existing_xff}, {peer}") } else { ip_text(peer) };
-    headers.insert(X_FORWARDED_FOR.clone(), HeaderValue::from_str(&xff).expect("ip addresses and commas are valid header text"));
+    // The string's buffer becomes the value's (`from_str` would copy it into a new one).
+    let xff = HeaderValue::from_maybe_shared(bytes::Bytes::from(xff)).expect("ip addresses and commas are valid header text");
+    headers.insert(X_FORWARDED_FOR.clone(), xff);
     if !(peer_trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
         headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("https"));
     }
@@ -255,8 +262,10 @@ mod tests {
     fn strips_standard_and_connection_named_headers() {
         let mut h = map(&[
             ("connection", "keep-alive, X-Secret-Hop"),
+            ("connection", "Close, TE, x-second"),
             ("keep-alive", "timeout=5"),
             ("x-secret-hop", "1"),
+            ("x-second", "2"),
             ("te", "trailers"),
             ("transfer-encoding", "chunked"),
             ("upgrade", "websocket"),
