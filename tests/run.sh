@@ -3,6 +3,11 @@
 # Used by README.md and by .ci/run. Safe to run again: installs are skipped when present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Taken out of the environment: every JSP_* variable is proxy configuration to the proxies the
+# tests start, which refuse keys they do not know.
+fuzz_seconds="${JSP_FUZZ_SECONDS:-20}"
+fuzz_skip="${JSP_FUZZ_SKIP-}"
+unset JSP_FUZZ_SECONDS JSP_FUZZ_SKIP
 
 need_apt=()
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
@@ -50,7 +55,7 @@ cargo test --workspace --all-targets "$@"
 # the stable toolchain), JSP_FUZZ_SECONDS (default 20) per target from the seeds, new inputs
 # into a throwaway corpus. A crash fails the run; its input is left in fuzz/artifacts/.
 # docs/architecture.md ("Testing") says how to fuzz longer.
-if [ $# -eq 0 ] && [ "${JSP_FUZZ_SECONDS:-20}" != 0 ]; then
+if [ $# -eq 0 ] && [ "$fuzz_seconds" != 0 ]; then
   command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked --quiet
   corpus="$(mktemp -d)"
   (
@@ -64,10 +69,10 @@ if [ $# -eq 0 ] && [ "${JSP_FUZZ_SECONDS:-20}" != 0 ]; then
     # Every target runs; JSP_FUZZ_SKIP (empty by default) names targets to leave out of a run
     # (their seeds and regressions are replayed by tests/fuzz_corpus.rs all the same).
     for target in $(cargo fuzz list); do
-      case " ${JSP_FUZZ_SKIP-} " in *" $target "*) echo "tests/run.sh: fuzz target $target skipped"; continue;; esac
+      case " $fuzz_skip " in *" $target "*) echo "tests/run.sh: fuzz target $target skipped"; continue;; esac
       mkdir -p "$corpus/$target"
       if ! cargo fuzz run --sanitizer none "$target" "$corpus/$target" "seeds/$target" -- \
-        -seed=1 -max_total_time="${JSP_FUZZ_SECONDS:-20}" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 >"$corpus/$target.log" 2>&1; then
+        -seed=1 -max_total_time="$fuzz_seconds" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 >"$corpus/$target.log" 2>&1; then
         tail -n 40 "$corpus/$target.log"
         echo "tests/run.sh: fuzz target $target failed; its input is in fuzz/artifacts/$target/ (fix it, then keep it in fuzz/regressions/$target/)"
         exit 1

@@ -99,7 +99,7 @@ impl Pool {
         }
     }
 
-    /// How many idle connections are kept now (for tests and the doctor's curiosity).
+    /// How many idle connections are kept now.
     pub fn idle_count(&self) -> usize {
         self.inner.idle.lock().expect("pool lock").conns.len()
     }
@@ -150,11 +150,13 @@ impl Inner {
         if idle.conns.len() >= self.max_idle {
             return;
         }
-        idle.conns.push((tx, Instant::now()));
         if !idle.sweeping {
+            // A body can be dropped where no runtime is (at shutdown): then nothing is kept.
+            let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+            runtime.spawn(sweep(Arc::downgrade(self)));
             idle.sweeping = true;
-            tokio::spawn(sweep(Arc::downgrade(self)));
         }
+        idle.conns.push((tx, Instant::now()));
     }
 
     fn expire(&self, idle: &mut Idle, now: Instant) {
