@@ -6,8 +6,9 @@
 //! - [`tls`]: certificates (loaded, self-signed on first run, reloaded on change).
 //! - [`server`]: listeners, TLS accept, HTTP/1.1 + HTTP/2, limits, graceful shutdown.
 //! - [`router`]: per request, `/sso/*` → [`sso`], everything else → [`proxy`]; access log.
-//! - [`proxy`]: streaming forwarding to Jellyfin, websockets, header rules; [`branding`]: the
-//!   few Jellyfin answers the proxy changes (the login page's branding, public users).
+//! - [`proxy`]: streaming forwarding to Jellyfin, websockets, header rules, the connection
+//!   pool to Jellyfin; [`branding`]: the few Jellyfin answers the proxy changes (the login
+//!   page's branding, public users).
 //! - [`jellyfin`]: typed client for Jellyfin's REST API, including Quick Connect token minting.
 //! - [`sso`]: the SSO plugin's HTTP API.
 //! - [`error`]: error enums and the single error → response mapping; [`pages`]: HTML pages.

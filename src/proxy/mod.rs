@@ -4,7 +4,8 @@
 //! or upload never sits in memory; Range requests, chunked bodies and HTTP/2 clients pass
 //! to Jellyfin's HTTP/1.1 unchanged. A websocket handshake (`/socket`) is forwarded with its
 //! `Upgrade` headers; when Jellyfin answers 101 both sides are upgraded and bytes are copied
-//! until either side closes. Header rules live in [`headers`].
+//! until either side closes. Header rules live in [`headers`], the connections to Jellyfin
+//! in [`pool`].
 
 pub mod headers;
 pub mod pool;
