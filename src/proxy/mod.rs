@@ -87,7 +87,7 @@ impl Upstream {
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
 
         let (mut parts, body) = req.into_parts();
-        self.prepare(&mut parts, upgrade, ctx)?;
+        self.prepare(&mut parts, upgrade, ctx);
         let up_req = Request::from_parts(parts, Either::Left(body));
         let started = Instant::now();
         let resp = self.answer(tokio::time::timeout(self.header_timeout, self.pool.send(up_req)).await, started)?;
@@ -131,7 +131,7 @@ impl Upstream {
     pub async fn forward_bytes(&self, mut parts: http::request::Parts, body: Bytes, ctx: &RequestContext) -> Result<Response<Body>, ProxyError> {
         Self::refuse_ambiguous(&parts.method, parts.version, &parts.headers)?;
         let client_version = parts.version;
-        self.prepare(&mut parts, false, ctx)?;
+        self.prepare(&mut parts, false, ctx);
         parts.headers.remove(http::header::TRANSFER_ENCODING);
         parts.headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
         let up_req = Request::from_parts(parts, Either::Right(Full::new(body)));
@@ -141,7 +141,7 @@ impl Upstream {
     }
 
     /// The header rules and Jellyfin's address, applied to a request about to be forwarded.
-    fn prepare(&self, parts: &mut http::request::Parts, upgrade: bool, ctx: &RequestContext) -> Result<(), ProxyError> {
+    fn prepare(&self, parts: &mut http::request::Parts, upgrade: bool, ctx: &RequestContext) {
         let host = headers::original_host(&parts.headers, &parts.uri, parts.version);
         headers::strip_hop_by_hop(&mut parts.headers, upgrade);
         headers::join_cookies(&mut parts.headers);
@@ -151,7 +151,6 @@ impl Upstream {
         let path_and_query = parts.uri.path_and_query().cloned().unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
         parts.uri = Uri::from(path_and_query);
         parts.version = Version::HTTP_11;
-        Ok(())
     }
 
     /// Jellyfin's response headers (asked for at `started`), or why there are none.
