@@ -17,7 +17,6 @@ use http::{Request, Response, StatusCode, Uri, Version};
 use bytes::Bytes;
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
 use url::Url;
 
@@ -46,26 +45,17 @@ pub struct Upstream {
 
 impl Upstream {
     pub fn new(url: &Url, connect_timeout: Duration, header_timeout: Duration) -> Upstream {
-        let mut http = HttpConnector::new();
-        http.set_connect_timeout(Some(connect_timeout));
-        http.set_nodelay(true);
-        http.enforce_http(false);
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
         let uri: Uri = url.as_str().parse().expect("a validated URL is a valid URI");
-        let authority = uri.authority().expect("validated URL has a host").as_str();
-        let authority = HeaderValue::from_str(authority).expect("an authority is a valid header value");
+        let authority = uri.authority().cloned().expect("validated URL has a host");
         let origin = Uri::builder()
             .scheme(uri.scheme().cloned().unwrap_or(http::uri::Scheme::HTTP))
-            .authority(uri.authority().cloned().expect("validated URL has a host"))
+            .authority(authority.clone())
             .path_and_query("/")
             .build()
             .expect("scheme and authority of a valid URI");
+        let authority = HeaderValue::from_str(authority.as_str()).expect("an authority is a valid header value");
         Upstream {
-            pool: Pool::new(https, origin, MAX_IDLE, IDLE_TIMEOUT),
+            pool: Pool::new(origin, connect_timeout, MAX_IDLE, IDLE_TIMEOUT),
             authority,
             display: url.origin().ascii_serialization(),
             header_timeout,

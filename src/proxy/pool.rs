@@ -72,7 +72,14 @@ struct Idle {
 }
 
 impl Pool {
-    pub fn new(connector: HttpsConnector<HttpConnector>, origin: Uri, max_idle: usize, idle_timeout: Duration) -> Pool {
+    /// A pool dialling `origin` (`http://` or `https://`, web PKI roots) with TCP_NODELAY and
+    /// `connect_timeout`.
+    pub fn new(origin: Uri, connect_timeout: Duration, max_idle: usize, idle_timeout: Duration) -> Pool {
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(connect_timeout));
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new().with_webpki_roots().https_or_http().enable_http1().wrap_connector(http);
         Pool { inner: Arc::new(Inner { connector, origin, max_idle, idle_timeout, idle: Mutex::new(Idle::default()) }) }
     }
 

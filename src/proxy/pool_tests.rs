@@ -60,10 +60,7 @@ async fn raw(response: &'static [u8], after: After) -> Raw {
 }
 
 fn pool(origin: &Uri, max_idle: usize, idle_timeout: Duration) -> Pool {
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    let https = hyper_rustls::HttpsConnectorBuilder::new().with_webpki_roots().https_or_http().enable_http1().wrap_connector(http);
-    Pool::new(https, origin.clone(), max_idle, idle_timeout)
+    Pool::new(origin.clone(), Duration::from_secs(5), max_idle, idle_timeout)
 }
 
 fn get(origin: &Uri) -> Request<UpBody> {
