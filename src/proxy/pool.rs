@@ -172,21 +172,27 @@ impl Inner {
     }
 }
 
-/// Close connections idle too long while nothing else looks at the pool; ends when it is empty.
+/// Close connections idle too long while nothing else looks at the pool, each when its
+/// `idle_timeout` is up; ends when the pool is empty.
 async fn sweep(pool: Weak<Inner>) {
+    let mut wait = match pool.upgrade() {
+        Some(p) => p.idle_timeout,
+        None => return,
+    };
     loop {
-        let period = match pool.upgrade() {
-            Some(p) => p.idle_timeout,
-            None => return,
-        };
-        tokio::time::sleep(period).await;
+        tokio::time::sleep(wait).await;
         let Some(p) = pool.upgrade() else { return };
         let mut idle = p.idle.lock().expect("pool lock");
-        p.expire(&mut idle, Instant::now());
+        let now = Instant::now();
+        p.expire(&mut idle, now);
         idle.conns.retain(|(tx, _)| !tx.is_closed());
-        if idle.conns.is_empty() {
-            idle.sweeping = false;
-            return;
+        // The oldest left is the next to expire.
+        match idle.conns.first() {
+            Some((_, since)) => wait = (*since + p.idle_timeout).saturating_duration_since(now),
+            None => {
+                idle.sweeping = false;
+                return;
+            }
         }
     }
 }

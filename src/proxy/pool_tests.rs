@@ -147,6 +147,24 @@ async fn idle_connections_are_capped_and_expire() {
 }
 
 #[tokio::test]
+async fn each_idle_connection_is_closed_when_its_own_timeout_is_up() {
+    let server = raw(LENGTH, After::KeepOpen).await;
+    let p = pool(&server.origin, 8, Duration::from_millis(2000));
+    // Two connections: one idle from 0 s, the other from 1.6 s (its body read only then).
+    let (first, second) = tokio::join!(p.send(get(&server.origin)), p.send(get(&server.origin)));
+    first.unwrap().into_body().collect().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    second.unwrap().into_body().collect().await.unwrap();
+    assert_eq!((server.accepted.load(Ordering::SeqCst), p.idle_count()), (2, 2));
+    // At 2.7 s the first is gone and the second kept; at 3.8 s, before a second full period
+    // of the sweeper (4 s), the second is gone too (its time was up at 3.6 s).
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(p.idle_count(), 1);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(p.idle_count(), 0);
+}
+
+#[tokio::test]
 async fn a_refused_connection_is_a_connect_error() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let origin: Uri = format!("http://{}/", listener.local_addr().unwrap()).parse().unwrap();
