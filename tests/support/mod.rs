@@ -201,15 +201,15 @@ impl ProxyProcess {
     /// The port is a free one; another test can take it between [`free_port`] and the proxy's
     /// bind, so a start that fails to listen is tried again on another port.
     pub async fn start(dir: &Path, jellyfin_url: &str, extra_yaml: &str) -> ProxyProcess {
-        for _ in 0..2 {
+        let mut tries_left = 3;
+        loop {
             let port = free_port();
             match Self::launch(dir, port, &Self::yaml(port, jellyfin_url, extra_yaml), &[]).await {
                 Ok(p) => return p,
-                Err(log) if log.contains("cannot listen") => continue,
+                Err(log) if tries_left > 1 && log.contains("cannot listen") => tries_left -= 1,
                 Err(log) => panic!("{log}"),
             }
         }
-        Self::start_with(dir, free_port(), jellyfin_url, extra_yaml, &[]).await
     }
 
     /// [`ProxyProcess::start`] on `port` (known before, e.g. for an identity provider's
