@@ -3,44 +3,16 @@
 //! It holds what several layers would otherwise each work out again from the request: who
 //! sent it (the peer, whether that peer is a trusted proxy, and the client address behind
 //! it), whether an error should be JSON or a page, the proxy's own cookies, and a request id
-//! that is attached to every log line written while the request is handled (through a
-//! tracing span) and to its access-log line.
+//! that is attached to every log line written while the request is handled (see
+//! [`crate::logging::request`]), its access-log line included.
 
-use std::fmt;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use http::HeaderMap;
 use ipnet::IpNet;
 
 use crate::cookie::Cookies;
-
-/// A short id for one request, unique within this process run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RequestId(u64);
-
-impl RequestId {
-    pub fn next() -> RequestId {
-        static NEXT: AtomicU64 = AtomicU64::new(1);
-        RequestId(NEXT.fetch_add(1, Ordering::Relaxed))
-    }
-}
-
-/// Lowercase hex, at least 8 digits (as `{:08x}`), written without the formatting machinery:
-/// it is formatted into every request's log span.
-impl fmt::Display for RequestId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut buf = [0u8; 16];
-        let (mut n, mut i) = (self.0, buf.len());
-        while n != 0 || buf.len() - i < 8 {
-            i -= 1;
-            buf[i] = HEX[(n & 15) as usize];
-            n >>= 4;
-        }
-        f.write_str(std::str::from_utf8(&buf[i..]).unwrap_or("?"))
-    }
-}
+pub use crate::logging::RequestId;
 
 pub struct RequestContext {
     pub id: RequestId,
@@ -96,13 +68,6 @@ fn client_behind(headers: &HeaderMap, peer: IpAddr, is_trusted: impl Fn(&IpAddr)
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn request_id_is_zero_padded_lowercase_hex() {
-        for n in [0, 1, 42, 0xabc, 0xffff_ffff, 0x1_0000_0000, 0xdead_beef_cafe, u64::MAX] {
-            assert_eq!(RequestId(n).to_string(), format!("{n:08x}"));
-        }
-    }
 
     fn ctx(xff: &str, peer: &str, trusted: &[&str]) -> RequestContext {
         let mut h = HeaderMap::new();

@@ -13,7 +13,8 @@
 //! - [`sso`]: the SSO plugin's HTTP API.
 //! - [`error`]: error enums and the single error → response mapping; [`pages`]: HTML pages.
 //! - [`state`]: ephemeral and durable state behind two traits (in memory + SQLite).
-//! - [`body`]: the streaming body type; [`logging`]: log setup (its level changes live);
+//! - [`body`]: the streaming body type; [`logging`]: log setup (its level changes live)
+//!   and the request id on every line of a request;
 //!   [`resources`]: the open-files limit and returning freed connection memory to the system.
 //! - [`reload`]: live reload of `proxy.yaml` on SIGHUP or a change of the file.
 //! - [`doctor`]: the `doctor` command's checks of everything a sign-in depends on.

@@ -13,7 +13,6 @@ use std::time::Instant;
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
-use tracing::Instrument;
 
 use crate::body::Body;
 use crate::config::{Config, LegacyAuth};
@@ -21,6 +20,7 @@ use crate::context::RequestContext;
 use crate::audit::{self, Origin};
 use crate::error::{self, ErrorNote};
 use crate::health::JellyfinProbe;
+use crate::logging::InRequest;
 use crate::metrics::{Metrics, MethodLabel, RouteClass};
 use crate::jellyfin::credentials::translate_legacy;
 use crate::proxy::{headers::redacted_path, Upstream};
@@ -80,16 +80,15 @@ fn mark_private(h: &mut http::HeaderMap) {
 /// Handle one request from `peer`. Never fails: errors become responses here.
 pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Result<Response<Body>, Infallible> {
     let ctx = RequestContext::new(req.headers(), peer, &app.config().trusted_proxies);
-    // At ERROR level so the span is on whenever anything is logged: every line written while
-    // this request is handled, the access line included, carries its id.
-    let span = tracing::error_span!("request", id = %ctx.id);
+    // Every line written while this request is handled, the access line included, carries its id.
+    let id = ctx.id;
     // With an audit log, its events know which request and client they belong to.
     if app.sso.obs.audit.enabled() {
-        let origin = Origin { request_id: ctx.id.to_string(), client: ctx.client_ip };
+        let origin = Origin { request_id: id.to_string(), client: ctx.client_ip };
         // Boxed: a task-local scope doubles the future, and only this branch needs it.
-        return Ok(Box::pin(audit::with_origin(origin, serve(app, req, ctx).instrument(span))).await);
+        return Ok(Box::pin(InRequest::new(id, audit::with_origin(origin, serve(app, req, ctx)))).await);
     }
-    Ok(serve(app, req, ctx).instrument(span).await)
+    Ok(InRequest::new(id, serve(app, req, ctx)).await)
 }
 
 async fn serve(app: Arc<App>, mut req: Request<Incoming>, ctx: RequestContext) -> Response<Body> {
