@@ -167,16 +167,18 @@ async fn serve(app: Arc<App>, mut req: Request<Incoming>, ctx: RequestContext) -
     };
 
     let status = resp.status().as_u16();
-    let took = start.elapsed();
-    app.metrics.request(class, MethodLabel::of(&method), status, took);
-    let ms = took.as_secs_f64() * 1000.0;
+    // The clock is read again only for the metrics or a log line.
+    if app.metrics.enabled() {
+        app.metrics.request(class, MethodLabel::of(&method), status, start.elapsed());
+    }
+    let ms = || start.elapsed().as_secs_f64() * 1000.0;
     let peer = ctx.peer;
     match resp.extensions().get::<ErrorNote>() {
         Some(ErrorNote(reason)) => {
             let path = path.get_or_insert_with(|| redacted_path(&uri));
-            tracing::warn!(target: "access", %peer, %method, path, ?version, status, ms, error = %reason, "request failed")
+            tracing::warn!(target: "access", %peer, %method, path, ?version, status, ms = ms(), error = %reason, "request failed")
         }
-        None if log_all => tracing::info!(target: "access", %peer, %method, path = path.as_deref().unwrap_or(""), ?version, status, ms, "request"),
+        None if log_all => tracing::info!(target: "access", %peer, %method, path = path.as_deref().unwrap_or(""), ?version, status, ms = ms(), "request"),
         None => {}
     }
     resp

@@ -79,7 +79,7 @@ impl Upstream {
         let (mut parts, body) = req.into_parts();
         self.prepare(&mut parts, upgrade, ctx);
         let up_req = Request::from_parts(parts, Either::Left(body));
-        let started = Instant::now();
+        let started = self.metrics.enabled().then(Instant::now);
         let resp = self.answer(tokio::time::timeout(self.header_timeout, self.pool.send(up_req)).await, started)?;
 
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -125,7 +125,7 @@ impl Upstream {
         parts.headers.remove(http::header::TRANSFER_ENCODING);
         parts.headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
         let up_req = Request::from_parts(parts, Either::Right(Full::new(body)));
-        let started = Instant::now();
+        let started = self.metrics.enabled().then(Instant::now);
         let resp = self.answer(tokio::time::timeout(self.header_timeout, self.pool.send(up_req)).await, started)?;
         Ok(Self::pass_back(resp, client_version))
     }
@@ -143,11 +143,12 @@ impl Upstream {
         parts.version = Version::HTTP_11;
     }
 
-    /// Jellyfin's response headers (asked for at `started`), or why there are none.
+    /// Jellyfin's response headers (asked for at `started`, which is only read with metrics
+    /// on), or why there are none.
     fn answer(
         &self,
         r: Result<Result<Response<PooledBody>, PoolError>, tokio::time::error::Elapsed>,
-        started: Instant,
+        started: Option<Instant>,
     ) -> Result<Response<PooledBody>, ProxyError> {
         match r {
             Err(_) => {
@@ -162,7 +163,9 @@ impl Upstream {
             Ok(Err(PoolError::Http(e))) if e.is_user() => Err(ProxyError::BadRequest("the request body was malformed or cut off".into())),
             Ok(Err(source)) => Err(ProxyError::Upstream { upstream: self.display.clone(), source }),
             Ok(Ok(r)) => {
-                self.metrics.upstream_headers(started.elapsed());
+                if let Some(started) = started {
+                    self.metrics.upstream_headers(started.elapsed());
+                }
                 Ok(r)
             }
         }

@@ -58,9 +58,10 @@ const SPOILED: u8 = 3;
 
 /// What the parts of one connection share (one allocation): when bytes last moved, the
 /// requests in flight (a request lasts until its response body is done) and when one last
-/// started or ended, and the parking handshake with [`IdleIo`].
+/// started or ended, and the parking handshake with [`IdleIo`]. Times are
+/// [`crate::clock::coarse_ms`]: they are written on every read and write, and only compared
+/// with timeouts of seconds.
 pub(super) struct Shared {
-    epoch: Instant,
     bytes_ms: AtomicU64,
     request_ms: AtomicU64,
     in_flight: AtomicU64,
@@ -70,17 +71,17 @@ pub(super) struct Shared {
 
 impl Shared {
     pub fn new() -> Arc<Shared> {
+        let now = crate::clock::coarse_ms();
         Arc::new(Shared {
-            epoch: Instant::now(),
-            bytes_ms: AtomicU64::new(0),
-            request_ms: AtomicU64::new(0),
+            bytes_ms: AtomicU64::new(now),
+            request_ms: AtomicU64::new(now),
             in_flight: AtomicU64::new(0),
             started: AtomicU64::new(0),
             park: AtomicU8::new(RUNNING),
         })
     }
     fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
+        crate::clock::coarse_ms()
     }
     fn since(&self, at: &AtomicU64) -> Duration {
         Duration::from_millis(self.now_ms().saturating_sub(at.load(Ordering::Relaxed)))
@@ -329,6 +330,11 @@ impl<I: AsyncRead> AsyncRead for IdleIo<I> {
             let n = this.rewind.len().min(buf.remaining());
             buf.put_slice(&this.rewind[..n]);
             this.rewind.advance(n);
+            if this.rewind.is_empty() {
+                // An emptied `Bytes` still holds its allocation (hyper's whole read buffer,
+                // when it read ahead before a park): let it go.
+                *this.rewind = Bytes::new();
+            }
             return Poll::Ready(Ok(()));
         }
         let before = buf.filled().len();

@@ -72,51 +72,18 @@ pub async fn run_with_permits(listener: TcpListener, app: Arc<App>, tls: TlsAcce
                 builder = http_builder(&config.limits);
             }
         }
-        let (app, tls, builder, stop_rx, limits) = (app.clone(), tls.clone(), builder.clone(), stop_rx.clone(), config.limits.clone());
+        let counted = crate::resources::connection_opened();
+        let open = app.metrics.connection();
+        // The handshake and set-up run in a box of their own, freed when serving starts, and
+        // the serving future is boxed too: the task's allocation, which lives as long as the
+        // connection, holds only the permit, the two guards and a pointer, and what an idle
+        // connection keeps is the size of serving's state, not of the handshake's
+        // (docs/benchmarks.md, idle connections).
+        let setup = Box::pin(connection(tcp, peer, app.clone(), tls.clone(), builder.clone(), stop_rx.clone(), config.limits.clone()));
         conns.spawn(async move {
-            let _permit = permit;
-            let _counted = crate::resources::connection_opened();
-            let _open = app.metrics.connection();
-            // The handshake's state is boxed and the served stream is boxed: the task's own
-            // allocation, which lives as long as the connection, is then the size of its
-            // smallest state, not of the largest (docs/benchmarks.md, idle connections).
-            let stream = match tokio::time::timeout(limits.tls_handshake_timeout, Box::pin(tls.accept(tcp))).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    app.metrics.tls_failed(TlsFailure::of(&e));
-                    return tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                }
-                Err(_) => {
-                    app.metrics.tls_failed(TlsFailure::Timeout);
-                    return tracing::debug!(%peer, "TLS handshake timed out");
-                }
-            };
-            let alpn = stream.get_ref().1.alpn_protocol();
-            let (h1, h2) = (alpn == Some(b"http/1.1"), alpn == Some(b"h2"));
-            let watch = Watch { idle: limits.idle_timeout, dead: limits.idle_timeout.max(limits.upstream_header_timeout) + DEAD_GRACE, h2 };
-            let shared = Shared::new();
-            let counted = shared.clone();
-            let svc = service_fn(move |req| {
-                let guard = counted.start();
-                let app = app.clone();
-                // Boxed: hyper keeps a slot the size of the service's future in every
-                // connection; a box makes that slot a pointer, and the request's future exists
-                // only while the request does (docs/benchmarks.md, idle connections). The
-                // router's future gets its own box, made on the first poll, so what hyper moves
-                // here is small. The request stays counted until its response body is done.
-                Box::pin(async move {
-                    let r = Box::pin(router::handle(app, req, peer)).await;
-                    r.map(|resp| resp.map(|body| Tracked::new(body, guard)))
-                })
-            });
-            let stream = Box::new(stream);
-            let Builders { auto, h1: h1_builder } = builder;
-            if h1 {
-                drop(auto);
-                Box::pin(conn::serve_h1(h1_builder, stream, svc, stop_rx, watch, shared)).await;
-            } else {
-                drop(h1_builder);
-                Box::pin(conn::serve_auto(auto, stream, svc, stop_rx, watch, shared)).await;
+            let _guards = (permit, counted, open);
+            if let Some(serving) = setup.await {
+                serving.await;
             }
         });
     }
@@ -131,6 +98,54 @@ pub async fn run_with_permits(listener: TcpListener, app: Arc<App>, tls: TlsAcce
         tracing::warn!(left = conns.len(), "grace period over: closing remaining connections");
         conns.shutdown().await;
     }
+}
+
+/// A connection's serving, as the spawned task awaits it.
+type Serving = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// The TLS handshake (within its timeout) and what serving the connection needs; `None` when
+/// the handshake failed.
+async fn connection(tcp: tokio::net::TcpStream, peer: SocketAddr, app: Arc<App>, tls: TlsAcceptor, builder: Builders, stop_rx: watch::Receiver<bool>, limits: Limits) -> Option<Serving> {
+    let stream = match tokio::time::timeout(limits.tls_handshake_timeout, tls.accept(tcp)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            app.metrics.tls_failed(TlsFailure::of(&e));
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            return None;
+        }
+        Err(_) => {
+            app.metrics.tls_failed(TlsFailure::Timeout);
+            tracing::debug!(%peer, "TLS handshake timed out");
+            return None;
+        }
+    };
+    let alpn = stream.get_ref().1.alpn_protocol();
+    let (h1, h2) = (alpn == Some(b"http/1.1"), alpn == Some(b"h2"));
+    let watch = Watch { idle: limits.idle_timeout, dead: limits.idle_timeout.max(limits.upstream_header_timeout) + DEAD_GRACE, h2 };
+    let shared = Shared::new();
+    let counted = shared.clone();
+    let svc = service_fn(move |req| {
+        let guard = counted.start();
+        let app = app.clone();
+        // Boxed: hyper keeps a slot the size of the service's future in every
+        // connection; a box makes that slot a pointer, and the request's future exists
+        // only while the request does (docs/benchmarks.md, idle connections). The
+        // router's future gets its own box, made on the first poll, so what hyper moves
+        // here is small. The request stays counted until its response body is done.
+        Box::pin(async move {
+            let r = Box::pin(router::handle(app, req, peer)).await;
+            r.map(|resp| resp.map(|body| Tracked::new(body, guard)))
+        })
+    });
+    let stream = Box::new(stream);
+    let Builders { auto, h1: h1_builder } = builder;
+    Some(if h1 {
+        drop(auto);
+        Box::pin(conn::serve_h1(h1_builder, stream, svc, stop_rx, watch, shared))
+    } else {
+        drop(h1_builder);
+        Box::pin(conn::serve_auto(auto, stream, svc, stop_rx, watch, shared))
+    })
 }
 
 /// The HTTP settings of one configuration: HTTP/1.1 by ALPN is served by hyper's own
