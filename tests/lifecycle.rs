@@ -18,6 +18,37 @@ async fn h1_get(sender: &mut hyper::client::conn::http1::SendRequest<Empty<bytes
     status
 }
 
+/// `log.format: json`: every line one object; the access lines of a request carry its id as
+/// the `request` span (`span` and `spans`), as they did when the id was a tracing span, and
+/// lines written outside a request carry none.
+#[tokio::test]
+async fn json_log_lines_carry_each_request_id_as_its_span() {
+    let jf = JellyfinDouble::start(DoubleOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = ProxyProcess::start(dir.path(), &jf.url(), "log:\n  level: info\n  format: json\n").await;
+    let tls = tls_client::connect(proxy.addr, b"http/1.1").await;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.unwrap();
+    tokio::spawn(conn);
+    assert_eq!(h1_get(&mut sender, "/System/Info/Public").await, 200);
+    assert_eq!(h1_get(&mut sender, "/nope/at/all").await, 404);
+    let lines = proxy.wait_log("\"target\":\"access\"", 1).await;
+    let mut ids = Vec::new();
+    for line in &lines {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert_eq!(v["span"]["name"], "request", "{line}");
+        assert_eq!(v["spans"], serde_json::json!([v["span"].clone()]), "{line}");
+        let id = v["span"]["id"].as_str().unwrap().to_string();
+        assert!(id.len() >= 8 && id.chars().all(|c| c.is_ascii_hexdigit()), "{line}");
+        ids.push((v["path"].as_str().unwrap().to_string(), v["status"].as_u64().unwrap(), id));
+    }
+    assert_eq!(ids.len(), 2, "{lines:?}");
+    assert_eq!((ids[0].0.as_str(), ids[0].1, ids[1].0.as_str(), ids[1].1), ("/System/Info/Public", 200, "/nope/at/all", 404));
+    assert_ne!(ids[0].2, ids[1].2, "each request has its own id");
+    let serving: serde_json::Value = serde_json::from_str(&proxy.log_lines("\"serving\"")[0]).unwrap();
+    assert_eq!(serving["level"], "INFO");
+    assert!(serving.get("span").is_none() && serving.get("spans").is_none(), "{serving}");
+}
+
 #[tokio::test]
 async fn generated_certificate_is_served_and_reloaded_on_sighup_keeping_open_connections() {
     let jf = JellyfinDouble::start(DoubleOptions::default()).await;
