@@ -40,6 +40,10 @@ fn events() {
 
 /// `case` logged by ours (with `id` current, or none) and by the library inside a real span.
 fn both(json: bool, id: Option<RequestId>) -> (String, String) {
+    both_coloured(json, false, id)
+}
+
+fn both_coloured(json: bool, ansi: bool, id: Option<RequestId>) -> (String, String) {
     let _ = tracing_log::LogTracer::init();
     let (ours, theirs) = (Capture::default(), Capture::default());
     let (o, t) = (ours.clone(), theirs.clone());
@@ -55,12 +59,12 @@ fn both(json: bool, id: Option<RequestId>) -> (String, String) {
             None => events(),
         });
     } else {
-        let sub = tracing_subscriber::registry().with(fmt::layer().with_ansi(false).event_format(Human::new()).with_writer(move || o.clone()));
+        let sub = tracing_subscriber::registry().with(fmt::layer().with_ansi(ansi).event_format(Human::new()).with_writer(move || o.clone()));
         tracing::subscriber::with_default(sub, || match id {
             Some(id) => with_request(id, events),
             None => events(),
         });
-        let sub = tracing_subscriber::registry().with(fmt::layer().with_ansi(false).with_writer(move || t.clone()));
+        let sub = tracing_subscriber::registry().with(fmt::layer().with_ansi(ansi).with_writer(move || t.clone()));
         tracing::subscriber::with_default(sub, || match id {
             Some(id) => tracing::error_span!("request", id = %id).in_scope(events),
             None => events(),
@@ -125,4 +129,33 @@ fn json_lines_are_the_spans_lines() {
             assert!(ours[0].get("span").is_none() && ours[0].get("spans").is_none());
         }
     }
+}
+
+/// `text` without ANSI escape sequences (`ESC [ … letter`).
+fn plain(text: &str) -> String {
+    let mut out = String::new();
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[test]
+fn coloured_human_lines_read_as_the_spans_lines() {
+    let (ours, theirs) = both_coloured(false, true, Some(RequestId::from_raw(7)));
+    assert!(ours.contains("\x1b[32m INFO\x1b[0m") && ours.contains("\x1b[33m WARN\x1b[0m"), "{ours:?}");
+    assert!(ours.contains("\x1b[1mrequest{"), "{ours:?}");
+    let (ours, theirs) = (untimed(&plain(&ours)), untimed(&plain(&theirs)));
+    assert_eq!(ours.len(), 3);
+    assert_eq!(ours, theirs);
+    assert!(ours[0].starts_with(" INFO request{id=00000007}: access: request"), "{}", ours[0]);
 }
