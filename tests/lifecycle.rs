@@ -21,6 +21,22 @@ async fn h1_get(sender: &mut hyper::client::conn::http1::SendRequest<Empty<bytes
 /// `log.format: json`: every line one object; the access lines of a request carry its id as
 /// the `request` span (`span` and `spans`), as they did when the id was a tracing span, and
 /// lines written outside a request carry none.
+/// The binary runs on jemalloc with the settings of `src/main.rs` (`_rjem_malloc_conf`): its
+/// background thread, which hands freed pages back, exists only if jemalloc read them.
+#[tokio::test]
+async fn the_binary_runs_jemalloc_with_its_background_thread() {
+    let jf = JellyfinDouble::start(DoubleOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = ProxyProcess::start(dir.path(), &jf.url(), "").await;
+    let pid = proxy.child.id().unwrap();
+    let names: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|n| n.trim().to_string())
+        .collect();
+    assert!(names.iter().any(|n| n.starts_with("jemalloc_bg_thd")), "threads: {names:?}");
+}
+
 #[tokio::test]
 async fn json_log_lines_carry_each_request_id_as_its_span() {
     let jf = JellyfinDouble::start(DoubleOptions::default()).await;

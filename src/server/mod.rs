@@ -8,6 +8,7 @@
 //! its in-flight requests, and waits up to the grace period before dropping the rest.
 
 mod conn;
+mod tls_stream;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Response, StatusCode};
+use rustls::ServerConfig;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -22,7 +24,6 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
-use tokio_rustls::TlsAcceptor;
 
 use crate::body::empty;
 use crate::config::{Limits, PublicUrl};
@@ -31,13 +32,13 @@ use crate::router::{self, App};
 use conn::{Shared, Tracked, Watch};
 
 /// Serve HTTPS on `listener` until `shutdown` completes, then drain within the grace period.
-pub async fn run(listener: TcpListener, app: Arc<App>, tls: TlsAcceptor, shutdown: impl Future<Output = ()>) {
+pub async fn run(listener: TcpListener, app: Arc<App>, tls: Arc<ServerConfig>, shutdown: impl Future<Output = ()>) {
     let permits = Arc::new(Semaphore::new(app.config().limits.max_connections));
     run_with_permits(listener, app, tls, permits, shutdown).await
 }
 
 /// [`run`], with the connection limit shared with other accept loops (one per worker thread).
-pub async fn run_with_permits(listener: TcpListener, app: Arc<App>, tls: TlsAcceptor, permits: Arc<Semaphore>, shutdown: impl Future<Output = ()>) {
+pub async fn run_with_permits(listener: TcpListener, app: Arc<App>, tls: Arc<ServerConfig>, permits: Arc<Semaphore>, shutdown: impl Future<Output = ()>) {
     // The limits of the configuration in service, re-read when a reload replaced it: new
     // connections get the new limits, open ones keep theirs.
     let mut config: Arc<crate::config::Config> = Arc::clone(&*app.config());
@@ -105,8 +106,8 @@ type Serving = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// The TLS handshake (within its timeout) and what serving the connection needs; `None` when
 /// the handshake failed.
-async fn connection(tcp: tokio::net::TcpStream, peer: SocketAddr, app: Arc<App>, tls: TlsAcceptor, builder: Builders, stop_rx: watch::Receiver<bool>, limits: Limits) -> Option<Serving> {
-    let stream = match tokio::time::timeout(limits.tls_handshake_timeout, tls.accept(tcp)).await {
+async fn connection(tcp: tokio::net::TcpStream, peer: SocketAddr, app: Arc<App>, tls: Arc<ServerConfig>, builder: Builders, stop_rx: watch::Receiver<bool>, limits: Limits) -> Option<Serving> {
+    let stream = match tokio::time::timeout(limits.tls_handshake_timeout, tls_stream::accept(tcp, tls)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             app.metrics.tls_failed(TlsFailure::of(&e));
@@ -119,7 +120,7 @@ async fn connection(tcp: tokio::net::TcpStream, peer: SocketAddr, app: Arc<App>,
             return None;
         }
     };
-    let alpn = stream.get_ref().1.alpn_protocol();
+    let alpn = stream.alpn_protocol();
     let (h1, h2) = (alpn == Some(b"http/1.1"), alpn == Some(b"h2"));
     let watch = Watch { idle: limits.idle_timeout, dead: limits.idle_timeout.max(limits.upstream_header_timeout) + DEAD_GRACE, h2 };
     let shared = Shared::new();

@@ -92,7 +92,7 @@ impl TestProxy {
         jellyfin_sso_proxy::logging::init(&config.log);
         let config = Arc::new(config);
         let (certs, _) = CertStore::open(&config.tls).unwrap();
-        let acceptor = tokio_rustls::TlsAcceptor::from(certs.server_config());
+        let acceptor = certs.server_config();
         let caps = Caps { flows: config.sso.max_pending_flows, completions: config.sso.max_pending_flows, ..Caps::default() };
         let state = State::open(&config.state, &config.state_dir, caps).await.unwrap_or_else(|e| panic!("state: {e}"));
         let limits = &config.limits;
