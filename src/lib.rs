@@ -13,7 +13,7 @@
 //! - [`sso`]: the SSO plugin's HTTP API.
 //! - [`error`]: error enums and the single error → response mapping; [`pages`]: HTML pages.
 //! - [`state`]: ephemeral and durable state behind two traits (in memory + SQLite).
-//! - [`body`]: the streaming body type; [`clock`]: a coarse clock for per-IO bookkeeping; [`logging`]: log setup (its level changes live)
+//! - [`body`]: the streaming body type; [`clock`]: a coarse clock for per-IO bookkeeping; [`deadline`]: cheap timeouts of seconds for the hot path; [`logging`]: log setup (its level changes live)
 //!   and the request id on every line of a request;
 //!   [`resources`]: the open-files limit and returning freed connection memory to the system.
 //! - [`reload`]: live reload of `proxy.yaml` on SIGHUP or a change of the file.
@@ -29,6 +29,7 @@ pub mod clock;
 pub mod config;
 pub mod context;
 pub mod cookie;
+pub mod deadline;
 pub mod doctor;
 pub mod error;
 #[doc(hidden)]

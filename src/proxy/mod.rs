@@ -24,6 +24,7 @@ use pool::{Pool, PoolError, PooledBody};
 
 use crate::body::{stream, Body};
 use crate::context::RequestContext;
+use crate::deadline;
 use crate::error::ProxyError;
 use crate::metrics::{Metrics, UpstreamFailure};
 
@@ -80,7 +81,7 @@ impl Upstream {
         self.prepare(&mut parts, upgrade, ctx);
         let up_req = Request::from_parts(parts, Either::Left(body));
         let started = self.metrics.enabled().then(Instant::now);
-        let resp = self.answer(tokio::time::timeout(self.header_timeout, self.pool.send(up_req)).await, started)?;
+        let resp = self.answer(deadline::within(self.header_timeout, self.pool.send(up_req)).await, started)?;
 
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             match client_upgrade {
@@ -126,7 +127,7 @@ impl Upstream {
         parts.headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
         let up_req = Request::from_parts(parts, Either::Right(Full::new(body)));
         let started = self.metrics.enabled().then(Instant::now);
-        let resp = self.answer(tokio::time::timeout(self.header_timeout, self.pool.send(up_req)).await, started)?;
+        let resp = self.answer(deadline::within(self.header_timeout, self.pool.send(up_req)).await, started)?;
         Ok(Self::pass_back(resp, client_version))
     }
 
@@ -147,7 +148,7 @@ impl Upstream {
     /// on), or why there are none.
     fn answer(
         &self,
-        r: Result<Result<Response<PooledBody>, PoolError>, tokio::time::error::Elapsed>,
+        r: Result<Result<Response<PooledBody>, PoolError>, deadline::Elapsed>,
         started: Option<Instant>,
     ) -> Result<Response<PooledBody>, ProxyError> {
         match r {

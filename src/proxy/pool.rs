@@ -21,7 +21,9 @@ use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::clock::coarse_ms;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, Uri};
@@ -67,7 +69,9 @@ struct Inner {
 #[derive(Default)]
 struct Idle {
     /// Oldest first; taken from and returned to the end.
-    conns: Vec<(SendRequest<UpBody>, Instant)>,
+    /// With when each was given back, on the coarse clock (ms): read twice per request, and
+    /// only compared with a timeout of seconds.
+    conns: Vec<(SendRequest<UpBody>, u64)>,
     sweeping: bool,
 }
 
@@ -142,7 +146,7 @@ impl Inner {
     /// ones idle too long.
     fn take(&self) -> Option<SendRequest<UpBody>> {
         let mut idle = self.idle.lock().expect("pool lock");
-        self.expire(&mut idle, Instant::now());
+        self.expire(&mut idle, coarse_ms());
         while let Some((tx, _)) = idle.conns.pop() {
             if !tx.is_closed() {
                 return Some(tx);
@@ -165,11 +169,11 @@ impl Inner {
             runtime.spawn(sweep(Arc::downgrade(self)));
             idle.sweeping = true;
         }
-        idle.conns.push((tx, Instant::now()));
+        idle.conns.push((tx, coarse_ms()));
     }
 
-    fn expire(&self, idle: &mut Idle, now: Instant) {
-        let fresh = idle.conns.iter().position(|(_, since)| now.duration_since(*since) < self.idle_timeout).unwrap_or(idle.conns.len());
+    fn expire(&self, idle: &mut Idle, now_ms: u64) {
+        let fresh = idle.conns.iter().position(|(_, since)| Duration::from_millis(now_ms.saturating_sub(*since)) < self.idle_timeout).unwrap_or(idle.conns.len());
         idle.conns.drain(..fresh);
     }
 }
@@ -185,12 +189,12 @@ async fn sweep(pool: Weak<Inner>) {
         tokio::time::sleep(wait).await;
         let Some(p) = pool.upgrade() else { return };
         let mut idle = p.idle.lock().expect("pool lock");
-        let now = Instant::now();
+        let now = coarse_ms();
         p.expire(&mut idle, now);
         idle.conns.retain(|(tx, _)| !tx.is_closed());
         // The oldest left is the next to expire.
         match idle.conns.first() {
-            Some((_, since)) => wait = (*since + p.idle_timeout).saturating_duration_since(now),
+            Some((_, since)) => wait = p.idle_timeout.saturating_sub(Duration::from_millis(now.saturating_sub(*since))),
             None => {
                 idle.sweeping = false;
                 return;

@@ -122,7 +122,7 @@ async fn connection(tcp: tokio::net::TcpStream, peer: SocketAddr, app: Arc<App>,
     };
     let alpn = stream.alpn_protocol();
     let (h1, h2) = (alpn == Some(b"http/1.1"), alpn == Some(b"h2"));
-    let watch = Watch { idle: limits.idle_timeout, dead: limits.idle_timeout.max(limits.upstream_header_timeout) + DEAD_GRACE, h2 };
+    let watch = Watch { idle: limits.idle_timeout, dead: limits.idle_timeout.max(limits.upstream_header_timeout) + DEAD_GRACE, header: limits.header_read_timeout, h2 };
     let shared = Shared::new();
     let counted = shared.clone();
     let svc = service_fn(move |req| {
@@ -160,9 +160,9 @@ struct Builders {
 
 fn http_builder(limits: &Limits) -> Builders {
     let mut b = auto::Builder::new(TokioExecutor::new());
+    // HTTP/1.1's header deadline is the connection watchdog's (`conn::Watch::header`), not hyper's.
     b.http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
+        .header_read_timeout(None)
         .max_buf_size(limits.max_header_bytes.max(8192))
         // Flatten head and body into one buffer: with TLS, separate writes become separate
         // records, which costs small responses (docs/benchmarks.md).
@@ -177,8 +177,7 @@ fn http_builder(limits: &Limits) -> Builders {
         .keep_alive_interval(Some((limits.idle_timeout / 2).clamp(Duration::from_millis(250), Duration::from_secs(30))))
         .keep_alive_timeout(Duration::from_secs(20));
     let mut h1 = http1::Builder::new();
-    h1.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
+    h1.header_read_timeout(None)
         .max_buf_size(limits.max_header_bytes.max(8192))
         .writev(false)
         .keep_alive(true);
