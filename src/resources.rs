@@ -9,6 +9,11 @@
 //! of open connections has fallen well below its recent high, or when many connections have
 //! parked (an idle HTTP/1.1 connection gives back its HTTP buffers, `server/conn.rs`) since the
 //! last time, which is cheap and rare.
+//!
+//! The binary's own allocations go to jemalloc (`src/main.rs`), whose background thread
+//! returns freed pages by itself within about a second; the trim still covers what C code
+//! (SQLite) allocates through glibc, and every allocation of a program that uses the library
+//! with glibc's allocator (the integration tests).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;

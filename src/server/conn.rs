@@ -30,8 +30,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::watch;
-use tokio::time::{Instant, Interval};
 
+use super::alarm::{Alarm, Alarms};
 use crate::body::{Body, BoxError};
 
 /// An HTTP/1.1 connection with nothing in flight and no byte moved for this long parks.
@@ -164,17 +164,10 @@ impl http_body::Body for Tracked {
     }
 }
 
-fn tick_every(d: Duration) -> Interval {
-    let d = d.max(Duration::from_millis(100));
-    let mut t = tokio::time::interval_at(Instant::now() + d, d);
-    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    t
-}
-
 /// Drive one connection through hyper-util's auto builder (HTTP/2, or HTTP/1.1 without ALPN);
 /// on shutdown or when [`Watch`] says it is idle, ask it to close gracefully (in-flight
 /// requests and streaming responses still complete); when it is dead, drop it.
-pub(super) async fn serve_auto<I, S>(builder: auto::Builder<TokioExecutor>, io: I, svc: S, mut stop: watch::Receiver<bool>, watch: Watch, shared: Arc<Shared>)
+pub(super) async fn serve_auto<I, S>(builder: auto::Builder<TokioExecutor>, io: I, svc: S, stop: watch::Receiver<bool>, watch: Watch, shared: Arc<Shared>)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: hyper::service::Service<Request<Incoming>, Response = Response<Tracked>, Error = Infallible> + Clone + Send + 'static,
@@ -183,20 +176,27 @@ where
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(IdleIo::new(io, shared.clone())), svc);
     tokio::pin!(conn);
     let mut closing = false;
-    let mut tick = tick_every(if watch.h2 { watch.idle / 4 } else { (watch.idle / 4).min(watch.header / 4).min(PARK_AFTER / 2) });
+    let mut alarms = Alarms::new(if watch.h2 { watch.idle / 4 } else { (watch.idle / 4).min(watch.header / 4).min(PARK_AFTER / 2) }, stop);
     loop {
-        tokio::select! {
-            r = conn.as_mut() => {
+        let event = tokio::select! {
+            biased;
+            r = conn.as_mut() => Event::Done(r),
+            a = alarms.next() => Event::Alarm(a),
+        };
+        match event {
+            Event::Done(r) => {
                 if let Err(e) = r {
                     tracing::debug!(error = %e, "connection ended with error");
                 }
                 return;
             }
-            _ = stop.changed(), if !closing => {
-                closing = true;
-                conn.as_mut().graceful_shutdown();
+            Event::Alarm(Alarm::Stop) => {
+                if !closing {
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                }
             }
-            _ = tick.tick() => {
+            Event::Alarm(Alarm::Tick) => {
                 if shared.bytes_idle() >= watch.dead {
                     tracing::debug!("connection dropped: nothing moved for {:?}", watch.dead);
                     return;
@@ -216,13 +216,12 @@ where
 
 enum Event<R> {
     Done(R),
-    Stop,
-    Tick,
+    Alarm(Alarm),
 }
 
 /// Drive one HTTP/1.1 connection (ALPN `http/1.1`) with the same watchdog as [`serve_auto`],
 /// parking it whenever it is idle between messages (module documentation).
-pub(super) async fn serve_h1<I, S>(builder: http1::Builder, io: I, mut svc: S, mut stop: watch::Receiver<bool>, watch: Watch, shared: Arc<Shared>)
+pub(super) async fn serve_h1<I, S>(builder: http1::Builder, io: I, mut svc: S, stop: watch::Receiver<bool>, watch: Watch, shared: Arc<Shared>)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: hyper::service::Service<Request<Incoming>, Response = Response<Tracked>, Error = Infallible> + Unpin + Send + 'static,
@@ -236,13 +235,13 @@ where
         let served_before = shared.started.load(Ordering::Relaxed);
         // Serving: hyper holds the connection.
         let mut conn = Box::pin(builder.serve_connection(TokioIo::new(io), svc).with_upgrades());
-        let mut tick = tick_every((watch.idle / 4).min(watch.header / 4).min(PARK_AFTER / 2));
+        let mut alarms = Alarms::new((watch.idle / 4).min(watch.header / 4).min(PARK_AFTER / 2), stop.clone());
         let mut closing = false;
         let parts = loop {
             let event = tokio::select! {
+                biased;
                 r = conn.as_mut() => Event::Done(r),
-                _ = stop.changed(), if !closing => Event::Stop,
-                _ = tick.tick() => Event::Tick,
+                a = alarms.next() => Event::Alarm(a),
             };
             match event {
                 Event::Done(r) => {
@@ -251,11 +250,13 @@ where
                     }
                     return;
                 }
-                Event::Stop => {
-                    closing = true;
-                    conn.as_mut().graceful_shutdown();
+                Event::Alarm(Alarm::Stop) => {
+                    if !closing {
+                        closing = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
                 }
-                Event::Tick => {
+                Event::Alarm(Alarm::Tick) => {
                     if shared.bytes_idle() >= watch.dead {
                         tracing::debug!("connection dropped: nothing moved for {:?}", watch.dead);
                         return;
@@ -306,13 +307,12 @@ where
         drop(parts.read_buf);
         // Parked: only the TLS stream is held, until the client sends again.
         crate::resources::connection_parked();
-        let mut tick = tick_every(watch.idle / 4);
+        let mut alarms = Alarms::new(watch.idle / 4, stop.clone());
         let mut first = [0u8; 1];
         loop {
             let event = tokio::select! {
                 r = io.read(&mut first) => Event::Done(r),
-                _ = stop.changed() => Event::Stop,
-                _ = tick.tick() => Event::Tick,
+                a = alarms.next() => Event::Alarm(a),
             };
             match event {
                 Event::Done(Ok(0) | Err(_)) => return,
@@ -321,8 +321,8 @@ where
                     shared.woke();
                     break;
                 }
-                Event::Tick if shared.bytes_idle() < watch.idle => {}
-                Event::Stop | Event::Tick => {
+                Event::Alarm(Alarm::Tick) if shared.bytes_idle() < watch.idle => {}
+                Event::Alarm(_) => {
                     let _ = tokio::time::timeout(Duration::from_secs(1), io.shutdown()).await;
                     return;
                 }

@@ -7,6 +7,7 @@
 //! stop the server cleanly. On shutdown it stops accepting, asks every connection to finish
 //! its in-flight requests, and waits up to the grace period before dropping the rest.
 
+mod alarm;
 mod conn;
 mod tls_stream;
 

@@ -25,6 +25,9 @@ use rustls::ServerConfig;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+/// What [`process`] does with an opportunity to encrypt: write the pending plaintext.
+type Encrypt<'a> = &'a mut dyn FnMut(WriteTraffic<'_, ServerConnectionData>, &mut Vec<u8>) -> io::Result<()>;
+
 /// Most plaintext one `poll_write` takes: four full records, sent with one write.
 const MAX_WRITE: usize = 4 * 16 * 1024;
 /// Room for [`MAX_WRITE`] encrypted (at most 29 bytes of framing per record) and a few
@@ -141,7 +144,7 @@ fn process(
     out: &mut Vec<u8>,
     peer_closed: &mut bool,
     sink: &mut dyn FnMut(&[u8]),
-    mut write: Option<&mut dyn FnMut(WriteTraffic<'_, ServerConnectionData>, &mut Vec<u8>) -> io::Result<()>>,
+    mut write: Option<Encrypt<'_>>,
 ) -> io::Result<(usize, Step)> {
     let mut used = 0;
     loop {
@@ -197,7 +200,7 @@ impl TlsStream {
 
     /// Process `self.incoming` (what is left of earlier reads), keeping decrypted data for the
     /// reader and running `write` when writing is allowed.
-    fn process_pending(&mut self, write: Option<&mut dyn FnMut(WriteTraffic<'_, ServerConnectionData>, &mut Vec<u8>) -> io::Result<()>>) -> io::Result<Step> {
+    fn process_pending(&mut self, write: Option<Encrypt<'_>>) -> io::Result<Step> {
         let Self { conn, incoming, plain, outgoing, peer_closed, .. } = self;
         let r = process(conn, incoming, outgoing, peer_closed, &mut |p| plain.extend_from_slice(p), write);
         let (used, step) = self.after_error(r)?;
