@@ -111,6 +111,19 @@ impl Shared {
     fn head_overdue(&self, watch: &Watch) -> bool {
         !watch.h2 && self.quiet_for(watch.header)
     }
+    /// Dead (nothing moved for `watch.dead`) or overdue with its request head: the
+    /// connection is to be dropped, and the log says why.
+    fn must_drop(&self, watch: &Watch) -> bool {
+        if self.bytes_idle() >= watch.dead {
+            tracing::debug!("connection dropped: nothing moved for {:?}", watch.dead);
+            return true;
+        }
+        if self.head_overdue(watch) {
+            tracing::debug!("connection dropped: no request head within {:?}", watch.header);
+            return true;
+        }
+        false
+    }
     /// A parked connection woke: its next head is due `watch.header` from now.
     fn woke(&self) {
         self.request_ms.store(self.now_ms(), Ordering::Relaxed);
@@ -197,12 +210,7 @@ where
                 }
             }
             Event::Alarm(Alarm::Tick) => {
-                if shared.bytes_idle() >= watch.dead {
-                    tracing::debug!("connection dropped: nothing moved for {:?}", watch.dead);
-                    return;
-                }
-                if shared.head_overdue(&watch) {
-                    tracing::debug!("connection dropped: no request head within {:?}", watch.header);
+                if shared.must_drop(&watch) {
                     return;
                 }
                 if !closing && shared.quiet_for(watch.idle) && (watch.h2 || shared.bytes_idle() >= watch.idle) {
@@ -257,12 +265,7 @@ where
                     }
                 }
                 Event::Alarm(Alarm::Tick) => {
-                    if shared.bytes_idle() >= watch.dead {
-                        tracing::debug!("connection dropped: nothing moved for {:?}", watch.dead);
-                        return;
-                    }
-                    if shared.head_overdue(&watch) {
-                        tracing::debug!("connection dropped: no request head within {:?}", watch.header);
+                    if shared.must_drop(&watch) {
                         return;
                     }
                     if closing {
