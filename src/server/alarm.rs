@@ -6,7 +6,7 @@
 //! each time: the interval's timer entry and the watch's waiter list, about 650 instructions
 //! per forwarded request (callgrind, docs/benchmarks.md). Here both are polled with a waker of
 //! our own, which notes that it was called before waking the task; on any other poll, and
-//! until the next tick is due, [`Alarm::poll_next`] answers `Pending` at once. Their wakers
+//! until the next tick is due, [`Alarms::poll_next`] answers `Pending` at once. Their wakers
 //! stay registered between polls, so nothing is missed.
 
 use std::future::Future;

@@ -55,6 +55,19 @@ pub(super) struct Watch {
     pub h2: bool,
 }
 
+impl Watch {
+    /// How often a serving connection's clocks are looked at: a quarter of the idle timeout,
+    /// and for HTTP/1.1 also of the header deadline, at most every second ([`PARK_AFTER`] / 2,
+    /// so an idle HTTP/1.1 connection parks in time).
+    fn tick(&self) -> Duration {
+        if self.h2 {
+            self.idle / 4
+        } else {
+            (self.idle / 4).min(self.header / 4).min(PARK_AFTER / 2)
+        }
+    }
+}
+
 const RUNNING: u8 = 0;
 /// [`serve_h1`] asked hyper to close in order to park: the next `poll_shutdown` is swallowed.
 const ARMED: u8 = 1;
@@ -189,7 +202,7 @@ where
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(IdleIo::new(io, shared.clone())), svc);
     tokio::pin!(conn);
     let mut closing = false;
-    let mut alarms = Alarms::new(if watch.h2 { watch.idle / 4 } else { (watch.idle / 4).min(watch.header / 4).min(PARK_AFTER / 2) }, stop);
+    let mut alarms = Alarms::new(watch.tick(), stop);
     loop {
         let event = tokio::select! {
             biased;
@@ -243,7 +256,7 @@ where
         let served_before = shared.started.load(Ordering::Relaxed);
         // Serving: hyper holds the connection.
         let mut conn = Box::pin(builder.serve_connection(TokioIo::new(io), svc).with_upgrades());
-        let mut alarms = Alarms::new((watch.idle / 4).min(watch.header / 4).min(PARK_AFTER / 2), stop.clone());
+        let mut alarms = Alarms::new(watch.tick(), stop.clone());
         let mut closing = false;
         let parts = loop {
             let event = tokio::select! {
