@@ -87,6 +87,17 @@ fn hop_by_hop_index(name: &HeaderName) -> Option<usize> {
     })
 }
 
+/// `Connection` is one value naming no header of its own: `keep-alive` or `close`, what nearly
+/// every HTTP/1.1 response and request says. Then there is nothing to tokenize (the
+/// tokenizing was 1.5 % of a forwarded request's instructions, callgrind).
+fn only_connection_tokens(headers: &HeaderMap) -> bool {
+    let mut values = headers.get_all(CONNECTION).iter();
+    match (values.next(), values.next()) {
+        (Some(v), None) => v.as_bytes().eq_ignore_ascii_case(b"keep-alive") || v.as_bytes().eq_ignore_ascii_case(b"close"),
+        _ => false,
+    }
+}
+
 /// Remove hop-by-hop headers, including every header named in `Connection`. When `upgrade`
 /// is true the `Upgrade` header is kept and `Connection: upgrade` is put back, which is how
 /// a websocket handshake crosses a proxy.
@@ -100,7 +111,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
             present |= 1 << i;
         }
     }
-    if present & 1 != 0 {
+    if present & 1 != 0 && !only_connection_tokens(headers) {
         // Names listed in `Connection` beyond the nine (`keep-alive` and `close`, by far the
         // most common tokens, need no name of their own: no allocation for them).
         let named: Vec<HeaderName> = connection_tokens(headers)
@@ -297,6 +308,21 @@ mod tests {
         strip_hop_by_hop(&mut h, false);
         assert_eq!(h.len(), 1, "{h:?}");
         assert!(h.contains_key("accept"));
+    }
+
+    #[test]
+    fn a_lone_keep_alive_or_close_is_removed_and_names_nothing_else() {
+        for value in ["keep-alive", "Keep-Alive", "close", "CLOSE"] {
+            let mut h = map(&[("connection", value), ("keep-alive", "timeout=5"), ("x-kept", "1"), ("content-length", "3")]);
+            strip_hop_by_hop(&mut h, false);
+            assert_eq!(h.len(), 2, "{value}: {h:?}");
+            assert!(h.contains_key("x-kept") && h.contains_key("content-length"));
+        }
+        // A single value that only starts like one still has its names removed.
+        let mut h = map(&[("connection", "keep-alive, x-gone"), ("x-gone", "1"), ("x-kept", "1")]);
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h.contains_key("x-kept"));
     }
 
     #[test]
