@@ -45,7 +45,7 @@ pub async fn with_origin<F: std::future::Future>(origin: Origin, fut: F) -> F::O
 pub struct Audit(Option<Arc<Mutex<File>>>);
 
 impl Audit {
-    /// No audit log: [`Audit::record`] does nothing.
+    /// No audit log: [`Audit::event`] writes nothing.
     pub fn off() -> Audit {
         Audit(None)
     }

@@ -1,5 +1,5 @@
 //! Jellyfin's login page, as the proxy serves it: the few answers of Jellyfin's that the
-//! proxy changes on their way to the client, around the generic [`Upstream::forward`].
+//! proxy changes on their way to the client, around the generic [`crate::proxy::Upstream::forward`].
 //!
 //! - `GET /Branding/Configuration` (JSON) and `GET /Branding/Css`, `/Branding/Css.css`: the
 //!   sign-in buttons go into `LoginDisclaimer` and their CSS into `CustomCss` (and the CSS

@@ -7,7 +7,7 @@
 //! costs nothing per event beyond what a fixed filter costs.
 //!
 //! Every line written while a request is handled carries its id: [`request`] says how it is
-//! carried, [`format`] how it is written.
+//! carried, [`mod@format`] how it is written.
 
 pub mod format;
 pub mod request;

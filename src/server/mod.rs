@@ -1,12 +1,13 @@
 //! Listeners and connections: TLS accept with a handshake timeout, a cap on concurrent
 //! connections, HTTP/2 and HTTP/1.1 (with upgrades), and graceful shutdown. What happens on
 //! one connection after its handshake (the idle watchdog, parking idle HTTP/1.1 connections so
-//! they hold next to no memory) is [`conn`].
+//! they hold next to no memory) is `conn`, and what it watches of the connection, `activity`.
 //!
 //! [`run`] takes an already bound listener and a shutdown future, so tests bind port 0 and
 //! stop the server cleanly. On shutdown it stops accepting, asks every connection to finish
 //! its in-flight requests, and waits up to the grace period before dropping the rest.
 
+mod activity;
 mod alarm;
 mod conn;
 mod tls_stream;
@@ -30,7 +31,7 @@ use crate::body::empty;
 use crate::config::{Limits, PublicUrl};
 use crate::metrics::TlsFailure;
 use crate::router::{self, App};
-use conn::{Shared, Tracked, Watch};
+use activity::{Shared, Tracked, Watch};
 
 /// Serve HTTPS on `listener` until `shutdown` completes, then drain within the grace period.
 pub async fn run(listener: TcpListener, app: Arc<App>, tls: Arc<ServerConfig>, shutdown: impl Future<Output = ()>) {

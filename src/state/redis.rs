@@ -83,7 +83,7 @@ redis.call('ZADD', KEYS[2], now + ttl, ARGV[1])
 keep_index(ttl)
 return 1";
 
-/// As SET, only if the entry is ARGV[7] (ARGV[8] '1') or absent (ARGV[8] '0'): 1 set, 0 not.
+/// As SET, only if the entry is `ARGV[7]` (`ARGV[8]` = 1) or absent (`ARGV[8]` = 0): 1 set, 0 not.
 const REPLACE: &str = "local cur = redis.call('GET', KEYS[1])
 if ARGV[8] == '1' then
   if cur ~= ARGV[7] then return 0 end
