@@ -22,7 +22,6 @@ pub mod observed;
 #[cfg(test)]
 mod memory_tests;
 pub mod postgres;
-mod postgres_legacy;
 pub mod postgres_changes;
 #[cfg(test)]
 mod postgres_tests;
@@ -33,8 +32,7 @@ mod redis_tests;
 #[path = "../../tests/support/servers.rs"]
 pub(crate) mod servers;
 pub mod sqlite;
-mod sqlite_legacy;
-mod sqlite_rows;
+mod sql;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

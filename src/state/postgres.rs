@@ -21,15 +21,17 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow, PgSslMode};
-use sqlx::{PgExecutor, Row};
+use sqlx::Row;
 use tokio::sync::broadcast;
 
 use crate::config::PgTls as Tls;
 
 use super::postgres_changes::{self as changes, notify, PROVIDERS};
 use super::durable::{normalise_user_id, AppPassword, Durable, ImportBatch, LegacyLink, Link, MintedSession, StoredProvider};
-use super::postgres_legacy as legacy;
 use super::StateError;
+
+super::sql::durable_sql!(row: sqlx::postgres::PgRow, executor: PgExecutor, pool: sqlx::PgPool, conn: sqlx::PgConnection);
+use rows::{all, app_password_from, int, link_from, mint_from, upsert_link, upsert_provider, APP_PASSWORD, LINK, MINT};
 
 const BACKEND: &str = "postgres";
 
@@ -140,95 +142,6 @@ fn provider_from(row: &PgRow) -> Result<StoredProvider, StateError> {
     let (protocol, name, json): (String, String, String) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
     let json = serde_json::from_str(&json).map_err(|e| StateError::Backend(format!("postgres: provider {protocol}/{name} is not JSON: {e}")))?;
     Ok(StoredProvider { protocol, name, json })
-}
-
-fn int(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-fn uint(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or(0)
-}
-
-const LINK: &str = "SELECT protocol, provider, subject, user_id, linked_at FROM links";
-
-fn link_from(row: &PgRow) -> Result<Link, sqlx::Error> {
-    Ok(Link {
-        protocol: row.try_get(0)?,
-        provider: row.try_get(1)?,
-        subject: row.try_get(2)?,
-        user_id: row.try_get(3)?,
-        linked_at: uint(row.try_get(4)?),
-    })
-}
-
-async fn upsert_link<'e>(e: impl PgExecutor<'e>, l: &Link) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO links (protocol, provider, subject, user_id, user_key, linked_at) VALUES ($1, $2, $3, $4, $5, $6)
-         ON CONFLICT (protocol, provider, subject) DO UPDATE SET
-           user_id = excluded.user_id, user_key = excluded.user_key, linked_at = excluded.linked_at",
-    )
-    .bind(&l.protocol)
-    .bind(&l.provider)
-    .bind(&l.subject)
-    .bind(&l.user_id)
-    .bind(normalise_user_id(&l.user_id))
-    .bind(int(l.linked_at))
-    .execute(e)
-    .await?;
-    Ok(())
-}
-
-async fn upsert_provider<'e>(e: impl PgExecutor<'e>, p: &StoredProvider) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO providers (protocol, name, json) VALUES ($1, $2, $3) ON CONFLICT (protocol, name) DO UPDATE SET json = excluded.json",
-    )
-    .bind(&p.protocol)
-    .bind(&p.name)
-    .bind(p.json.to_string())
-    .execute(e)
-    .await?;
-    Ok(())
-}
-
-const MINT: &str = "SELECT user_id, device_id, provider, protocol, subject, sid, id_token, refresh_token, how, client, device_name,
-    minted_at, last_validated, app_password_id FROM minted_sessions";
-
-fn mint_from(row: &PgRow) -> Result<MintedSession, sqlx::Error> {
-    Ok(MintedSession {
-        user_id: row.try_get(0)?,
-        device_id: row.try_get(1)?,
-        provider: row.try_get(2)?,
-        protocol: row.try_get(3)?,
-        subject: row.try_get(4)?,
-        sid: row.try_get(5)?,
-        id_token: row.try_get(6)?,
-        refresh_token: row.try_get(7)?,
-        how: row.try_get(8)?,
-        client: row.try_get(9)?,
-        device_name: row.try_get(10)?,
-        minted_at: uint(row.try_get(11)?),
-        last_validated: row.try_get::<Option<i64>, _>(12)?.map(uint),
-        app_password_id: row.try_get(13)?,
-    })
-}
-
-const APP_PASSWORD: &str = "SELECT id, user_id, name, hash, created_at, last_used_at, last_device FROM app_passwords";
-
-fn app_password_from(row: &PgRow) -> Result<AppPassword, sqlx::Error> {
-    Ok(AppPassword {
-        id: row.try_get(0)?,
-        user_id: row.try_get(1)?,
-        name: row.try_get(2)?,
-        hash: row.try_get(3)?,
-        created_at: uint(row.try_get(4)?),
-        last_used_at: row.try_get::<Option<i64>, _>(5)?.map(uint),
-        last_device: row.try_get(6)?,
-    })
-}
-
-fn all<T>(rows: Vec<PgRow>, f: fn(&PgRow) -> Result<T, sqlx::Error>) -> Result<Vec<T>, StateError> {
-    Ok(rows.iter().map(f).collect::<Result<_, _>>()?)
 }
 
 #[async_trait]

@@ -28,13 +28,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
-use sqlx::{Row, SqliteExecutor};
+use sqlx::Row;
 
 use super::durable::{normalise_user_id, AppPassword, Durable, ImportBatch, LegacyLink, Link, MintedSession, StoredProvider};
-use super::sqlite_legacy as legacy;
 use super::link_cache::LinkCache;
-use super::sqlite_rows::{all, app_password_from, int, link_from, mint_from, APP_PASSWORD, LINK, MINT};
 use super::StateError;
+
+super::sql::durable_sql!(row: sqlx::sqlite::SqliteRow, executor: SqliteExecutor, pool: sqlx::SqlitePool, conn: sqlx::SqliteConnection);
+use rows::{all, app_password_from, int, link_from, mint_from, upsert_link, upsert_provider, APP_PASSWORD, LINK, MINT};
 
 /// The database's file name in the state directory.
 pub const DB_FILE: &str = "state.db";
@@ -145,35 +146,6 @@ fn classify(path: &Path, e: sqlx::Error) -> StateError {
         }
     }
     StateError::Open { path: path.to_path_buf(), source: e }
-}
-
-async fn upsert_link<'e>(e: impl SqliteExecutor<'e>, l: &Link) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO links (protocol, provider, subject, user_id, user_key, linked_at) VALUES (?, ?, ?, ?, ?, ?)
-         ON CONFLICT (protocol, provider, subject) DO UPDATE SET
-           user_id = excluded.user_id, user_key = excluded.user_key, linked_at = excluded.linked_at",
-    )
-    .bind(&l.protocol)
-    .bind(&l.provider)
-    .bind(&l.subject)
-    .bind(&l.user_id)
-    .bind(normalise_user_id(&l.user_id))
-    .bind(int(l.linked_at))
-    .execute(e)
-    .await?;
-    Ok(())
-}
-
-async fn upsert_provider<'e>(e: impl SqliteExecutor<'e>, p: &StoredProvider) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO providers (protocol, name, json) VALUES (?, ?, ?) ON CONFLICT (protocol, name) DO UPDATE SET json = excluded.json",
-    )
-    .bind(&p.protocol)
-    .bind(&p.name)
-    .bind(p.json.to_string())
-    .execute(e)
-    .await?;
-    Ok(())
 }
 
 #[async_trait]
